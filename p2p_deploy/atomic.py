@@ -1,0 +1,55 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A reader (or a killed process) never sees a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; on success rename it onto ``final``.
+
+    ``suffix`` defaults to the final suffix so that writers that pick a format by extension
+    (OpenCV, torch.onnx) still work. On error the temporary file is removed.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sfx = final.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{sfx}", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
+    """Atomically write ``data`` to ``final``."""
+    with atomic_path(final) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(final: str | os.PathLike[str], text: str) -> None:
+    """Atomically write UTF-8 ``text`` to ``final``."""
+    write_bytes(final, text.encode("utf-8"))
+
+
+def write_json(final: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(final, json.dumps(obj, indent=2, sort_keys=False) + "\n")

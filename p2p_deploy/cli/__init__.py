@@ -1,0 +1,76 @@
+"""The ``p2p`` command. Importing this module must stay cheap: no torch, no onnx.
+
+Each command lives in its own module (``cli/train.py``, ...) that registers itself on the app and
+imports the heavy machinery lazily inside the command body, so ``p2p --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from p2p_deploy import __version__
+
+app = typer.Typer(
+    name="p2p",
+    help="pix2pix from training to fast inference: train, export, run, bench, doctor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Order is the order shown in --help.
+COMMAND_MODULES = ("train", "export", "run", "bench", "doctor")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"p2p-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """pix2pix from training to fast production inference."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"p2p_deploy.cli.{_name}").register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns user errors into one line and an exit code."""
+    from p2p_deploy.errors import P2PError
+
+    try:
+        # standalone mode: click prints usage errors itself and exits through SystemExit.
+        app(args=argv, prog_name="p2p")
+    except P2PError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished files are kept; run the same command again to resume.", err=True)
+        return 130
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return int(exc.code or 0)
+        typer.echo(str(exc.code), err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Inference runners: one interface over PyTorch, ONNX Runtime and TensorRT."""
