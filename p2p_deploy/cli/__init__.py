@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # Order is the order shown in --help.
-COMMAND_MODULES = ("train", "export", "run", "bench", "doctor")
+COMMAND_MODULES = ("train", "synth", "export", "run", "bench", "doctor")
 
 
 def _version(value: bool) -> None:
