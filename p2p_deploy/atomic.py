@@ -29,11 +29,23 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the usual permissions (0666 - umask).
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask is process-wide, so probing it later would race with threads.
+_UMASK = _read_umask()
 
 
 def write_bytes(final: str | os.PathLike[str], data: bytes) -> None:

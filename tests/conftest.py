@@ -64,3 +64,30 @@ def tiny_instance_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt_in") / "generator.safetensors"
     save_generator(make_tiny_generator(seed=1, norm="instance"), path, {"direction": "BtoA"})
     return path
+
+
+def _export_tiny(
+    tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, precision: str
+) -> Path:
+    from export.onnx_export import export_onnx
+    from p2p_deploy.checkpoint import file_sha256, load_generator
+
+    loaded = load_generator(checkpoint)
+    name = "model.onnx" if precision == "fp32" else "model_fp16.onnx"
+    path = tmp_path_factory.mktemp(f"onnx_{precision}") / name
+    export_onnx(loaded.model, path, precision=precision, checkpoint_sha256=file_sha256(loaded.path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_fp32(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """``model.onnx`` (+ ``model.onnx.json``) exported from ``tiny_checkpoint``: fp32, ``stats``
+    test norm, input/output (N, 3, 32, 32) float32 in [-1, 1], dynamic N."""
+    return _export_tiny(tmp_path_factory, tiny_checkpoint, "fp32")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Path:
+    """``model_fp16.onnx`` (+ sidecar) from ``tiny_checkpoint``: fp16 weights and compute,
+    float32 input/output with Casts, ``stats`` test norm, (N, 3, 32, 32), dynamic N."""
+    return _export_tiny(tmp_path_factory, tiny_checkpoint, "fp16")

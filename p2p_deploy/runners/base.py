@@ -57,6 +57,23 @@ class Runner(abc.ABC):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Translate a batch; see the class docstring for the contract."""
 
+    def infer_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Translate OpenCV frames: (N, S, S, 3) uint8 BGR -> (N, S, S, 3) uint8 BGR.
+
+        The default converts on the CPU with :mod:`p2p_deploy.imaging`; runners whose model
+        lives on a GPU override it to convert there (one upload of uint8, one download).
+        """
+        from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
+
+        return tensor_to_bgr8(self.infer(bgr8_to_tensor(frames)))
+
     def describe(self) -> str:
         """One line for logs and reports, e.g. ``onnxruntime fp32 on cpu``."""
         return f"{self.backend} {self.precision} on {self.device}"
+
+
+def batch_slices(n: int, max_batch: int | None) -> list[slice]:
+    """Slices that cut ``n`` rows into consecutive chunks of at most ``max_batch`` rows."""
+    if not max_batch or n <= max_batch:
+        return [slice(0, n)]
+    return [slice(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]

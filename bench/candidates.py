@@ -1,0 +1,240 @@
+"""Which runners a benchmark compares, from the models given and what this machine has.
+
+* a checkpoint gives eager torch fp32 (the baseline) and, on CUDA, torch fp16 channels-last
+  with and without CUDA graphs;
+* ONNX files (or, without ``--onnx``, an fp32 and an fp16 export of the checkpoint made into a
+  temporary folder) give ONNX Runtime on every execution provider present (CPU, CUDA, and
+  TensorRT when onnxruntime-gpu has it);
+* TensorRT plans give the TensorRT runner (CUDA only).
+Whatever cannot run here is returned as :class:`Skipped` with the reason, so the report says
+what was not measured and why instead of silently leaving it out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.harness import Candidate, Skipped
+from p2p_deploy.errors import P2PError
+
+log = logging.getLogger(__name__)
+
+BENCH_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda:0`` when torch sees a GPU, else ``cpu``; others pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def export_temporary_onnx(checkpoint: Path, workdir: Path, test_norm: str | None) -> list[Path]:
+    """Export the checkpoint to ``workdir/model_fp32.onnx`` and ``model_fp16.onnx`` (+ sidecars).
+
+    The fp16 export is skipped with a warning when it fails (the fp32 one must succeed).
+    """
+    from export.onnx_export import export_onnx
+    from p2p_deploy.checkpoint import file_sha256, load_generator
+
+    loaded = load_generator(checkpoint)
+    sha = file_sha256(loaded.path)
+    paths = []
+    for precision in ("fp32", "fp16"):
+        path = workdir / f"model_{precision}.onnx"
+        try:
+            export_onnx(
+                loaded.model, path, precision=precision, test_norm=test_norm, checkpoint_sha256=sha
+            )
+        except P2PError as exc:
+            if precision == "fp32":
+                raise
+            log.warning("fp16 ONNX export failed, benchmarking fp32 only: %s", exc)
+            continue
+        paths.append(path)
+    return paths
+
+
+def _ort_providers() -> list[str]:
+    from p2p_deploy.deps import require
+
+    return list(require("onnxruntime").get_available_providers())
+
+
+def plan_candidates(
+    *,
+    checkpoint: Path | None,
+    onnx: Sequence[Path],
+    engines: Sequence[Path],
+    backends: Sequence[str],
+    device: str,
+    test_norm: str | None,
+    workdir: Path,
+    threads: int | None = None,
+) -> tuple[list[Candidate], list[Skipped]]:
+    """The candidates to time and the ones that cannot run here.
+
+    Args:
+        checkpoint: generator checkpoint (run folder, .safetensors, .pth) or None.
+        onnx: exported models; empty with a checkpoint: temporary exports in ``workdir``.
+        engines: TensorRT plans.
+        backends: subset of :data:`BENCH_BACKENDS`.
+        device: ``cpu`` or ``cuda[:N]`` (already resolved).
+        test_norm: forced test-time normalisation for the torch runners and exports
+            (None: the checkpoint's default), so every backend computes the same function.
+        threads: ONNX Runtime intra-op threads on the CPU (None: the runner's default; torch's
+            thread count is set by the caller, it is process-wide).
+    """
+    from p2p_deploy.runners.factory import open_runner
+
+    unknown = set(backends) - set(BENCH_BACKENDS)
+    if unknown:
+        raise P2PError(
+            f"unknown backend(s) {', '.join(sorted(unknown))}: use {', '.join(BENCH_BACKENDS)}."
+        )
+    cuda = device.startswith("cuda")
+    cands: list[Candidate] = []
+    skipped: list[Skipped] = []
+    ckpt = str(checkpoint) if checkpoint else None
+
+    if "torch" in backends and checkpoint is not None:
+        cands.append(
+            Candidate(
+                "torch eager",
+                lambda: open_runner(
+                    ckpt,
+                    "torch",
+                    device=device,
+                    precision="fp32",
+                    channels_last=False,
+                    test_norm=test_norm,
+                ),
+                baseline=True,
+                device=device,
+                source=ckpt,
+            )
+        )
+        if cuda:
+            cands.append(
+                Candidate(
+                    "torch channels-last",
+                    lambda: open_runner(
+                        ckpt,
+                        "torch",
+                        device=device,
+                        precision="fp16",
+                        channels_last=True,
+                        test_norm=test_norm,
+                    ),
+                    device=device,
+                    source=ckpt,
+                )
+            )
+            cands.append(
+                Candidate(
+                    "torch channels-last+graphs",
+                    lambda: open_runner(
+                        ckpt,
+                        "torch",
+                        device=device,
+                        precision="fp16",
+                        channels_last=True,
+                        cuda_graphs=True,
+                        test_norm=test_norm,
+                    ),
+                    device=device,
+                    source=ckpt,
+                )
+            )
+        else:
+            skipped.append(
+                Skipped("torch fp16", "fp16 torch needs a CUDA GPU (CPU half convs are slow)")
+            )
+    elif "torch" in backends:
+        skipped.append(
+            Skipped(
+                "torch eager", "no --checkpoint: no eager baseline, speedups and accuracy are null"
+            )
+        )
+
+    if "onnxruntime" in backends:
+        models = list(onnx)
+        if not models and checkpoint is not None:
+            models = export_temporary_onnx(checkpoint, workdir, test_norm)
+        if not models:
+            skipped.append(
+                Skipped("onnxruntime", "no --onnx and no --checkpoint to export one from")
+            )
+        try:
+            providers = _ort_providers() if models else []
+        except P2PError as exc:
+            skipped.append(Skipped("onnxruntime", str(exc)))
+            providers = []
+        for m in models:
+            src = str(m)
+            if not cuda or "CPUExecutionProvider" in providers:
+                cands.append(
+                    Candidate(
+                        "onnxruntime CPU",
+                        lambda src=src: open_runner(
+                            src, "onnxruntime", device="cpu", threads=threads
+                        ),
+                        device="cpu",
+                        source=src,
+                    )
+                )
+            if cuda and "CUDAExecutionProvider" in providers:
+                cands.append(
+                    Candidate(
+                        "onnxruntime CUDA",
+                        lambda src=src: open_runner(
+                            src, "onnxruntime", device=device, use_trt_provider=False
+                        ),
+                        device=device,
+                        source=src,
+                    )
+                )
+            if cuda and "TensorrtExecutionProvider" in providers:
+                cands.append(
+                    Candidate(
+                        "onnxruntime TensorRT-EP",
+                        lambda src=src: open_runner(
+                            src, "onnxruntime", device=device, use_trt_provider=True
+                        ),
+                        device=device,
+                        source=src,
+                    )
+                )
+            if cuda and providers and "CUDAExecutionProvider" not in providers:
+                skipped.append(
+                    Skipped(
+                        "onnxruntime CUDA",
+                        "onnxruntime has no CUDA provider: pip install onnxruntime-gpu",
+                    )
+                )
+
+    if "tensorrt" in backends:
+        if not engines:
+            skipped.append(
+                Skipped("tensorrt", "no --engine given (build one with `p2p export --engine`)")
+            )
+        elif not cuda:
+            skipped.append(
+                Skipped("tensorrt", "TensorRT engines need a CUDA GPU; this run is on the CPU")
+            )
+        else:
+            for e in engines:
+                src = str(e)
+                cands.append(
+                    Candidate(
+                        "tensorrt",
+                        lambda src=src: open_runner(src, "tensorrt", device=device),
+                        device=device,
+                        source=src,
+                    )
+                )
+    return cands, skipped

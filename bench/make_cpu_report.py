@@ -1,0 +1,133 @@
+"""The committed CPU report in one command: ``python -m bench.make_cpu_report``.
+
+Creates (in ``--workdir``) a randomly initialised full-size generator checkpoint (ngf 64,
+256 px, batch norm: the paper's 54,413,955-parameter U-Net) and a folder of synthetic 256x256
+JPEG label maps (``train.synthetic``, plain OpenCV drawings if it is absent), then runs
+
+    p2p bench --checkpoint W/generator.safetensors --folder W/images --batch 1,4 \
+        --warmup 5 --duration 30 --out bench/reports/<machine>-<date>
+
+Speed does not depend on the weights' values, so random weights measure the real model; the
+accuracy columns compare backends with each other, which random weights test as well as
+trained ones. Run it on a quiet machine: other processes on the cores make every number wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def make_checkpoint(path: Path, ngf: int = 64, image_size: int = 256, seed: int = 0) -> Path:
+    """Save a randomly initialised (N(0, 0.02)) batch-norm U-Net generator at ``path``."""
+    import torch
+
+    from p2p_deploy.checkpoint import save_generator
+    from p2p_deploy.config import GeneratorConfig
+    from p2p_deploy.models import UNetGenerator, init_weights
+
+    cfg = GeneratorConfig(ngf=ngf, image_size=image_size, norm="batch")
+    model = init_weights(UNetGenerator(cfg), generator=torch.Generator().manual_seed(seed))
+    return save_generator(model, path, {"note": "random weights for benchmarking", "seed": seed})
+
+
+def _label_image(index: int, size: int, seed: int) -> np.ndarray:
+    """(size, size, 3) uint8 BGR: a synthetic facade label map, or rectangles as a fallback."""
+    try:
+        from train.synthetic import synthetic_pair
+    except ImportError:
+        rng = np.random.default_rng([seed, index])
+        img = np.zeros((size, size, 3), np.uint8)
+        for _ in range(12):
+            x0, y0 = rng.integers(0, size, 2)
+            w, h = rng.integers(size // 16, size // 3, 2)
+            cv2.rectangle(
+                img,
+                (int(x0), int(y0)),
+                (int(x0 + w), int(y0 + h)),
+                tuple(int(c) for c in rng.integers(0, 256, 3)),
+                -1,
+            )
+        return img
+    _photo, label_rgb = synthetic_pair(index, seed=seed, size=size)
+    return cv2.cvtColor(label_rgb, cv2.COLOR_RGB2BGR)
+
+
+def make_images(folder: Path, count: int = 64, size: int = 256, seed: int = 0) -> list[Path]:
+    """Write ``count`` synthetic ``size`` x ``size`` JPEGs into ``folder`` (kept if present)."""
+    from p2p_deploy.media.images import write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        p = folder / f"label_{i:03d}.jpg"
+        if not p.is_file():
+            write_image(p, _label_image(i, size, seed))
+        paths.append(p)
+    return paths
+
+
+def bench_argv(
+    workdir: Path, batches: str, warmup: float, duration: float, out: Path | None, extra: list[str]
+) -> list[str]:
+    """The ``p2p bench`` arguments of the report run."""
+    argv = [
+        "bench",
+        "--checkpoint",
+        str(workdir / "generator.safetensors"),
+        "--folder",
+        str(workdir / "images"),
+        "--batch",
+        batches,
+        "--warmup",
+        f"{warmup:g}",
+        "--duration",
+        f"{duration:g}",
+    ]
+    if out is not None:
+        argv += ["--out", str(out)]
+    return argv + extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.make_cpu_report", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("bench-cpu-work"),
+        help="where the checkpoint and images go (reused when present)",
+    )
+    ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--batch", default="1,4")
+    ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--duration", type=float, default=30.0)
+    ap.add_argument(
+        "--out", type=Path, default=None, help="default bench/reports/<machine>-<date>/"
+    )
+    ap.add_argument("extra", nargs="*", help="more p2p bench flags, after --")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ckpt = a.workdir / "generator.safetensors"
+    if not ckpt.is_file():
+        make_checkpoint(ckpt, a.ngf, a.size)
+    make_images(a.workdir / "images", a.images, a.size)
+    from p2p_deploy.cli import main as p2p_main
+
+    args = bench_argv(a.workdir, a.batch, a.warmup, a.duration, a.out, a.extra)
+    log.info("running: p2p %s", " ".join(args))
+    return p2p_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""Writing a benchmark report: ``report.json``, ``report.md``, PNG plots, and the reports index.
+
+Plots use matplotlib's object API with the Agg canvas (no display, no pyplot global state).
+Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.schema import SCHEMA_VERSION
+from p2p_deploy.atomic import atomic_path, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+LATENCY_PNG = "latency.png"
+THROUGHPUT_PNG = "throughput.png"
+# Below these, an accuracy line in the conclusions warns the reader.
+PSNR_WARN_DB = 40.0
+MAX_ERR_WARN = 0.05
+
+
+def series_name(row: dict[str, Any]) -> str:
+    """One line per backend configuration in tables and plots: ``onnxruntime CPU fp32``."""
+    return f"{row.get('label') or row['backend']} {row['precision']}"
+
+
+def build_report(
+    environment: dict[str, Any],
+    config: dict[str, Any],
+    command: str,
+    rows: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    e2e: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Assemble the report dict (the content of ``report.json``), conclusions included."""
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "environment": environment,
+        "config": config,
+        "command": command,
+        "results": rows,
+        "skipped": skipped,
+        "e2e": e2e,
+        "conclusions": [],
+    }
+    report["conclusions"] = conclusions(report)
+    return report
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def conclusions(report: dict[str, Any]) -> list[str]:
+    """The sentences a user reads first: which backend at which batch, best throughput,
+    accuracy and measurement caveats. Derived only from the report's own numbers."""
+    rows = report["results"]
+    out: list[str] = []
+    if not rows:
+        return ["No backend could run; see the skipped list for the reasons."]
+    batches = sorted({r["batch"] for r in rows})
+    for b in batches:
+        at_b = [r for r in rows if r["batch"] == b]
+        best = min(at_b, key=lambda r: r["latency_ms"]["p50"])
+        sp = best.get("speedup_vs_eager")
+        extra = f", {sp:.2f}x eager fp32" if sp is not None and not best.get("baseline") else ""
+        out.append(
+            f"Batch {b}: fastest is {series_name(best)} on {best['device']} "
+            f"(p50 {_fmt(best['latency_ms']['p50'])} ms, "
+            f"{_fmt(best['throughput_ips'], 1)} img/s{extra})."
+        )
+    top = max(rows, key=lambda r: r["throughput_ips"])
+    out.append(
+        f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)} on "
+        f"{top['device']} at batch {top['batch']}."
+    )
+    # Does batching pay off? Compare each series' smallest and largest batch.
+    by_series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_series[series_name(r)].append(r)
+    if len(batches) > 1:
+        gains = []
+        for name, rs in by_series.items():
+            rs = sorted(rs, key=lambda r: r["batch"])
+            if len(rs) > 1:
+                gains.append(f"{name} {rs[-1]['throughput_ips'] / rs[0]['throughput_ips']:.2f}x")
+        if gains:
+            out.append(
+                f"Throughput at batch {batches[-1]} vs batch {batches[0]}: {', '.join(gains)} "
+                "(above 1x batching pays off; near 1x the backend is compute-bound here, "
+                "use batch 1 for the lowest latency)."
+            )
+    for r in rows:
+        if (
+            r.get("backend") == "onnxruntime"
+            and r["batch"] == batches[0]
+            and r.get("speedup_vs_eager")
+        ):
+            out.append(
+                f"{series_name(r)} vs eager torch fp32 at batch {r['batch']}: "
+                f"{r['speedup_vs_eager']:.2f}x (same run, ratio of p50 latencies)."
+            )
+    worst: list[str] = []
+    for r in rows:
+        err, p = r.get("max_abs_err"), r.get("psnr_db")
+        if r.get("accuracy_error"):
+            worst.append(f"{series_name(r)} batch {r['batch']}: {r['accuracy_error']}")
+        elif err is not None and (err > MAX_ERR_WARN or (p is not None and p < PSNR_WARN_DB)):
+            worst.append(
+                f"{series_name(r)} batch {r['batch']} (max abs err {err:.3g}, PSNR {_fmt(p, 1)} dB)"
+            )
+    if worst:
+        out.append(
+            "Accuracy caveat, outputs differ visibly from eager fp32: " + "; ".join(worst) + "."
+        )
+    elif any(r.get("max_abs_err") is not None for r in rows):
+        errs = [r["max_abs_err"] for r in rows if r.get("max_abs_err") is not None]
+        out.append(
+            f"Accuracy: every backend stays within max abs err {max(errs):.3g} of eager fp32 "
+            f"(outputs in [-1, 1]; PSNR above {PSNR_WARN_DB:.0f} dB or identical)."
+        )
+    else:
+        out.append("Accuracy not measured: no eager fp32 baseline in this run (give --checkpoint).")
+    unstable = [f"{series_name(r)} b{r['batch']}" for r in rows if r.get("median_stable") is False]
+    if unstable:
+        out.append(
+            "Unstable medians (first and second half of the samples differ by more than 5%): "
+            + ", ".join(unstable)
+            + ". The machine was busy or --duration too short; re-run before trusting these rows."
+        )
+    e2e = report.get("e2e")
+    if e2e:
+        slow = max(e2e["stages"], key=lambda s: s["total_s"])
+        out.append(
+            f"End to end ({e2e['kind']}, {e2e['frames']} frames, batch {e2e['batch']}): "
+            f"{_fmt(e2e['fps'], 1)} fps; the largest stage is {slow['stage']} "
+            f"({_fmt(slow.get('share_pct'), 0)}% of the wall time)."
+        )
+        if e2e.get("pipeline"):
+            out.append(
+                f"`p2p run` (reader, runner and writer threads overlapping) reaches "
+                f"{_fmt(e2e['pipeline']['fps'], 1)} fps on the same input."
+            )
+    return out
+
+
+def _env_lines(env: dict[str, Any]) -> list[str]:
+    cpu, gpu, v, git = env["cpu"], env.get("gpu"), env["versions"], env["git"]
+    lines = [
+        f"- **CPU**: {cpu['model']}, {cpu.get('usable_cores')} usable cores "
+        f"({cpu.get('logical_cores')} logical), {cpu.get('memory_gb')} GB RAM, "
+        f"1-min load {cpu.get('load_avg_1m')} at start; torch threads {env.get('torch_threads')}",
+        "- **GPU**: "
+        + (
+            f"{gpu['name']} ({gpu['memory_gb']} GB, sm {gpu['compute_capability']}), driver "
+            f"{gpu.get('driver')}, CUDA {gpu.get('cuda')}, cuDNN {gpu.get('cudnn')}"
+            if gpu
+            else "none"
+        ),
+        "- **Software**: "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val)
+        + f"; Python {env['python']}; {env['os']}",
+        f"- **Commit**: `{git.get('commit') or 'unknown'}`"
+        + (" (uncommitted changes)" if git.get("dirty") else ""),
+        f"- **Date**: {env['date']}",
+    ]
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report."""
+    cfg, rows = report["config"], report["results"]
+    L: list[str] = ["# p2p-deploy benchmark", ""]
+    L += ["## Conclusions", ""] + [f"- {c}" for c in report["conclusions"]] + [""]
+    L += ["## Environment", ""] + _env_lines(report["environment"]) + [""]
+    L += [
+        "## Results",
+        "",
+        f"Model: {cfg.get('model_desc', '?')}. Inputs: {cfg.get('inputs_desc', '?')}. "
+        f"Warm-up {cfg.get('warmup_s')} s, then timed for {cfg.get('duration_s')} s per row "
+        f"(at least {cfg.get('min_iters')} iterations, extended up to 2x while the median drifts). "
+        "Latency is the wall time of one `infer` call on host numpy data (end to end: on a GPU "
+        "it includes host-device copies); *model* is the GPU time from CUDA events on the "
+        "runner's stream. Throughput = batch / mean latency. Speedup = eager fp32 p50 / row p50 "
+        "at the same batch in this run. Accuracy is against eager fp32 on the same inputs "
+        "(outputs in [-1, 1]; PSNR with data range 2; `exact` = identical, JSON null).",
+        "",
+        "| Backend | Precision | Device | Batch | p50 ms | p90 ms | p99 ms | model ms | img/s | "
+        "Speedup | Max abs err | PSNR dB | Host RSS MB | GPU MB | Iters |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["batch"], r["latency_ms"]["p50"])):
+        lat = r["latency_ms"]
+        psnr = r.get("psnr_db")
+        if r.get("max_abs_err") is None:
+            acc = "–"
+        else:
+            acc = "exact" if psnr is None else f"{psnr:.1f}"
+        sp = r.get("speedup_vs_eager")
+        err = r.get("max_abs_err")
+        err_s = "–" if err is None else f"{err:.2e}"
+        sp_s = "–" if sp is None else f"{sp:.2f}x"
+        stable = "" if r.get("median_stable", True) else " ⚠"
+        cells = [
+            r.get("label") or r["backend"],
+            r["precision"],
+            r["device"],
+            str(r["batch"]),
+            _fmt(lat["p50"]) + stable,
+            _fmt(lat["p90"]),
+            _fmt(lat["p99"]),
+            _fmt(r.get("model_ms")),
+            _fmt(r["throughput_ips"], 1),
+            sp_s,
+            err_s,
+            acc,
+            _fmt(r.get("peak_host_rss_mb"), 0),
+            _fmt(r.get("peak_gpu_mem_mb"), 0),
+            str(r["iterations"]),
+        ]
+        L.append("| " + " | ".join(cells) + " |")
+    L += ["", "⚠ = median not stable (see conclusions).", ""]
+    L += [f"![latency]({LATENCY_PNG})", "", f"![throughput]({THROUGHPUT_PNG})", ""]
+    if report.get("skipped"):
+        L += ["### Not measured", ""]
+        for s in report["skipped"]:
+            b = f" (batch {s['batch']})" if s.get("batch") else ""
+            L.append(f"- {s['label']}{b}: {s['reason']}")
+        L.append("")
+    e2e = report.get("e2e")
+    if e2e:
+        L += [
+            "## End to end",
+            "",
+            f"`{e2e['source']}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
+            f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
+            f"Method: {e2e.get('method', '')}.",
+            "",
+            "| Stage | Total s | ms / frame | Share |",
+            "|---|--:|--:|--:|",
+        ]
+        for s in e2e["stages"]:
+            L.append(
+                f"| {s['stage']} | {_fmt(s['total_s'], 3)} | {_fmt(s['ms_per_frame'])} | "
+                f"{_fmt(s.get('share_pct'), 1)}% |"
+            )
+        L.append("")
+        pipe = e2e.get("pipeline")
+        if pipe:
+            L += [
+                f"`p2p run` itself ({pipe['method']}), same runner and batch: "
+                f"**{_fmt(pipe['fps'], 1)} fps** over {pipe['frames']} frames "
+                f"({_fmt(pipe['wall_s'], 2)} s wall, "
+                f"model {_fmt(pipe['model_ms_per_frame'])} ms/frame).",
+                "",
+            ]
+    L += ["## Reproduce", "", "```bash", report["command"], "```", ""]
+    return "\n".join(L)
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        out[f"{series_name(r)} ({r['device']})"].append(r)
+    return {k: sorted(v, key=lambda r: r["batch"]) for k, v in out.items()}
+
+
+def _save(fig: Any, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_latency(rows: list[dict[str, Any]], path: Path) -> None:
+    """p50 latency vs batch, one line per backend/precision, p90..p99 spread as a band."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for name, rs in _series(rows).items():
+        b = [r["batch"] for r in rs]
+        p50 = [r["latency_ms"]["p50"] for r in rs]
+        (line,) = ax.plot(b, p50, marker="o", label=name)
+        ax.fill_between(
+            b,
+            [r["latency_ms"]["p90"] for r in rs],
+            [r["latency_ms"]["p99"] for r in rs],
+            color=line.get_color(),
+            alpha=0.2,
+            linewidth=0,
+        )
+        ax.errorbar(
+            b,
+            p50,
+            yerr=[[0] * len(rs), [r["latency_ms"]["p99"] - r["latency_ms"]["p50"] for r in rs]],
+            fmt="none",
+            ecolor=line.get_color(),
+            capsize=3,
+            alpha=0.7,
+        )
+    _axes(ax, rows, "latency per batch (ms): p50, bar to p99, band p90..p99")
+    ax.set_yscale("log")
+    _save(fig, path)
+
+
+def plot_throughput(rows: list[dict[str, Any]], path: Path) -> None:
+    """Throughput (images/s) vs batch, one line per backend/precision."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for name, rs in _series(rows).items():
+        ax.plot([r["batch"] for r in rs], [r["throughput_ips"] for r in rs], marker="o", label=name)
+    _axes(ax, rows, "throughput (images/s)")
+    ax.set_ylim(bottom=0)
+    _save(fig, path)
+
+
+def _axes(ax: Any, rows: list[dict[str, Any]], ylabel: str) -> None:
+    batches = sorted({r["batch"] for r in rows})
+    if len(batches) > 1 and batches[-1] / batches[0] >= 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if rows:
+        ax.legend(fontsize=8)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write report.json, report.md and the two plots into ``out_dir``; returns their paths.
+
+    JSON is strict (``allow_nan=False``): a NaN or inf anywhere is a bug, not a number.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out / REPORT_JSON,
+        "md": out / REPORT_MD,
+        "latency": out / LATENCY_PNG,
+        "throughput": out / THROUGHPUT_PNG,
+    }
+    json.dumps(report, allow_nan=False)  # raise before anything is written
+    plot_latency(report["results"], paths["latency"])
+    plot_throughput(report["results"], paths["throughput"])
+    write_text(paths["md"], render_markdown(report))
+    write_json(paths["json"], report)
+    return paths
+
+
+INDEX_HEADER = """# Benchmark reports
+
+Each folder holds one `p2p bench` run: `report.md` (read this), `report.json` (schema version 1,
+see `bench/schema.py`), `latency.png`, `throughput.png`. This index is generated from the
+`report.json` files by `python -m bench.index` (or `bench.report.write_index`); do not edit it
+by hand. Numbers are only comparable within one report (same run, same machine state).
+"""
+
+
+def write_index(reports_dir: str | Path) -> Path:
+    """Regenerate ``reports_dir/README.md`` from every ``*/report.json`` under it."""
+    root = Path(reports_dir)
+    entries = []
+    for p in sorted(root.glob(f"*/{REPORT_JSON}")):
+        try:
+            rep = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("%s: skipped in the index (%s)", p, exc)
+            continue
+        entries.append((p.parent.name, rep))
+    lines = [
+        INDEX_HEADER,
+        "| Report | Date | Machine | Backends | Batches | Best throughput | Commit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rep in entries:
+        env, rows = rep.get("environment", {}), rep.get("results", [])
+        gpu = env.get("gpu")
+        cpu = env.get("cpu", {})
+        machine = (
+            gpu["name"]
+            if gpu
+            else f"{cpu.get('model', '?')} ({cpu.get('usable_cores', '?')} cores)"
+        )
+        series = sorted({series_name(r) for r in rows})
+        batches = sorted({r["batch"] for r in rows})
+        best = max(rows, key=lambda r: r["throughput_ips"]) if rows else None
+        best_s = (
+            f"{best['throughput_ips']:.1f} img/s ({series_name(best)}, b{best['batch']})"
+            if best
+            else "–"
+        )
+        commit = (env.get("git") or {}).get("commit") or ""
+        lines.append(
+            f"| [{name}]({name}/{REPORT_MD}) | {str(env.get('date', ''))[:10]} | {machine} | "
+            f"{', '.join(series)} | {', '.join(map(str, batches))} | {best_s} | `{commit[:8]}` |"
+        )
+    if not entries:
+        lines.append("| (no reports yet) | | | | | | |")
+    path = root / "README.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def is_finite_number(v: Any) -> bool:
+    """True for an int/float that is neither NaN nor infinite (used by the schema tests)."""
+    return isinstance(v, int | float) and math.isfinite(v)

@@ -1,0 +1,110 @@
+"""The JSON Schema of ``report.json`` (version :data:`SCHEMA_VERSION`).
+
+Readers check ``schema_version`` first; fields are only ever added within a version.
+Conventions: times in milliseconds, memory in MB (2**20 bytes), throughput in images/second.
+``psnr_db`` is null when the output is identical to the reference (infinite PSNR) or when there
+is no reference; ``max_abs_err`` is null only when there is no reference. ``speedup_vs_eager``
+is eager fp32 p50 / this row's p50 at the same batch from the same run, null without a baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_num = {"type": "number"}
+_num_or_null = {"type": ["number", "null"]}
+_latency = {
+    "type": "object",
+    "required": ["p50", "p90", "p99", "mean", "min", "max", "std"],
+    "properties": {k: _num for k in ("p50", "p90", "p99", "mean", "min", "max", "std")},
+}
+
+ROW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "backend",
+        "precision",
+        "device",
+        "batch",
+        "latency_ms",
+        "throughput_ips",
+        "speedup_vs_eager",
+        "max_abs_err",
+        "psnr_db",
+        "peak_host_rss_mb",
+        "peak_gpu_mem_mb",
+        "iterations",
+        "model_ms",
+        "end_to_end_ms",
+    ],
+    "properties": {
+        "label": {"type": "string"},
+        "backend": {"enum": ["torch", "onnxruntime", "tensorrt"]},
+        "precision": {"enum": ["fp32", "fp16"]},
+        "device": {"type": "string"},
+        "batch": {"type": "integer", "minimum": 1},
+        "latency_ms": _latency,
+        "throughput_ips": {"type": "number", "exclusiveMinimum": 0},
+        "speedup_vs_eager": _num_or_null,
+        "max_abs_err": {"type": ["number", "null"], "minimum": 0},
+        "psnr_db": _num_or_null,
+        "peak_host_rss_mb": _num_or_null,
+        "peak_gpu_mem_mb": _num_or_null,
+        "iterations": {"type": "integer", "minimum": 1},
+        "model_ms": _num_or_null,
+        "end_to_end_ms": _num,
+    },
+}
+
+E2E_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "required": ["source", "frames", "batch", "fps", "wall_s", "stages"],
+    "properties": {
+        "frames": {"type": "integer", "minimum": 1},
+        "fps": {"type": "number", "exclusiveMinimum": 0},
+        "pipeline": {
+            "type": ["object", "null"],
+            "required": ["frames", "fps", "wall_s", "model_ms_per_frame"],
+        },
+        "stages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["stage", "total_s", "ms_per_frame"],
+                "properties": {
+                    "stage": {"enum": ["decode", "preprocess", "infer", "postprocess", "encode"]},
+                    "total_s": _num,
+                    "ms_per_frame": _num,
+                },
+            },
+        },
+    },
+}
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "p2p-deploy benchmark report",
+    "type": "object",
+    "required": [
+        "schema_version",
+        "environment",
+        "config",
+        "command",
+        "results",
+        "skipped",
+        "e2e",
+        "conclusions",
+    ],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "environment": {"type": "object", "required": ["cpu", "gpu", "versions", "git"]},
+        "config": {"type": "object"},
+        "command": {"type": "string"},
+        "results": {"type": "array", "items": ROW_SCHEMA},
+        "skipped": {"type": "array"},
+        "e2e": E2E_SCHEMA,
+        "conclusions": {"type": "array", "items": {"type": "string"}},
+    },
+}

@@ -1,0 +1,244 @@
+"""One whole ``p2p bench`` run, from arguments to the written report (the CLI's engine).
+
+Kept out of the CLI module so that tests and scripts can call it directly and so that the CLI
+stays a thin layer (argument parsing, progress bar, printing).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import environment
+from bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
+from bench.harness import HarnessResult, make_inputs, run_benchmark
+from bench.report import build_report, write_index, write_report
+from bench.timing import TimingPolicy
+from p2p_deploy.errors import DataError, P2PError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchArgs:
+    """Everything ``p2p bench`` takes (the report's ``config`` section)."""
+
+    checkpoint: Path | None = None
+    onnx: list[Path] = field(default_factory=list)
+    engine: list[Path] = field(default_factory=list)
+    backends: list[str] = field(default_factory=lambda: list(BENCH_BACKENDS))
+    batch: list[int] = field(default_factory=lambda: [1, 4])
+    warmup: float = 2.0
+    duration: float = 10.0
+    min_iters: int = 10
+    device: str = "auto"
+    test_norm: str | None = None
+    folder: Path | None = None
+    video: Path | None = None
+    e2e_batch: int | None = None
+    max_frames: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    out: Path | None = None
+
+    def command(self) -> str:
+        """The ``p2p bench`` command line that reproduces this run."""
+        parts = ["p2p", "bench"]
+        if self.checkpoint:
+            parts += ["--checkpoint", str(self.checkpoint)]
+        for p in self.onnx:
+            parts += ["--onnx", str(p)]
+        for p in self.engine:
+            parts += ["--engine", str(p)]
+        parts += ["--backends", ",".join(self.backends), "--batch", ",".join(map(str, self.batch))]
+        parts += ["--warmup", f"{self.warmup:g}", "--duration", f"{self.duration:g}"]
+        parts += ["--min-iters", str(self.min_iters), "--device", self.device]
+        if self.test_norm:
+            parts += ["--test-norm", self.test_norm]
+        if self.folder:
+            parts += ["--folder", str(self.folder)]
+        if self.video:
+            parts += ["--video", str(self.video)]
+        if self.e2e_batch:
+            parts += ["--e2e-batch", str(self.e2e_batch)]
+        if self.max_frames:
+            parts += ["--max-frames", str(self.max_frames)]
+        if self.seed:
+            parts += ["--seed", str(self.seed)]
+        if self.threads:
+            parts += ["--threads", str(self.threads)]
+        if self.out:
+            parts += ["--out", str(self.out)]
+        return shlex.join(parts)
+
+    def to_config(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {
+            k: (
+                str(v)
+                if isinstance(v, Path)
+                else [str(x) for x in v]
+                if k in ("onnx", "engine")
+                else v
+            )
+            for k, v in d.items()
+        }
+
+
+def validate(args: BenchArgs) -> None:
+    """Check the arguments before anything runs; raises P2PError naming the bad one."""
+    if args.checkpoint is None and not args.onnx and not args.engine:
+        raise P2PError("nothing to benchmark: give --checkpoint, --onnx or --engine.")
+    if not args.batch or min(args.batch) < 1:
+        raise P2PError(f"batch sizes must be positive integers, got {args.batch}.")
+    if args.folder is not None and args.video is not None:
+        raise P2PError("give --folder or --video for the end-to-end run, not both.")
+    if args.warmup < 0 or args.duration <= 0:
+        raise P2PError("--warmup must be >= 0 and --duration > 0 seconds.")
+    for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:
+        if p is not None and not Path(p).exists():
+            raise P2PError(f"{p}: no such file or folder.")
+    if args.threads is not None and args.threads < 1:
+        raise P2PError(f"--threads must be at least 1, got {args.threads}.")
+    unknown = set(args.backends) - set(BENCH_BACKENDS)
+    if unknown:
+        raise P2PError(
+            f"unknown backend(s) {', '.join(sorted(unknown))}: use {', '.join(BENCH_BACKENDS)}."
+        )
+
+
+def _model_info(args: BenchArgs) -> tuple[int, str]:
+    """(image size, one-line description) of the benchmarked generator."""
+    from p2p_deploy.sidecar import ModelSidecar
+
+    if args.checkpoint is not None:
+        from p2p_deploy.checkpoint import load_generator
+        from p2p_deploy.models.inference import default_test_norm
+
+        loaded = load_generator(args.checkpoint)
+        cfg = loaded.config
+        n = sum(p.numel() for p in loaded.model.parameters())
+        tn = args.test_norm or default_test_norm(cfg.norm)
+        desc = (
+            f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
+            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters (`{args.checkpoint}`)"
+        )
+        return cfg.image_size, desc
+    model = (args.onnx or args.engine)[0]
+    side = ModelSidecar.read(model)
+    g = side.generator
+    desc = (
+        f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
+        f"test norm {side.test_norm} (`{model}`)"
+    )
+    return side.image_size, desc
+
+
+def _pick_e2e(result: HarnessResult, batch: int) -> dict[str, Any] | None:
+    """The row of the fastest candidate at ``batch`` (what a user would deploy)."""
+    rows = [r for r in result.rows if r["batch"] == batch and r.get("accuracy_error") is None]
+    return min(rows, key=lambda r: r["latency_ms"]["p50"]) if rows else None
+
+
+def run_bench(
+    args: BenchArgs,
+    on_progress: Callable[[str], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Run the benchmark described by ``args`` and write the report.
+
+    Returns (report dict, written paths). ``on_plan`` receives the number of rows to time.
+    Raises:
+        P2PError: no model given, bad batch list, unreadable inputs, or nothing could run.
+    """
+    validate(args)
+    batches = sorted(set(args.batch))
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    env = environment.collect()
+    device = resolve_device(args.device)
+    image_size, model_desc = _model_info(args)
+
+    images = None
+    inputs_desc = f"seeded uniform noise in [-1, 1] (seed {args.seed})"
+    if args.folder is not None:
+        from bench.e2e import load_folder_inputs
+
+        images = load_folder_inputs(args.folder, image_size, max(batches))
+        inputs_desc = (
+            f"{len(images)} images of `{args.folder}` fitted to {image_size} px "
+            "(repeated to fill a batch)"
+        )
+    inputs = make_inputs(image_size, max(batches), args.seed, images)
+
+    policy = TimingPolicy(warmup_s=args.warmup, duration_s=args.duration, min_iters=args.min_iters)
+    with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
+        cands, skipped = plan_candidates(
+            checkpoint=args.checkpoint,
+            onnx=args.onnx,
+            engines=args.engine,
+            backends=args.backends,
+            device=device,
+            test_norm=args.test_norm,
+            workdir=Path(tmp),
+        )
+        if on_plan:
+            on_plan(len(cands) * len(batches))
+        result = run_benchmark(cands, batches, policy, inputs, on_progress)
+        result.skipped[:0] = skipped
+        if not result.rows:
+            reasons = "; ".join(f"{s.label}: {s.reason}" for s in result.skipped) or "no candidates"
+            raise P2PError(f"no backend could run ({reasons}).")
+        e2e = None
+        if args.folder is not None or args.video is not None:
+            e2e = _run_e2e(args, result, cands, batches)
+
+    config = {
+        **args.to_config(),
+        "device_resolved": device,
+        "batches": batches,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "min_iters": args.min_iters,
+        "model_desc": model_desc,
+        "inputs_desc": inputs_desc,
+    }
+    report = build_report(
+        env, config, args.command(), result.rows, [s.to_dict() for s in result.skipped], e2e
+    )
+    out = args.out or environment.default_report_dir(env)
+    paths = write_report(report, out)
+    reports_root = environment.REPO_ROOT / "bench" / "reports"
+    if Path(out).resolve().parent == reports_root.resolve():
+        paths["index"] = write_index(reports_root)
+    return report, paths
+
+
+def _run_e2e(
+    args: BenchArgs, result: HarnessResult, cands: Sequence[Any], batches: list[int]
+) -> dict[str, Any]:
+    from bench.e2e import run_e2e, run_pipeline_fps
+
+    batch = args.e2e_batch or batches[0]
+    row = _pick_e2e(result, batch) or _pick_e2e(result, batches[0])
+    if row is None:
+        raise DataError("no backend row to run the end-to-end pipeline with.")
+    cand = next(c for c in cands if c.label == row["label"] and c.source == row["source"])
+    log.info("end to end with %s, batch %d", row["describe"], batch)
+    with cand.open() as runner:
+        stages = run_e2e(
+            runner, folder=args.folder, video=args.video, batch=batch, max_frames=args.max_frames
+        )
+        # The threaded pipeline has no frame cap: run it only over the whole input.
+        if args.max_frames is None:
+            stages["pipeline"] = run_pipeline_fps(runner, args.folder or args.video, batch)
+        else:
+            stages["pipeline"] = None
+        return stages

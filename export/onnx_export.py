@@ -1,0 +1,215 @@
+"""torch -> ONNX for the U-Net generator: names ``input``/``output``, dynamic batch, fixed size.
+
+Exporter choice: the torch.export-based ("dynamo") exporter, the default since torch 2.9 and the
+maintained one; the TorchScript exporter is deprecated. On this generator both give the same
+clean node list (Conv, LeakyRelu, InstanceNormalization/BatchNormalization, ConvTranspose,
+Concat, Relu, Tanh; no shape arithmetic), the dynamo one natively at opset 18 and converted to
+the requested opset by the ONNX version converter. ``stats`` mode exports as
+``InstanceNormalization`` (per image and channel: frames of a batch never share statistics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from export.fp16 import (
+    IO_DTYPES,
+    HalfPrecisionGenerator,
+    inspect_graph_precision,
+    verify_graph_precision,
+)
+from p2p_deploy.atomic import atomic_path
+from p2p_deploy.errors import P2PError
+from p2p_deploy.models.generator import UNetGenerator
+from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
+from p2p_deploy.sidecar import ModelSidecar
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+MIN_OPSET = 17
+PRECISIONS = ("fp32", "fp16")
+# Example batch for tracing: 2, so the exporter cannot specialise the batch axis to 1.
+_TRACE_BATCH = 2
+_NOISY_LOGGERS = (
+    "torch.onnx",
+    "torch.export",
+    "torch._export",
+    "torch.fx",
+    "torch._dynamo",
+    "torch.utils._sympy",
+    "onnxscript",
+    "onnx_ir",  # its graph passes log every removed node at INFO
+)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress prints, warnings and INFO logs (they are not ours)."""
+    saved = {n: logging.getLogger(n).level for n in _NOISY_LOGGERS}
+    try:
+        for n in _NOISY_LOGGERS:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
+def inference_module(
+    model: UNetGenerator, test_norm: str, precision: str = "fp32", io_dtype: str = "float32"
+) -> nn.Module:
+    """The exact module that gets exported: eval copy in ``test_norm`` mode, optionally fp16.
+
+    Input/output (N, C, S, S) ``io_dtype`` in [-1, 1]; ``model`` is left untouched.
+    """
+    prepared = prepare_generator(model, test_norm)
+    if precision == "fp16":
+        return HalfPrecisionGenerator(prepared, io_dtype).eval()
+    return prepared
+
+
+def _check_args(
+    model: UNetGenerator, precision: str, test_norm: str, opset: int, io_dtype: str
+) -> None:
+    if precision not in PRECISIONS:
+        raise P2PError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if test_norm not in TEST_NORMS:
+        raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
+    if opset < MIN_OPSET:
+        raise P2PError(
+            f"opset {opset} is too old: InstanceNormalization export needs {MIN_OPSET} or newer."
+        )
+    if io_dtype not in IO_DTYPES:
+        raise P2PError(f"io dtype must be one of {', '.join(IO_DTYPES)}, got {io_dtype!r}.")
+    if precision == "fp32" and io_dtype != "float32":
+        raise P2PError("fp16 input/output needs an fp16 export (--fp16).")
+    if not isinstance(model, UNetGenerator):
+        raise P2PError(f"expected a UNetGenerator, got {type(model).__name__}.")
+
+
+def _check_interface(
+    proto: onnx.ModelProto, size: int, channels: tuple[int, int], name: str
+) -> None:
+    """Names, dynamic batch axis and fixed spatial size of the graph's one input and output."""
+    g = proto.graph
+    for vis, tname, ch in (
+        (g.input, INPUT_NAME, channels[0]),
+        (g.output, OUTPUT_NAME, channels[1]),
+    ):
+        if len(vis) != 1 or vis[0].name != tname:
+            raise P2PError(
+                f"{name}: expected one tensor named {tname!r}, found {[v.name for v in vis]}."
+            )
+        dims = vis[0].type.tensor_type.shape.dim
+        batch_dynamic = len(dims) == 4 and dims[0].dim_param and not dims[0].HasField("dim_value")
+        fixed = [d.dim_value for d in dims[1:]] == [ch, size, size]
+        if not (batch_dynamic and fixed):
+            raise P2PError(
+                f"{name}: {tname} has shape {[d.dim_param or d.dim_value for d in dims]}, "
+                f"expected [batch, {ch}, {size}, {size}]."
+            )
+
+
+def export_onnx(
+    model: UNetGenerator,
+    out_path: str | Path,
+    *,
+    precision: str = "fp32",
+    test_norm: str | None = None,
+    opset: int = MIN_OPSET,
+    io_dtype: str = "float32",
+    checkpoint_sha256: str | None = None,
+) -> ModelSidecar:
+    """Export ``model`` to ONNX at ``out_path`` (atomically) with its sidecar ``<out_path>.json``.
+
+    Args:
+        model: the generator (any mode; an eval copy is exported, ``model`` is untouched).
+        out_path: the ``.onnx`` file to write.
+        precision: ``fp32``, or ``fp16`` (fp16 weights and compute, casts at the I/O).
+        test_norm: ``stats`` or ``running``; default :func:`default_test_norm` of the config.
+        opset: ONNX opset, at least 17.
+        io_dtype: dtype of ``input``/``output``: ``float32``, or ``float16`` (fp16 only).
+        checkpoint_sha256: sha256 of the source checkpoint, recorded in the sidecar.
+    Returns:
+        The sidecar written. Graph: ``input`` (N, C_in, S, S) -> ``output`` (N, C_out, S, S),
+        values in [-1, 1], N dynamic.
+    Raises:
+        P2PError: bad arguments, export failure, or a graph that fails ``onnx.checker`` or the
+        interface/precision checks; nothing is left under ``out_path`` then.
+    """
+    cfg = model.cfg
+    test_norm = test_norm or default_test_norm(cfg.norm)
+    _check_args(model, precision, test_norm, opset, io_dtype)
+    out_path = Path(out_path)
+    module = inference_module(model, test_norm, precision, io_dtype)
+    example = torch.zeros(
+        _TRACE_BATCH, cfg.in_channels, cfg.image_size, cfg.image_size, dtype=IO_DTYPES[io_dtype]
+    )
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with atomic_path(out_path) as tmp:
+        try:
+            with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
+                program = torch.onnx.export(
+                    module,
+                    (example,),
+                    None,
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_shapes=({0: batch},),
+                    verbose=False,
+                )
+                program.save(str(tmp))
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise P2PError(f"{out_path}: ONNX export failed ({msg[:300]}).") from None
+        proto = onnx.load(str(tmp))
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except onnx.checker.ValidationError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise P2PError(
+                f"{out_path}: the exported graph fails onnx.checker ({first[:300]})."
+            ) from None
+        got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if got_opset < MIN_OPSET:
+            raise P2PError(f"{out_path}: graph has opset {got_opset}, need {MIN_OPSET} or newer.")
+        _check_interface(proto, cfg.image_size, (cfg.in_channels, cfg.out_channels), str(out_path))
+        gp = inspect_graph_precision(proto)
+        verify_graph_precision(gp, precision, io_dtype, str(out_path))
+    shape_in = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
+    sidecar = ModelSidecar(
+        kind="onnx",
+        precision=gp.precision,  # what the graph check found (== precision, verified above)
+        io_dtype=io_dtype,
+        generator=cfg.to_dict(),
+        test_norm=test_norm,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        input_shape=shape_in,
+        output_shape=[-1, cfg.out_channels, cfg.image_size, cfg.image_size],
+        opset=got_opset,
+        checkpoint_sha256=checkpoint_sha256,
+        extra={
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "torch_version": torch.__version__,
+            "graph_precision": gp.to_dict(),
+        },
+    )
+    sidecar.write(out_path)
+    log.debug("wrote %s (%s, %s, opset %d)", out_path, gp.precision, test_norm, got_opset)
+    return sidecar

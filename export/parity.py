@@ -1,0 +1,212 @@
+"""Parity: an exported ONNX run in ONNX Runtime (CPU) against eager torch in the same mode.
+
+fp32 exports must match to a max abs error of 1e-4; fp16 exports must reach a PSNR of 40 dB
+against the *fp32* torch module (the fp16 model's error, not its agreement with itself). Inputs
+are random images in [-1, 1]; batch 3 holds three different images, and its outputs are also
+compared image by image with batch-1 runs of the same ONNX, which catches any statistics mixed
+across a batch.
+
+Note on fp16 here: ONNX Runtime's CPU provider has no fp16 kernel for some ops and then inserts
+Casts around them (its InsertCastTransformer): weights and the tensors between ops stay fp16,
+some arithmetic runs in fp32. The CPU figure checks the fp16 graph's rounding, not a GPU's
+fp16 arithmetic; TensorRT engines get their own check at build time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2p_deploy.deps import require
+from p2p_deploy.errors import P2PError
+from p2p_deploy.imaging import psnr
+from p2p_deploy.sidecar import ModelSidecar
+
+log = logging.getLogger(__name__)
+
+FP32_MAX_ABS = 1e-4
+FP16_MIN_PSNR = 40.0
+# Two different batches of each size: "several random inputs at batch 1 and 3".
+DEFAULT_BATCHES: tuple[int, ...] = (1, 1, 3, 3)
+
+
+@dataclass
+class ParityFigure:
+    """One comparison: ``batch`` images, max abs error and PSNR (dB, range [-1, 1])."""
+
+    batch: int
+    max_abs_err: float
+    psnr_db: float
+
+
+@dataclass
+class ParityReport:
+    """Result of :func:`check_onnx_parity`.
+
+    Attributes:
+        model: the ONNX file checked.
+        precision: ``fp32`` or ``fp16`` (from its sidecar).
+        test_norm: the mode both sides ran in.
+        figures: one per batch compared.
+        batch_independence_err: max abs difference between a batch-3 run and three batch-1
+            runs of the same ONNX (0 when images in a batch never interact).
+        metric / threshold: ``max_abs_err`` <= threshold (fp32) or ``psnr_db`` >= it (fp16).
+    """
+
+    model: str
+    precision: str
+    test_norm: str
+    figures: list[ParityFigure] = field(default_factory=list)
+    batch_independence_err: float = 0.0
+    metric: str = "max_abs_err"
+    threshold: float = FP32_MAX_ABS
+
+    @property
+    def max_abs_err(self) -> float:
+        return max(f.max_abs_err for f in self.figures)
+
+    @property
+    def min_psnr_db(self) -> float:
+        return min(f.psnr_db for f in self.figures)
+
+    @property
+    def passed(self) -> bool:
+        # A batch that mixes images is wrong whatever the precision: hold it to the fp32 bar
+        # (fp16 runs of the same graph at batch 1 vs 3 differ by kernel choice only).
+        indep_tol = FP32_MAX_ABS if self.precision == "fp32" else 1e-2
+        if self.batch_independence_err > indep_tol:
+            return False
+        if self.metric == "max_abs_err":
+            return self.max_abs_err <= self.threshold
+        return self.min_psnr_db >= self.threshold
+
+    def summary(self) -> str:
+        """One line: model, precision, the figures."""
+        psnr_txt = "inf" if math.isinf(self.min_psnr_db) else f"{self.min_psnr_db:.1f}"
+        bar = (
+            f"max abs err {self.max_abs_err:.2e} (<= {self.threshold:.0e})"
+            if self.metric == "max_abs_err"
+            else f"PSNR {psnr_txt} dB (>= {self.threshold:.0f} dB)"
+        )
+        other = (
+            f"PSNR {psnr_txt} dB"
+            if self.metric == "max_abs_err"
+            else f"max abs err {self.max_abs_err:.2e}"
+        )
+        batches = sorted({f.batch for f in self.figures})
+        return (
+            f"{Path(self.model).name} ({self.precision}, {self.test_norm}): {bar}, {other}, "
+            f"batch-mixing err {self.batch_independence_err:.1e}, batches {batches}: "
+            f"{'ok' if self.passed else 'FAILED'}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d.update(passed=self.passed, max_abs_err=self.max_abs_err, min_psnr_db=self.min_psnr_db)
+        if math.isinf(d["min_psnr_db"]):
+            d["min_psnr_db"] = None  # JSON has no inf
+        for f in d["figures"]:
+            if math.isinf(f["psnr_db"]):
+                f["psnr_db"] = None
+        return d
+
+
+def random_images(batch: int, channels: int, size: int, seed: int) -> np.ndarray:
+    """(batch, channels, size, size) float32 in [-1, 1]: smooth random images (upsampled
+    noise plus fine noise), so that every image of a batch has different statistics."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, channels, max(size // 8, 1), max(size // 8, 1), generator=g)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )
+    fine = torch.rand(batch, channels, size, size, generator=g)
+    x = 0.8 * smooth + 0.2 * fine
+    # Different brightness/contrast per image: statistics that a mixed batch would blend.
+    scale = torch.rand(batch, 1, 1, 1, generator=g) * 0.8 + 0.2
+    shift = torch.rand(batch, 1, 1, 1, generator=g) * 0.8 - 0.4
+    return ((x * 2 - 1) * scale + shift).clamp(-1, 1).numpy().astype(np.float32)
+
+
+def ort_session(onnx_path: str | Path, threads: int | None = None):
+    """A CPU ONNX Runtime session for ``onnx_path`` (``threads`` intra-op threads)."""
+    ort = require("onnxruntime")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # the fp16 cast-insertion notes are expected, not warnings
+    try:
+        return ort.InferenceSession(
+            str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise P2PError(f"{onnx_path}: ONNX Runtime cannot load it ({first[:300]}).") from None
+
+
+def check_onnx_parity(
+    onnx_path: str | Path,
+    reference_module: nn.Module,
+    *,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    seed: int = 0,
+    max_abs_err: float = FP32_MAX_ABS,
+    min_psnr_db: float = FP16_MIN_PSNR,
+    raise_on_failure: bool = True,
+) -> ParityReport:
+    """Compare the ONNX at ``onnx_path`` with ``reference_module`` on random inputs.
+
+    Args:
+        onnx_path: an exported model with its sidecar (precision, test norm, I/O dtype).
+        reference_module: eager fp32 torch module in the same test-norm mode, e.g.
+            ``prepare_generator(model, sidecar.test_norm)``; (N, C, S, S) float32 -> same.
+            Used as given (its train/eval flags are the caller's choice).
+        batches: batch sizes to try, one random batch each.
+        seed: seed of the random inputs.
+        max_abs_err: fp32 bar (max abs error).
+        min_psnr_db: fp16 bar (PSNR against the fp32 reference).
+        raise_on_failure: raise instead of returning a failed report.
+    Raises:
+        P2PError: "<model>: parity check failed: ..." with the figure and the bar.
+    """
+    sidecar = ModelSidecar.read(onnx_path)
+    size, channels = sidecar.image_size, sidecar.generator["in_channels"]
+    io_np = np.float16 if sidecar.io_dtype == "float16" else np.float32
+    session = ort_session(onnx_path)
+    fp16 = sidecar.precision == "fp16"
+    report = ParityReport(
+        model=str(onnx_path),
+        precision=sidecar.precision,
+        test_norm=sidecar.test_norm,
+        metric="psnr_db" if fp16 else "max_abs_err",
+        threshold=min_psnr_db if fp16 else max_abs_err,
+    )
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {sidecar.input_name: x.astype(io_np)})[0].astype(np.float32)
+
+    indep = 0.0
+    for i, batch in enumerate(batches):
+        x = random_images(batch, channels, size, seed + i)
+        with torch.inference_mode():
+            ref = reference_module(torch.from_numpy(x)).float().numpy()
+        got = run(x)
+        if got.shape != ref.shape:
+            raise P2PError(
+                f"{onnx_path}: output shape {got.shape} differs from torch's {ref.shape}."
+            )
+        report.figures.append(ParityFigure(batch, float(np.abs(got - ref).max()), psnr(got, ref)))
+        if batch > 1:
+            singles = np.concatenate([run(x[k : k + 1]) for k in range(batch)])
+            indep = max(indep, float(np.abs(singles - got).max()))
+    report.batch_independence_err = indep
+    log.debug("parity %s", report.summary())
+    if raise_on_failure and not report.passed:
+        raise P2PError(f"{onnx_path}: parity check failed: {report.summary()}")
+    return report

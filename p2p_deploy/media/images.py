@@ -1,0 +1,71 @@
+"""Reading and writing still images with OpenCV, robustly.
+
+Every image becomes (H, W, 3) uint8 BGR (:func:`p2p_deploy.imaging.to_bgr8`: grayscale, RGBA and
+16-bit are converted, not refused). Problems raise :class:`DataError` with one sentence naming
+the file; writes are atomic (temporary name in the same folder, then rename).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2p_deploy.atomic import atomic_path
+from p2p_deploy.errors import DataError
+from p2p_deploy.imaging import to_bgr8
+
+# Refuse, rather than silently downscale, images above this many pixels: the model only sees
+# S x S anyway, but --keep-size would make an output as large as the input and a 100 MP frame
+# costs ~300 MB per copy in the queues. Refusing is explicit and keeps memory bounded.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` into (H, W, 3) uint8 BGR.
+
+    Raises:
+        DataError: unreadable, empty, corrupt or truncated file, or more than ``max_pixels``.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file ({exc.strerror or exc}).") from None
+    if data.size == 0:
+        raise DataError(f"{path}: empty file.")
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
+        raise DataError(f"{path}: cannot decode image ({msg[:160]}).") from None
+    if img is None:
+        raise DataError(f"{path}: corrupt or truncated image (OpenCV cannot decode it).")
+    h, w = img.shape[:2]
+    if h * w > max_pixels:
+        raise DataError(
+            f"{path}: image is {w}x{h} = {h * w / 1e6:.0f} MP, above the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)."
+        )
+    try:
+        return to_bgr8(img)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}.") from None
+
+
+def write_image(path: str | Path, frame: np.ndarray) -> None:
+    """Atomically write (H, W, 3) uint8 BGR ``frame`` to ``path`` (format from its extension).
+
+    Raises:
+        DataError: OpenCV cannot encode to this format or the folder is not writable.
+    """
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), frame):
+                raise DataError(f"{path}: OpenCV could not write this image format.")
+    except cv2.error as exc:
+        raise DataError(f"{path}: cannot encode image ({str(exc).strip()[-160:]}).") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc}).") from None

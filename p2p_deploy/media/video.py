@@ -1,0 +1,177 @@
+"""Video files through OpenCV: a reader that yields BGR frames, an atomic writer, codec probing.
+
+opencv-python wheels ship FFmpeg without an H.264 encoder: ``mp4v`` opens, ``avc1``/``H264`` do
+not. The writer checks ``VideoWriter.isOpened()`` and names the codecs that work here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2p_deploy.errors import DataError
+from p2p_deploy.imaging import to_bgr8
+
+log = logging.getLogger(__name__)
+
+PROBE_CODECS: tuple[str, ...] = ("mp4v", "avc1", "XVID", "MJPG", "H264")
+DEFAULT_FPS = 25.0
+
+
+class VideoSource:
+    """A video opened for reading with FFmpeg.
+
+    Attributes: ``fps`` (DEFAULT_FPS when the file does not say), ``frame_count`` (the
+    container's claim, may be 0 or approximate), ``width``, ``height``.
+    Raises DataError on open when the file is not a readable video.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            raise DataError(f"{self.path}: empty or missing video file.")
+        # CAP_FFMPEG only: the default backend list would open a junk file as an image sequence.
+        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            raise DataError(f"{self.path}: unreadable video (FFmpeg cannot open it).")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            log.warning(
+                "%s: no usable frame rate in the file; writing %.0f fps", self.path, DEFAULT_FPS
+            )
+            fps = DEFAULT_FPS
+        self.fps = fps
+        self.frame_count = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yield (H, W, 3) uint8 BGR frames until the stream ends (or stops decoding)."""
+        while True:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                return
+            yield to_bgr8(frame)
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def fourcc(codec: str) -> int:
+    if len(codec) != 4:
+        raise DataError(f"codec {codec!r} is not a four-character code (e.g. mp4v, MJPG).")
+    return cv2.VideoWriter_fourcc(*codec)
+
+
+class VideoSink:
+    """Writes a video under a temporary name and renames it onto ``path`` in :meth:`finish`.
+
+    An interrupted or failed write never leaves a file under the final name: :meth:`abort`
+    removes the temporary file (a hard kill leaves it under its hidden ``.name.*.tmp.ext``).
+    Frames: (height, width, 3) uint8 BGR, every frame the same size.
+    """
+
+    def __init__(self, path: str | Path, codec: str, fps: float, width: int, height: int) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (width, height)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.frames_written = 0
+        self._writer = cv2.VideoWriter(str(self.tmp), fourcc(codec), fps, (width, height))
+        if not self._writer.isOpened():
+            self._writer.release()
+            self.tmp.unlink(missing_ok=True)
+            works = [c for c in PROBE_CODECS if codec_works(c, self.path.suffix)]
+            raise DataError(
+                f"{self.path}: codec {codec!r} cannot open for writing {self.path.suffix} here; "
+                f"codecs that work: {', '.join(works) or 'none'} (see `p2p doctor`)."
+            )
+
+    def write(self, frame: np.ndarray) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            raise ValueError(f"frame {frame.shape[1]}x{frame.shape[0]} != video {self.size}")
+        self._writer.write(frame)
+        self.frames_written += 1
+
+    def finish(self) -> None:
+        """Close the file and move it to its final name."""
+        self._writer.release()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the final name is never touched."""
+        self._writer.release()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence OpenCV's and FFmpeg's C-level messages while probing (they print to fd 2)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@cache
+def codec_works(codec: str, suffix: str = "") -> bool:
+    """True when OpenCV can really write a few frames with ``codec`` into a ``suffix`` file
+    and read them back (a tiny write into a temporary folder)."""
+    with _quiet_stderr():
+        return _probe(codec, suffix)
+
+
+def _probe(codec: str, suffix: str) -> bool:
+    from p2p_deploy.media.files import CODEC_CONTAINER
+
+    suffix = suffix or CODEC_CONTAINER.get(codec.lower(), ".avi")
+    with tempfile.TemporaryDirectory(prefix="p2p-codec-") as d:
+        path = os.path.join(d, "probe" + suffix)
+        try:
+            w = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*codec), 10.0, (64, 64))
+        except cv2.error:
+            return False
+        if not w.isOpened():
+            w.release()
+            return False
+        for i in range(3):
+            w.write(np.full((64, 64, 3), 40 * i, np.uint8))
+        w.release()
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        ok = cap.isOpened() and cap.read()[0]
+        cap.release()
+        return bool(ok)
+
+
+def working_codecs() -> dict[str, bool]:
+    """Every codec of :data:`PROBE_CODECS` -> whether it really writes here."""
+    return {c: codec_works(c) for c in PROBE_CODECS}

@@ -1,0 +1,86 @@
+"""The end-of-run summary and the ``failures.json`` written beside the outputs."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2p_deploy.atomic import write_json
+
+FAILURES_NAME = "failures.json"
+
+
+@dataclass
+class RunSummary:
+    """Counts and timings of one run.
+
+    done/skipped/failed count input files (an image or a whole video); ``frames`` counts frames
+    written; ``seconds`` is wall time from the first read to the last write; ``model_seconds``
+    the time spent inside the runner (conversion included).
+    """
+
+    runner: str = ""
+    done: int = 0
+    skipped: int = 0
+    ignored: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    model_frames: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second (frames written / wall time)."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def model_ms_per_frame(self) -> float:
+        return 1000.0 * self.model_seconds / self.model_frames if self.model_frames else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0: nothing failed; 2: some failed, others done or already there; 1: all failed."""
+        if not self.failures:
+            return 0
+        return 2 if self.done + self.skipped > 0 else 1
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        return (
+            f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}, "
+            f"ignored {self.ignored} (not images/videos); "
+            f"{self.frames} frames in {self.seconds:.1f} s "
+            f"= {self.fps:.1f} fps end to end, model {self.model_ms_per_frame:.1f} ms/frame"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "ignored": self.ignored,
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 2),
+            "model_ms_per_frame": round(self.model_ms_per_frame, 3),
+            "failures": self.failures,
+        }
+
+
+def write_failures(out_dir: Path, summary: RunSummary) -> Path | None:
+    """Write ``failures.json`` (this run's failures) or remove a stale one when none failed."""
+    path = out_dir / FAILURES_NAME
+    if not summary.failures:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return None
+    write_json(path, {"failed": summary.failed, "failures": summary.failures})
+    return path

@@ -1,0 +1,208 @@
+"""ONNX Runtime runner: an exported ``model.onnx`` on the TensorRT / CUDA execution providers
+where onnxruntime-gpu has them, on the CPU otherwise.
+
+CPU tuning (why each setting): all graph optimisations (fuses Conv+activation, folds the
+InstanceNormalization pieces); intra-op threads = physical cores (hyper-threads only contend
+for the same FPU); sequential execution (the U-Net is a chain, parallel branches buy nothing);
+memory pattern + arena on (fixed shapes per batch size, so buffers are planned once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from p2p_deploy.deps import require
+from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.runners.base import Runner, batch_slices
+from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+
+log = logging.getLogger(__name__)
+
+_ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (logical count when psutil cannot tell)."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except ImportError:
+        n = None
+    return int(n or os.cpu_count() or 1)
+
+
+def graph_precision(model_path: Path) -> str | None:
+    """``fp16`` / ``fp32`` from the ONNX graph's own weights (most float initializers), None if
+    the onnx package is missing or the file cannot be parsed. Labels what the model *is*."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    try:
+        m = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - a broken file is reported by the session itself
+        return None
+    counts = {onnx.TensorProto.FLOAT: 0, onnx.TensorProto.FLOAT16: 0}
+    for init in m.graph.initializer:
+        if init.data_type in counts:
+            counts[init.data_type] += int(np.prod(init.dims)) if init.dims else 1
+    if not any(counts.values()):
+        return None
+    return "fp16" if counts[onnx.TensorProto.FLOAT16] > counts[onnx.TensorProto.FLOAT] else "fp32"
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX export; reads its ``model.onnx.json`` sidecar for size, precision, test norm.
+
+    Args:
+        path: ``model.onnx``.
+        device: ``cpu`` forces the CPU provider; ``cuda[:N]`` requires the CUDA/TensorRT
+            providers; None picks the best available.
+        threads: intra-op threads (default: physical cores).
+        spinning: let idle ORT threads spin (lower latency, burns CPU the reader/writer threads
+            of the pipeline could use; off by default).
+        use_trt_provider: try ORT's TensorRT provider before CUDA (when installed).
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+        use_trt_provider: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise P2PError(f"{self.path}: no such model file.")
+        self._device_arg = device
+        self.threads = threads or physical_cores()
+        self.spinning = spinning
+        self.use_trt_provider = use_trt_provider
+        self.sidecar: ModelSidecar | None = None
+        if sidecar_for(self.path).is_file():
+            self.sidecar = ModelSidecar.read(self.path)
+            self.image_size = self.sidecar.image_size
+            self.precision = self.sidecar.precision
+            self.test_norm = self.sidecar.test_norm
+        else:
+            log.warning(
+                "%s: no sidecar %s; sizes taken from the graph",
+                self.path,
+                sidecar_for(self.path).name,
+            )
+            self.precision = graph_precision(self.path) or "fp32"
+            self.test_norm = "unknown"
+        self._session = None
+
+    def _providers(self, ort) -> list:
+        have = ort.get_available_providers()
+        dev = self._device_arg
+        if dev == "cpu":
+            return ["CPUExecutionProvider"]
+        index = int(dev.split(":")[1]) if dev and ":" in dev else 0
+        chosen: list = []
+        if self.use_trt_provider and "TensorrtExecutionProvider" in have:
+            opts = {"device_id": index, "trt_fp16_enable": self.precision == "fp16"}
+            chosen.append(("TensorrtExecutionProvider", opts))
+        if "CUDAExecutionProvider" in have:
+            chosen.append(("CUDAExecutionProvider", {"device_id": index}))
+        if dev and dev.startswith("cuda") and not chosen:
+            raise P2PError(
+                f"device {dev} requested but onnxruntime has no CUDA provider (it has "
+                f'{", ".join(have)}); install onnxruntime-gpu (pip install "p2p-deploy[gpu]").'
+            )
+        return [*chosen, "CPUExecutionProvider"]
+
+    def activate(self) -> None:
+        ort = require("onnxruntime")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.enable_mem_pattern = True
+        so.enable_cpu_mem_arena = True
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+        )
+        so.log_severity_level = 3  # ORT's warnings (e.g. unused initializers) are not the user's
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=so, providers=self._providers(ort)
+            )
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
+            first = (
+                str(exc).strip().splitlines()[0][:240]
+                if str(exc).strip()
+                else exc.__class__.__name__
+            )
+            raise EngineMismatch(
+                f"{self.path}: ONNX Runtime cannot load this model ({first})."
+            ) from None
+        inp = self._session.get_inputs()[0]
+        out = self._session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        if inp.type not in _ORT_TO_NUMPY:
+            raise EngineMismatch(f"{self.path}: input type {inp.type} is not float32/float16.")
+        self._in_dtype = _ORT_TO_NUMPY[inp.type]
+        shape = inp.shape
+        if len(shape) != 4 or shape[1] != 3:
+            raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
+        if isinstance(shape[2], int):
+            if self.sidecar is not None and shape[2] != self.image_size:
+                raise EngineMismatch(
+                    f"{self.path}: graph input is {shape[2]} px but its sidecar says "
+                    f"{self.image_size}; re-export it."
+                )
+            self.image_size = shape[2]
+        elif self.sidecar is None:
+            raise EngineMismatch(
+                f"{self.path}: dynamic image size and no sidecar to say which; re-export it."
+            )
+        # A static batch axis caps each call; a symbolic one (e.g. "batch") takes any N.
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.max_batch = self._fixed_batch
+        providers = self._session.get_providers()
+        self.provider = providers[0]
+        self.device = (
+            "cpu" if self.provider == "CPUExecutionProvider" else (self._device_arg or "cuda:0")
+        )
+        log.debug("onnxruntime runner: %s via %s", self.describe(), ", ".join(providers))
+
+    def close(self) -> None:
+        self._session = None
+
+    def run_raw(self, x: np.ndarray) -> np.ndarray:
+        """One session call on exactly the model's batch size (no splitting)."""
+        return self._session.run([self.output_name], {self.input_name: x})[0]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            raise RuntimeError("runner not activated: use it as a context manager")
+        s = self.image_size
+        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
+            raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {batch.shape}")
+        x = np.ascontiguousarray(batch, dtype=self._in_dtype)
+        n = x.shape[0]
+        outs = []
+        for sl in batch_slices(n, self._fixed_batch):
+            chunk = x[sl]
+            pad = (self._fixed_batch or 0) - chunk.shape[0]
+            if pad > 0:  # a static batch axis: pad the last chunk, drop the padded rows after
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            outs.append(self.run_raw(chunk)[: sl.stop - sl.start])
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def describe(self) -> str:
+        provider = getattr(self, "provider", "not loaded")
+        where = f"{self.device} ({provider}, test-norm {self.test_norm})"
+        return f"{self.backend} {self.precision} on {where}"

@@ -1,0 +1,177 @@
+"""PyTorch runner: a generator checkpoint run eagerly (or compiled / CUDA-graphed).
+
+CPU: fp32. CUDA: fp16 and channels-last by default, cudnn.benchmark on, optional CUDA graphs
+(one per batch size, captured on first use) or torch.compile. Always under ``inference_mode``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.errors import P2PError
+from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
+from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
+from p2p_deploy.runners.base import Runner
+
+log = logging.getLogger(__name__)
+
+
+class TorchRunner(Runner):
+    """Runs a checkpoint (run folder, ``.safetensors`` or canonical ``latest_net_G.pth``).
+
+    Args:
+        path: the checkpoint.
+        device: ``cpu`` (default when no CUDA), ``cuda`` or ``cuda:N``.
+        precision: ``fp32`` or ``fp16`` (fp16 needs CUDA; default fp16 on CUDA, fp32 on CPU).
+        test_norm: ``stats`` or ``running``; default from the checkpoint's norm.
+        channels_last: NHWC memory format (default on CUDA).
+        cuda_graphs: capture one CUDA graph per batch size (CUDA only).
+        compile: wrap the model in ``torch.compile``.
+        max_batch: split larger batches (None: no limit).
+    """
+
+    backend = "torch"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        precision: str | None = None,
+        test_norm: str | None = None,
+        channels_last: bool | None = None,
+        cuda_graphs: bool = False,
+        compile: bool = False,
+        max_batch: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._dev = torch.device(self.device)
+        if self._dev.type == "cuda" and not torch.cuda.is_available():
+            raise P2PError(
+                f"device {self.device} requested but torch sees no CUDA GPU; use --device cpu."
+            )
+        cuda = self._dev.type == "cuda"
+        self.precision = precision or ("fp16" if cuda else "fp32")
+        if self.precision not in ("fp32", "fp16"):
+            raise P2PError(f"precision must be fp32 or fp16, got {self.precision!r}.")
+        if self.precision == "fp16" and not cuda:
+            raise P2PError("fp16 with the torch runner needs a CUDA device; use fp32 on the CPU.")
+        if test_norm is not None and test_norm not in TEST_NORMS:
+            raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
+        self._test_norm_arg = test_norm
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.cuda_graphs = cuda_graphs and cuda
+        self.compile = compile
+        self.max_batch = max_batch
+        self._model: torch.nn.Module | None = None
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self.test_norm = test_norm or "stats"
+        self.image_size = 256
+
+    def activate(self) -> None:
+        loaded = load_generator(self.path)
+        self.config = loaded.config
+        self.image_size = loaded.config.image_size
+        self.test_norm = self._test_norm_arg or default_test_norm(loaded.config.norm)
+        model = prepare_generator(loaded.model, self.test_norm)
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        model = model.to(self._dev, dtype=dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self._dev.type == "cuda":
+            torch.backends.cudnn.benchmark = (
+                True  # fixed shapes: let cuDNN pick its fastest kernels
+            )
+        if self.compile:
+            model = torch.compile(model)
+        self._model = model
+        self._dtype = dtype
+        log.debug("torch runner: %s, test norm %s", self.describe(), self.test_norm)
+
+    def close(self) -> None:
+        self._model = None
+        self._graphs.clear()
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self._dev, dtype=self._dtype, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _graph_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Replay (capturing on first use) the CUDA graph for this batch size."""
+        n = x.shape[0]
+        if n not in self._graphs:
+            static_in = torch.empty_like(x)
+            static_in.copy_(x)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up outside the graph, as torch's docs require
+                for _ in range(3):
+                    self._model(static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_out = self._model(static_in)
+            self._graphs[n] = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graphs[n]
+        static_in.copy_(x)
+        graph.replay()
+        return static_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) tensor in [-1, 1] on any device -> (N, 3, S, S) on :attr:`device`
+        in the runner's dtype. For bench: no host copies of the result."""
+        if self._model is None:
+            raise RuntimeError("runner not activated: use it as a context manager")
+        x = self._prepare(x)
+        with torch.inference_mode():
+            if self.cuda_graphs:
+                return self._graph_forward(x)
+            return self._model(x)
+
+    def _check(self, n_dims: int, shape: tuple[int, ...], channels_axis: int) -> None:
+        s = self.image_size
+        spatial = shape[1:3] if channels_axis == 3 else shape[2:4]
+        if len(shape) != n_dims or shape[channels_axis] != 3 or tuple(spatial) != (s, s):
+            raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {tuple(shape)}")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self._check(4, batch.shape, 1)
+        outs = []
+        step = self.max_batch or batch.shape[0]
+        for i in range(0, batch.shape[0], step):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i : i + step], dtype=np.float32))
+            outs.append(self.forward(x).float().cpu().numpy())
+        return (
+            np.ascontiguousarray(np.concatenate(outs))
+            if len(outs) > 1
+            else np.ascontiguousarray(outs[0])
+        )
+
+    def infer_frames(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 BGR frames in and out; conversion on the runner's device (the GPU on CUDA)."""
+        self._check(4, frames.shape, 3)
+        outs = []
+        step = self.max_batch or frames.shape[0]
+        for i in range(0, frames.shape[0], step):
+            f = torch.from_numpy(np.ascontiguousarray(frames[i : i + step])).to(
+                self._dev, non_blocking=True
+            )
+            x = torch_bgr8_to_tensor(f, self._dtype)
+            with torch.inference_mode():
+                outs.append(torch_tensor_to_bgr8(self.forward(x)).cpu().numpy())
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def describe(self) -> str:
+        extras = [f"test-norm {self.test_norm}"]
+        if self.channels_last:
+            extras.append("channels-last")
+        if self.cuda_graphs:
+            extras.append("cuda-graphs")
+        if self.compile:
+            extras.append("compiled")
+        return f"{self.backend} {self.precision} on {self.device} ({', '.join(extras)})"

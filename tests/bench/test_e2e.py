@@ -1,0 +1,64 @@
+"""The end-to-end pipeline run: stage times over a folder and over a video."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from bench.e2e import STAGES, load_folder_inputs, run_e2e, run_pipeline_fps
+from p2p_deploy.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def ort_runner(tiny_onnx_fp32):
+    from p2p_deploy.runners.factory import open_runner
+
+    with open_runner(tiny_onnx_fp32, "onnxruntime", device="cpu", threads=1) as r:
+        yield r
+
+
+def _check(e2e, frames):
+    assert e2e["frames"] == frames and e2e["fps"] > 0
+    assert [s["stage"] for s in e2e["stages"]] == list(STAGES)
+    total = sum(s["total_s"] for s in e2e["stages"])
+    assert 0 < total <= e2e["wall_s"] * 1.01 + 1e-3  # sequential: stages add up to the wall time
+    assert all(s["total_s"] > 0 for s in e2e["stages"])
+
+
+def test_folder(ort_runner, tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(5):  # odd sizes: fitting and restoring are part of the timed stages
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (20 + i, 40, 3), np.uint8))
+    (tmp_path / "notes.txt").write_text("ignored")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    e2e = run_e2e(ort_runner, folder=tmp_path, batch=2)
+    _check(e2e, 5)
+    assert e2e["kind"] == "folder" and e2e["batch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # outputs went to a temp dir
+    pipe = run_pipeline_fps(ort_runner, tmp_path, batch=2)
+    assert pipe["frames"] == 5 and pipe["fps"] > 0 and pipe["failed"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    x = load_folder_inputs(tmp_path, 32, 3)
+    assert x.shape == (3, 3, 32, 32) and x.dtype == np.float32 and -1 <= x.min() <= x.max() <= 1
+
+
+def test_video(ort_runner, tmp_path):
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 32))
+    assert w.isOpened()
+    for i in range(7):
+        w.write(np.full((32, 48, 3), 30 * i, np.uint8))
+    w.release()
+    e2e = run_e2e(ort_runner, video=path, batch=3, max_frames=6)
+    _check(e2e, 6)
+    assert e2e["kind"] == "video"
+
+
+def test_bad_inputs(ort_runner, tmp_path):
+    with pytest.raises(DataError, match="no images"):
+        run_e2e(ort_runner, folder=tmp_path)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(DataError, match="bad.mp4"):
+        run_e2e(ort_runner, video=bad)

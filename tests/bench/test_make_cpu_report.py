@@ -1,0 +1,59 @@
+"""The one-command CPU report script, on tiny sizes only."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+
+from bench.make_cpu_report import bench_argv, main, make_checkpoint, make_images
+from p2p_deploy.checkpoint import load_generator
+
+
+def test_parts(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "generator.safetensors", ngf=8, image_size=32)
+    loaded = load_generator(ckpt)
+    assert (loaded.config.ngf, loaded.config.image_size, loaded.config.norm) == (8, 32, "batch")
+    paths = make_images(tmp_path / "images", count=3, size=32)
+    assert len(paths) == 3
+    for p in paths:
+        img = cv2.imread(str(p))
+        assert img is not None and img.shape == (32, 32, 3) and img.std() > 0
+    argv = bench_argv(tmp_path, "1,4", 5, 30, None, ["--threads", "2"])
+    assert argv[:3] == ["bench", "--checkpoint", str(ckpt)]
+    assert argv[-2:] == ["--threads", "2"] and "--out" not in argv
+
+
+def test_main_tiny_end_to_end(tmp_path):
+    out = tmp_path / "report"
+    rc = main(
+        [
+            "--workdir",
+            str(tmp_path / "work"),
+            "--ngf",
+            "8",
+            "--size",
+            "32",
+            "--images",
+            "3",
+            "--batch",
+            "1",
+            "--warmup",
+            "0.02",
+            "--duration",
+            "0.05",
+            "--out",
+            str(out),
+            "--",
+            "--backends",
+            "torch",
+            "--threads",
+            "1",
+            "--min-iters",
+            "3",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((out / "report.json").read_text())
+    assert [r["backend"] for r in data["results"]] == ["torch"]
+    assert data["e2e"]["frames"] == 3 and data["config"]["folder"].endswith("images")

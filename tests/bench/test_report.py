@@ -1,0 +1,109 @@
+"""report.json (schema), report.md, the PNG plots and the reports index."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import jsonschema
+import pytest
+
+from bench.report import conclusions, render_markdown, write_index
+from bench.schema import REPORT_SCHEMA
+
+
+def test_json_matches_the_schema_and_is_strict(tiny_report):
+    _report, paths = tiny_report
+    text = paths["json"].read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    jsonschema.validate(data, REPORT_SCHEMA)
+    assert data["schema_version"] == 1
+    assert {"cpu", "gpu", "versions", "git"} <= data["environment"].keys()
+
+
+def test_speedups_recomputed_from_the_json(tiny_report):
+    data = json.loads(tiny_report[1]["json"].read_text())
+    base = {r["batch"]: r["latency_ms"]["p50"] for r in data["results"] if r["baseline"]}
+    assert sorted(base) == [1, 2]
+    for r in data["results"]:
+        assert r["speedup_vs_eager"] == pytest.approx(
+            base[r["batch"]] / r["latency_ms"]["p50"], rel=2e-3
+        )
+
+
+def test_schema_rejects_a_broken_row(tiny_report):
+    data = json.loads(tiny_report[1]["json"].read_text())
+    del data["results"][0]["latency_ms"]["p99"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, REPORT_SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["latency", "throughput"])
+def test_plots_are_valid_pngs(tiny_report, name):
+    path = tiny_report[1][name]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = cv2.imread(str(path))
+    assert img is not None and img.shape[0] > 200 and img.shape[1] > 300
+    assert img.std() > 5  # lines and text were drawn
+
+
+def test_markdown_has_table_conclusions_and_command(tiny_report):
+    report, paths = tiny_report
+    md = paths["md"].read_text()
+    assert md == render_markdown(report)
+    table = [
+        ln
+        for ln in md.splitlines()
+        if ln.startswith("| torch eager") or ln.startswith("| onnxruntime")
+    ]
+    assert len(table) == len(report["results"]) == 4
+    assert "exact" in md  # eager vs itself
+    assert "p2p bench --checkpoint tiny --batch 1,2" in md
+    assert "![latency](latency.png)" in md
+    for line in report["conclusions"]:
+        assert line in md
+
+
+def test_conclusions_name_the_fastest_backend_per_batch(tiny_report):
+    report, _ = tiny_report
+    lines = conclusions(report)
+    for b in (1, 2):
+        rows = [r for r in report["results"] if r["batch"] == b]
+        best = min(rows, key=lambda r: r["latency_ms"]["p50"])
+        assert any(
+            ln.startswith(f"Batch {b}: fastest is {best['label']} {best['precision']}")
+            for ln in lines
+        )
+    assert any("Best throughput" in ln for ln in lines)
+
+
+def test_accuracy_caveat_and_unstable_rows_are_called_out(tiny_report):
+    report, _ = tiny_report
+    bad = json.loads(json.dumps(report))
+    bad["results"][1]["max_abs_err"], bad["results"][1]["psnr_db"] = 0.3, 21.0
+    bad["results"][1]["median_stable"] = False
+    text = " ".join(conclusions(bad))
+    assert "Accuracy caveat" in text and "PSNR 21.0 dB" in text
+    assert "Unstable medians" in text
+
+
+def test_index_lists_every_report(tiny_report, tmp_path):
+    report, paths = tiny_report
+    root = paths["json"].parent.parent
+    (root / "broken-run").mkdir(exist_ok=True)
+    (root / "broken-run" / "report.json").write_text("{not json")
+    index = write_index(root).read_text()
+    assert "[tiny-machine-2026-01-01](tiny-machine-2026-01-01/report.md)" in index
+    assert "broken-run" not in index
+    assert "img/s" in index
+    empty = write_index(tmp_path).read_text()
+    assert "no reports yet" in empty
+
+
+def test_index_command(tiny_report, capsys):
+    from bench.index import main as index_main
+
+    root = tiny_report[1]["json"].parent.parent
+    assert index_main([str(root)]) == 0
+    assert "README.md" in capsys.readouterr().out
+    assert "tiny-machine-2026-01-01" in (root / "README.md").read_text()

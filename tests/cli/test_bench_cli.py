@@ -1,0 +1,142 @@
+"""`p2p bench` end to end on a tiny checkpoint: report written, numbers consistent, errors
+in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+
+from bench.schema import REPORT_SCHEMA
+from p2p_deploy.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_checkpoint, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench_cli")
+    folder = tmp / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.jpg"), rng.integers(0, 255, (40, 48, 3), np.uint8))
+    out = tmp / "report"
+    rc = main(
+        [
+            "bench",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--batch",
+            "1,2",
+            "--warmup",
+            "0.05",
+            "--duration",
+            "0.2",
+            "--min-iters",
+            "3",
+            "--threads",
+            "1",
+            "--folder",
+            str(folder),
+            "--out",
+            str(out),
+        ]
+    )
+    return rc, out, folder
+
+
+def test_report_written_and_consistent(bench_run):
+    rc, out, _ = bench_run
+    assert rc == 0
+    assert {p.name for p in out.iterdir()} == {
+        "report.json",
+        "report.md",
+        "latency.png",
+        "throughput.png",
+    }
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, REPORT_SCHEMA)
+    rows = data["results"]
+    # eager fp32 + ONNX Runtime on the temporary fp32 and fp16 exports, at both batches
+    series = {(r["backend"], r["precision"]) for r in rows}
+    assert series == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")}
+    assert len(rows) == 6
+    base = {r["batch"]: r["latency_ms"]["p50"] for r in rows if r["backend"] == "torch"}
+    for r in rows:
+        lat = r["latency_ms"]
+        assert lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert r["speedup_vs_eager"] == pytest.approx(base[r["batch"]] / lat["p50"], rel=2e-3)
+        assert r["max_abs_err"] is not None
+    fp16 = [r for r in rows if r["precision"] == "fp16"]
+    assert all(0 < r["max_abs_err"] < 0.05 for r in fp16)
+    assert data["e2e"]["frames"] == 3
+    assert data["e2e"]["pipeline"]["frames"] == 3  # the real `p2p run` pipeline, too
+    skipped = {s["label"]: s["reason"] for s in data["skipped"]}
+    assert "CUDA" in skipped["torch fp16"] and "--engine" in skipped["tensorrt"]
+    assert data["command"].startswith("p2p bench --checkpoint ")
+
+
+def test_command_in_report_reproduces(bench_run):
+    """The command printed in the report parses back to the same configuration."""
+    _, out, _ = bench_run
+    data = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    assert data["command"] in md
+    assert "--threads 1" in data["command"] and "--batch 1,2" in data["command"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--checkpoint", "/nonexistent/g.safetensors"],
+            "/nonexistent/g.safetensors: no such file",
+        ),
+        ([], "nothing to benchmark"),
+        (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "unknown backend(s) magic"),
+    ],
+)
+def test_user_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, args, message):
+    args = [a.replace("{ckpt}", str(tiny_checkpoint)) for a in args]
+    rc = main(["bench", *args, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_batch_is_a_usage_error(tmp_path):
+    rc = main(["bench", "--batch", "1,x", "--out", str(tmp_path)])
+    assert rc == 2
+
+
+def test_help_is_real_and_cheap():
+    res = subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0
+    for flag in (
+        "--checkpoint",
+        "--onnx",
+        "--engine",
+        "--backends",
+        "--batch",
+        "--warmup",
+        "--duration",
+        "--video",
+        "--folder",
+        "--out",
+    ):
+        assert flag in res.stdout
+    code = "import sys, p2p_deploy.cli; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        == "False"
+    )

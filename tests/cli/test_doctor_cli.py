@@ -1,0 +1,44 @@
+"""`p2p doctor` reports this machine in one line per item, with codecs really probed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from p2p_deploy.cli import main
+
+
+def test_doctor_lines(capsys) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    starts = [
+        "python:",
+        "torch:",
+        "CUDA",
+        "onnxruntime:",
+        "tensorrt:",
+        "pycuda:",
+        "opencv:",
+        "video codecs",
+    ]
+    assert [
+        next(i for i, line in enumerate(lines) if line.startswith(s)) for s in starts
+    ] == sorted(next(i for i, line in enumerate(lines) if line.startswith(s)) for s in starts)
+    assert "CPUExecutionProvider" in out
+    codecs = next(line for line in lines if line.startswith("video codecs"))
+    assert "mp4v" in codecs.split(";")[0]  # opencv-python's FFmpeg writes MPEG-4 part 2
+    assert "avc1" not in codecs.split(";")[0]  # ... and has no H.264 encoder
+
+
+def test_run_and_doctor_help_do_not_import_torch() -> None:
+    code = (
+        "import sys; from p2p_deploy.cli import main\n"
+        "for cmd in ('run', 'doctor'):\n"
+        "    try: main([cmd, '--help'])\n"
+        "    except SystemExit: pass\n"
+        "assert 'torch' not in sys.modules and 'cv2' not in sys.modules, 'heavy import'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "--engine" in r.stdout and "--side-by-side" in r.stdout and "codecs" in r.stdout

@@ -1,0 +1,142 @@
+"""`p2p export` end to end on tiny checkpoints: files, printed figures, exit codes, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from p2p_deploy.cli import main
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["export", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fp16_export_with_triton(tiny_checkpoint, tmp_path, capsys):
+    out_dir, repo = tmp_path / "out", tmp_path / "triton"
+    code, out, err = _run(
+        capsys, tiny_checkpoint, "--out", out_dir, "--fp16", "--batch", "1:2:8", "--triton", repo
+    )
+    assert code == 0, err
+    names = sorted(p.name for p in out_dir.iterdir())
+    expected = ["model.onnx", "model.onnx.json", "model_fp16.onnx", "model_fp16.onnx.json"]
+    if HAS_TRT:
+        expected += ["model_fp16.plan", "model_fp16.plan.json"]
+    assert names == sorted(expected)  # no staging folder or temp file left behind
+    assert "parity  model.onnx (fp32, stats): max abs err" in out
+    assert "parity  model_fp16.onnx (fp16, stats): PSNR" in out and out.count(": ok") == 2
+    if not HAS_TRT:
+        skipped = [line for line in out.splitlines() if "engine skipped" in line]
+        assert len(skipped) == 1 and 'pip install "p2p-deploy[gpu]"' in skipped[0]
+    side = json.loads((out_dir / "model_fp16.onnx.json").read_text())
+    assert side["precision"] == "fp16" and side["extra"]["parity"]["passed"] is True
+    cfg = text_format.Parse(
+        (repo / "p2p_generator" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
+    )
+    assert cfg.max_batch_size == 8
+    assert cfg.platform == ("tensorrt_plan" if HAS_TRT else "onnxruntime_onnx")
+
+
+def test_no_engine_is_silent_and_running_mode(tiny_checkpoint, tmp_path, capsys):
+    code, out, err = _run(
+        capsys,
+        tiny_checkpoint,
+        "--out",
+        tmp_path,
+        "--fp16",
+        "--no-engine",
+        "--test-norm",
+        "running",
+        "--skip-parity",
+    )
+    assert code == 0, err
+    assert "engine skipped" not in out and "parity" not in out
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["test_norm"] == "running"
+    assert not list(tmp_path.glob("*.plan"))
+
+
+@pytest.mark.skipif(HAS_TRT, reason="checks the error where tensorrt is absent")
+@pytest.mark.parametrize("flag", ["--engine", "--fp32-engine"])
+def test_explicit_engine_without_tensorrt_fails(tiny_checkpoint, tmp_path, capsys, flag):
+    code, out, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", flag)
+    assert code != 0
+    assert err.startswith("error: model_fp") and "tensorrt is not installed" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.safetensors", "no such file or folder"),
+        (lambda d: _write(d / "junk.pth", b"hello"), "not a readable torch"),
+        (lambda d: _write(d / "w.safetensors", b"\x00" * 3), "no architecture sidecar"),
+    ],
+)
+def test_bad_checkpoints_one_line(tmp_path, capsys, make, message):
+    ckpt = make(tmp_path)
+    code, out, err = _run(capsys, ckpt, "--out", tmp_path / "o")
+    assert code == 1 and message in err and str(ckpt.name) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_truncated_safetensors(tiny_checkpoint, tmp_path, capsys):
+    weights = tmp_path / "generator.safetensors"
+    data = tiny_checkpoint.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    (tmp_path / "generator.json").write_text(tiny_checkpoint.with_suffix(".json").read_text())
+    code, _, err = _run(capsys, weights, "--out", tmp_path / "o")
+    assert code == 1 and "corrupt or truncated" in err and len(err.strip().splitlines()) == 1
+
+
+def test_unwritable_out_and_bad_flags(tiny_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker)
+    assert code == 1 and "a_file: output path exists and is not a folder" in err
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker / "sub")
+    assert code == 1 and "output folder cannot be written" in err
+
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--batch", "8:4:1")
+    assert code == 1 and "--batch '8:4:1'" in err
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--opset", "13")
+    assert code == 1 and "opset 13 is too old" in err
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--io", "fp16")
+    assert code == 1 and "--io fp16 needs --fp16" in err
+    code, _, _ = _run(capsys, tiny_checkpoint, "--test-norm", "batch")
+    assert code == 2  # usage error
+    assert not (tmp_path / "o" / "model.onnx").exists()
+
+
+def test_help_is_real(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    for flag in (
+        "--fp16",
+        "--io",
+        "--opset",
+        "--batch",
+        "--test-norm",
+        "--no-engine",
+        "--fp32-engine",
+        "--workspace",
+        "--timing-cache",
+        "--version-compatible",
+        "--hardware-compatible",
+        "--triton",
+        "--skip-parity",
+    ):
+        assert flag in out

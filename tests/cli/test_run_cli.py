@@ -1,0 +1,143 @@
+"""`p2p run` end to end through the CLI entry point, on the torch and ONNX Runtime runners,
+with real image folders and videos on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from runtime.media_files import BAD_IMAGES, GOOD_IMAGES, make_image_tree, random_bgr, write_video
+
+from p2p_deploy.cli import main
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    cv2.imwrite(str(src / "a.jpg"), random_bgr(40, 30, 0))
+    cv2.imwrite(str(src / "sub" / "b.png"), random_bgr(32, 32, 1))
+    (src / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (src / "readme.md").write_text("ignored")
+    return src
+
+
+def _run(capsys, *args: str) -> tuple[int, str]:
+    code = main(["run", *args, "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["tiny_checkpoint", "tiny_onnx_fp32"])
+def test_folder_exit_codes_rerun_and_overwrite(
+    request, capsys, folder: Path, tmp_path: Path, model: str
+) -> None:
+    engine = request.getfixturevalue(model)
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(folder), "--engine", str(engine), "--out", str(out), "--batch", "2"
+    )
+    assert code == 2, err
+    assert f"failed: {folder / 'sub' / 'broken.png'}" in err
+    assert "done 2, skipped 0" in err and "ignored 1" in err and "fps end to end" in err
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["a.jpg", "failures.json", "sub/b.png"]  # no temp files left
+    assert cv2.imread(str(out / "a.jpg")).shape == (40, 30, 3)
+    assert json.loads((out / "failures.json").read_text())["failed"] == 1
+
+    (folder / "sub" / "broken.png").unlink()
+    before = (out / "a.jpg").stat().st_mtime_ns
+    code, err = _run(capsys, str(folder), "--engine", str(engine), "--out", str(out))
+    assert code == 0 and "skipping 2 existing outputs" in err and "nothing to do" in err
+    assert not (out / "failures.json").exists()  # this run failed nothing
+    code, err = _run(
+        capsys, str(folder), "-e", str(engine), "-o", str(out), "--overwrite", "--model-size"
+    )
+    assert code == 0 and "done 2" in err, err
+    assert (out / "a.jpg").stat().st_mtime_ns != before
+    assert cv2.imread(str(out / "a.jpg")).shape == (32, 32, 3)
+
+
+def test_video_side_by_side_crop(capsys, tmp_path: Path, tiny_onnx_fp16: Path) -> None:
+    clip = write_video(tmp_path / "clip.mov", 5, fps=10.0, size=(48, 36), codec="mp4v")
+    code, err = _run(
+        capsys,
+        str(clip),
+        "-e",
+        str(tiny_onnx_fp16),
+        "--side-by-side",
+        "--resize",
+        "crop",
+        "-b",
+        "4",
+    )
+    assert code == 0, err
+    out = tmp_path / "clip_p2p" / "clip.mp4"
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and cap.get(cv2.CAP_PROP_FPS) == 10.0
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (
+        72,
+        36,
+    )
+    ok, frame = cap.read()
+    cap.release()
+    assert (
+        ok and np.abs(frame[:, :36].astype(int) - frame[:, 36:].astype(int)).mean() > 5
+    )  # translated
+
+
+def test_codec_that_cannot_open_is_one_line(capsys, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    clip = write_video(tmp_path / "clip.avi", 3)
+    code, err = _run(capsys, str(clip), "-e", str(tiny_checkpoint), "--codec", "avc1")
+    assert code == 1
+    assert "codec 'avc1' cannot open" in err and "codecs that work: mp4v" in err
+    assert list((tmp_path / "clip_p2p").iterdir()) == [tmp_path / "clip_p2p" / "failures.json"]
+
+
+def test_user_errors_are_one_line_exit_1(
+    capsys, folder: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    cases = [
+        ([str(folder), "-e", str(tmp_path / "nope.onnx")], "no such model"),
+        ([str(folder), "-e", str(tiny_checkpoint), "-o", str(folder)], "equals the input folder"),
+        (
+            [str(folder), "-e", str(tiny_checkpoint), "-o", str(folder / "x")],
+            "inside the input folder",
+        ),
+        ([str(tmp_path / "missing"), "-e", str(tiny_checkpoint)], "no such file"),
+        ([str(folder), "-e", str(tiny_checkpoint), "--resize", "zoom"], "--resize must be one of"),
+        (
+            [str(folder), "-e", str(tiny_checkpoint), "--threads", "2"],
+            "applies to the onnxruntime runner",
+        ),
+    ]
+    for args, msg in cases:
+        code, err = _run(capsys, *args)
+        assert code == 1 and msg in err, (args, err)
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    bad_ckpt = tmp_path / "bad.safetensors"
+    bad_ckpt.write_bytes(b"garbage")
+    code, err = _run(capsys, str(folder), "-e", str(bad_ckpt), "-o", str(tmp_path / "o2"))
+    assert code == 1 and "bad.safetensors" in err and "Traceback" not in err
+
+
+def test_good_and_bad_images_named_one_per_line(
+    capsys, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    image_tree_cli = make_image_tree(tmp_path / "photos")
+    code, err = _run(
+        capsys,
+        str(image_tree_cli),
+        "-e",
+        str(tiny_checkpoint),
+        "-o",
+        str(tmp_path / "o"),
+        "-b",
+        "3",
+    )
+    assert code == 2
+    for bad in BAD_IMAGES:
+        assert str(image_tree_cli / bad) in err
+    assert f"done {len(GOOD_IMAGES)}" in err

@@ -1,0 +1,221 @@
+"""Runner conformance: every runner available here against eager torch on the same inputs,
+plus the factory, the sidecar-driven refusal of mismatched engines, and GPU-only paths."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.models.inference import prepare_generator
+from p2p_deploy.runners.factory import backend_for, open_runner
+from p2p_deploy.runners.tensorrt_runner import check_engine_fits
+from p2p_deploy.sidecar import ModelSidecar
+
+# max |difference| in [-1, 1] units against eager fp32 torch, per runner precision
+TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
+
+
+def _inputs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
+
+
+def _eager(checkpoint: Path, x: np.ndarray, test_norm: str = "stats") -> np.ndarray:
+    model = prepare_generator(load_generator(checkpoint).model, test_norm)
+    with torch.inference_mode():
+        return model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(params=["torch", "onnx_fp32", "onnx_fp16"])
+def model_path(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    name = request.param
+    if name == "torch":
+        return "fp32", request.getfixturevalue("tiny_checkpoint")
+    if name == "onnx_fp32":
+        return "fp32", request.getfixturevalue("tiny_onnx_fp32")
+    return "fp16", request.getfixturevalue("tiny_onnx_fp16")
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_runner_matches_eager_torch(
+    model_path: tuple[str, Path], tiny_checkpoint: Path, n: int
+) -> None:
+    precision, path = model_path
+    x = _inputs(n)
+    ref = _eager(tiny_checkpoint, x)
+    with open_runner(path, device="cpu") as runner:
+        assert runner.precision == precision
+        assert runner.image_size == 32
+        out = runner.infer(x)
+        assert out.dtype == np.float32 and out.shape == x.shape
+        assert np.abs(out - ref).max() < TOLERANCE[precision], runner.describe()
+        # frames never share statistics: row 0 alone == row 0 inside a batch
+        alone = runner.infer(x[:1])
+        assert np.abs(alone[0] - out[0]).max() < TOLERANCE[precision]
+        frames = ((x.transpose(0, 2, 3, 1)[..., ::-1] + 1) * 127.5 + 0.5).astype(np.uint8)
+        out8 = runner.infer_frames(frames)
+        assert out8.shape == frames.shape and out8.dtype == np.uint8
+
+
+def test_torch_runner_running_norm_and_split(tiny_checkpoint: Path) -> None:
+    x = _inputs(5)
+    ref = _eager(tiny_checkpoint, x, "running")
+    with open_runner(tiny_checkpoint, device="cpu", test_norm="running", max_batch=2) as runner:
+        assert "running" in runner.describe()
+        assert np.abs(runner.infer(x) - ref).max() < 1e-4
+    assert np.abs(_eager(tiny_checkpoint, x, "stats") - ref).max() > 1e-2  # the modes do differ
+
+
+def test_onnx_runner_without_sidecar_reads_graph(tiny_onnx_fp16: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(tiny_onnx_fp16.read_bytes())
+    with open_runner(bare, device="cpu") as runner:
+        assert runner.precision == "fp16"  # from the graph's own weights
+        assert runner.image_size == 32  # from the graph's input shape
+        assert runner.infer(_inputs(2)).shape == (2, 3, 32, 32)
+
+
+def test_factory_by_extension_and_errors(
+    tiny_checkpoint: Path, tiny_onnx_fp32: Path, tmp_path: Path
+) -> None:
+    assert backend_for(tiny_checkpoint) == "torch"
+    assert backend_for(tiny_checkpoint.parent) == "torch"
+    assert backend_for(tiny_onnx_fp32) == "onnxruntime"
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"x")
+    assert backend_for(plan) == "tensorrt"
+    with pytest.raises(P2PError, match="no such model"):
+        backend_for(tmp_path / "missing.onnx")
+    (tmp_path / "m.bin").write_bytes(b"x")
+    with pytest.raises(P2PError, match="unknown model type"):
+        backend_for(tmp_path / "m.bin")
+    with pytest.raises(P2PError, match="cannot run on the torch backend"):
+        open_runner(tiny_onnx_fp32, backend="torch")
+    with pytest.raises(P2PError, match="no sidecar"):
+        open_runner(plan)
+
+
+def test_corrupt_onnx_is_refused_in_one_sentence(tiny_onnx_fp32: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(tiny_onnx_fp32.read_bytes()[:500])
+    (tmp_path / "model.onnx.json").write_text(
+        (tiny_onnx_fp32.parent / "model.onnx.json").read_text()
+    )
+    with pytest.raises(EngineMismatch, match="ONNX Runtime cannot load") as info:
+        with open_runner(bad, device="cpu"):
+            pass
+    assert "\n" not in str(info.value)
+
+
+def _side(**kw) -> ModelSidecar:
+    base = dict(
+        kind="tensorrt",
+        precision="fp16",
+        io_dtype="float32",
+        generator={"image_size": 32},
+        test_norm="stats",
+        tensorrt_version="10.3.0",
+        gpu_name="NVIDIA L4",
+        compute_capability="8.9",
+    )
+    return ModelSidecar(**{**base, **kw})
+
+
+def test_engine_mismatch_names_what_differs() -> None:
+    p = Path("m.plan")
+    check_engine_fits(p, _side(), "10.3.0.26", ("NVIDIA L4", "8.9"))
+    with pytest.raises(
+        EngineMismatch, match=r"TensorRT 10\.3\.0 .* has TensorRT 10\.8\.0.*p2p export"
+    ):
+        check_engine_fits(p, _side(), "10.8.0", ("NVIDIA L4", "8.9"))
+    with pytest.raises(
+        EngineMismatch, match=r"NVIDIA L4 \(compute capability 8\.9\).*H100 \(9\.0\)"
+    ):
+        check_engine_fits(p, _side(), "10.3.0", ("H100", "9.0"))
+    check_engine_fits(
+        p, _side(version_compatible=True, hardware_compatible=True), "10.8.0", ("H100", "9.0")
+    )
+
+
+@pytest.mark.gpu
+def test_torch_runner_fp16_cuda_graphs_match(tiny_checkpoint: Path) -> None:
+    x = _inputs(3)
+    ref = _eager(tiny_checkpoint, x)
+    with open_runner(tiny_checkpoint, device="cuda", cuda_graphs=True) as runner:
+        assert runner.precision == "fp16" and runner.channels_last
+        for _ in range(2):  # capture, then replay
+            assert np.abs(runner.infer(x) - ref).max() < TOLERANCE["fp16"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("pycuda") is None, reason="pycuda is not installed")
+def test_torch_and_pycuda_buffers_agree() -> None:
+    from p2p_deploy.runners.trt_memory import PycudaMemory, TorchCudaMemory
+
+    data = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    results = []
+    for mem in (TorchCudaMemory(), PycudaMemory()):
+        host_in = mem.host_empty(data.shape, np.float32)
+        host_out = mem.host_empty(data.shape, np.float32)
+        host_in[:] = data
+        dev = mem.device_empty(data.nbytes)
+        mem.to_device(dev, host_in)
+        mem.to_host(host_out, dev)
+        mem.synchronize()
+        results.append(host_out.copy())
+    assert np.array_equal(results[0], data) and np.array_equal(results[1], data)
+
+
+def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int) -> Path:
+    """A strongly typed engine from the fp16 ONNX (profile batch 1..max_batch) + its sidecar:
+    a minimal build for this test only (the project's builder lives in export/)."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("input", (1, 3, 32, 32), (max_batch, 3, 32, 32), (max_batch, 3, 32, 32))
+    config.add_optimization_profile(profile)
+    plan.write_bytes(bytes(builder.build_serialized_network(network, config)))
+    major, minor = torch.cuda.get_device_capability()
+    side = ModelSidecar.read(onnx_path)
+    ModelSidecar(
+        **{
+            **side.__dict__,
+            "kind": "tensorrt",
+            "batch_profile": [1, max_batch, max_batch],
+            "tensorrt_version": trt.__version__,
+            "gpu_name": torch.cuda.get_device_name(),
+            "compute_capability": f"{major}.{minor}",
+        }
+    ).write(plan)
+    return plan
+
+
+@pytest.mark.trt
+def test_tensorrt_runner_matches_eager(
+    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tmp_path: Path
+) -> None:
+    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", max_batch=4)
+    x = _inputs(6)  # larger than the profile: split
+    ref = _eager(tiny_checkpoint, x)
+    for memory in ("torch", "pycuda") if importlib.util.find_spec("pycuda") else ("torch",):
+        with open_runner(plan, memory=memory) as runner:
+            assert np.abs(runner.infer(x) - ref).max() < TOLERANCE["fp16"]
+            assert np.abs(runner.infer(x[:1]) - ref[:1]).max() < TOLERANCE["fp16"]
+            frames = ((x.transpose(0, 2, 3, 1)[..., ::-1] + 1) * 127.5 + 0.5).astype(np.uint8)
+            via_gpu = runner.infer_frames(frames).astype(int)  # conversion on the GPU (torch)
+            from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
+
+            via_cpu = tensor_to_bgr8(runner.infer(bgr8_to_tensor(frames))).astype(int)
+            assert np.abs(via_gpu - via_cpu).max() <= 1
