@@ -1,0 +1,51 @@
+"""TOML config + flag overrides, and bad options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2p_deploy.errors import P2PError
+from train.config import config_to_toml, load_toml, resolve_config
+
+
+def test_toml_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("ngf = 16\nimage-size = 64\nlr = 1\n[ignored]\n")
+    with pytest.raises(P2PError, match="unknown option 'ignored'"):
+        resolve_config(f, {})
+    f.write_text('[train]\nngf = 16\nimage-size = 64\nlr = 1\ngan_mode = "lsgan"\n')
+    cfg = resolve_config(f, {"ngf": 32, "seed": None})
+    assert (cfg.ngf, cfg.image_size, cfg.gan_mode, cfg.seed) == (32, 64, "lsgan", 0)
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)  # TOML int accepted for a float option
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    cfg = resolve_config(None, {"ngf": 8, "image_size": 32, "direction": "AtoB", "jitter": False})
+    f = tmp_path / "r.toml"
+    f.write_text(config_to_toml(cfg))
+    assert resolve_config(f, {}) == cfg
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("ngf = 'wide'", "must be int"),
+        ("image_size = 100", "not a power of two"),
+        ("direction = 'up'", "--direction"),
+        ("ngf = ", "not valid TOML"),
+        ("jitter = 1", "must be bool"),
+    ],
+)
+def test_bad_config_is_one_line(tmp_path: Path, text: str, match: str) -> None:
+    f = tmp_path / "bad.toml"
+    f.write_text(text + "\n")
+    with pytest.raises(P2PError, match=match) as err:
+        resolve_config(f, {})
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(P2PError, match="config file not found"):
+        load_toml(tmp_path / "nope.toml")

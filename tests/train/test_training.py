@@ -1,0 +1,109 @@
+"""The loop itself: run-folder contents, learning, NaN stop, checkpoint errors and recovery."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from p2p_deploy.checkpoint import file_sha256, load_generator
+from p2p_deploy.errors import CheckpointError, P2PError
+from train.checkpointing import load_state, recover, save_checkpoint
+from train.loop import TrainingDiverged, train
+
+
+def test_run_folder_contents(tiny_train) -> None:
+    cfg = tiny_train(epochs=1, epochs_decay=1, sample_every=3, log_every=2)
+    res = train(cfg)
+    run = Path(cfg.out)
+    assert (res.step, res.epoch) == (8, 2)
+    loaded = load_generator(run)  # what export/run call
+    assert loaded.config == cfg.generator_config()
+    meta = loaded.meta
+    assert meta["direction"] == "BtoA" and meta["step"] == 8 and meta["epoch"] == 2
+    assert meta["val_l1"] == pytest.approx(res.val_l1) and "val_psnr" in meta
+    for name in ("best", "epoch_0001", "epoch_0002"):
+        assert (run / "checkpoints" / name / "generator.safetensors").is_file()
+    assert json.loads((run / "config.json").read_text())["ngf"] == 8
+    assert (run / "config.toml").is_file() and (run / "loss_curve.png").stat().st_size > 1000
+    rows = list(csv.DictReader(open(run / "losses.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 4, 6, 8]
+    assert {"d", "g_gan", "g_l1", "lr"} <= set(rows[0])
+    assert len(list(csv.DictReader(open(run / "val.csv")))) == 2
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "step_0000003.png",
+        "step_0000006.png",
+        "step_0000008.png",
+    ]
+    assert any((run / "tb").iterdir())
+    state = load_state(run / "checkpoints" / "latest")  # weights_only=True
+    assert state["step"] == 8 and state["opt_g"]["param_groups"][0]["lr"] == 0.0  # decayed to zero
+    with pytest.raises(P2PError, match="pass --resume"):
+        train(cfg)  # never silently overwrite a run
+
+
+def test_learning_brings_val_l1_down(tiny_train) -> None:
+    # 32 px, ngf 8, batch 4: ~100 steps in well under 30 s on 2 cores.
+    cfg = tiny_train(
+        synthetic_train=400,
+        synthetic_val=8,
+        batch_size=4,
+        max_steps=100,
+        epochs=10,
+        lr=1e-3,
+        log_every=0,
+        jitter=False,
+    )
+    res = train(cfg)
+    assert res.step == 100
+    assert res.val_l1 < 0.8 * res.val_l1_initial, (res.val_l1_initial, res.val_l1)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tiny_train, caplog) -> None:
+    cfg = tiny_train()
+    train(cfg)  # 4 good steps, checkpoint at step 4
+    latest = Path(cfg.out) / "checkpoints" / "latest" / "generator.safetensors"
+    before = file_sha256(latest)
+    # A learning rate of 1e30 really diverges: Adam moves every weight by ~1e30 in one step.
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 5.*last good checkpoint.*step 4"):
+        train(cfg.replace(lr=1e30, epochs=3), resume=True)
+    assert file_sha256(latest) == before
+    assert torch.isfinite(next(iter(load_generator(latest).model.parameters()))).all()
+
+
+def test_resume_errors(tiny_train, tmp_path: Path) -> None:
+    cfg = tiny_train()
+    with pytest.raises(CheckpointError, match="no checkpoints/latest"):
+        train(cfg, resume=True)
+    train(cfg)
+    with pytest.raises(CheckpointError, match="architecture differs"):
+        train(cfg.replace(ngf=16, epochs=2), resume=True)
+    state = Path(cfg.out) / "checkpoints" / "latest" / "state.pt"
+    data = state.read_bytes()
+    state.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable training state") as e:
+        train(cfg.replace(epochs=2), resume=True)
+    assert "\n" not in str(e.value)
+    torch.save({"format": "someone-else", "x": torch.zeros(1)}, state)
+    with pytest.raises(CheckpointError, match="foreign"):
+        train(cfg.replace(epochs=2), resume=True)
+
+
+def test_interrupted_swap_is_recovered(tiny_train, tmp_path: Path) -> None:
+    from helpers import make_tiny_generator
+
+    ckpts = tmp_path / "ck"
+    save_checkpoint(ckpts / "latest", make_tiny_generator(), {"step": 1}, {"step": 1})
+    # A kill between the two renames: only the old folder and a half-written tmp remain.
+    (ckpts / "latest").rename(ckpts / ".latest.old")
+    (ckpts / ".latest.tmp").mkdir()
+    (ckpts / ".latest.tmp" / "generator.safetensors").write_bytes(b"half")
+    recover(ckpts / "latest")
+    assert load_state(ckpts / "latest")["step"] == 1
+    assert not (ckpts / ".latest.tmp").exists() and not (ckpts / ".latest.old").exists()
+    save_checkpoint(ckpts / "latest", make_tiny_generator(), {"step": 2}, {"step": 2})
+    assert load_state(ckpts / "latest")["step"] == 2
+    assert [p.name for p in ckpts.iterdir()] == ["latest"]

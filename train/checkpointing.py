@@ -1,0 +1,105 @@
+"""Training checkpoints: folders updated so that a kill at any moment leaves a usable one.
+
+Layout under ``RUN_DIR/checkpoints/``::
+
+    latest/      generator.safetensors + generator.json (what export/run read) + state.pt
+    best/        the same, for the best val L1 so far
+    epoch_NNNN/  the same, every --save-every epochs
+
+A folder is written in full under a hidden temporary name (``.latest.tmp``), then swapped in:
+``latest`` -> ``.latest.old``, ``.latest.tmp`` -> ``latest``, remove ``.latest.old``. A kill
+between the two renames leaves only ``.latest.old``; :func:`recover` (run before every save and
+on resume) puts it back. ``state.pt`` holds only tensors and plain containers, so it loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from p2p_deploy.checkpoint import WEIGHTS_NAME, save_generator
+from p2p_deploy.errors import CheckpointError
+from p2p_deploy.models.generator import UNetGenerator
+
+log = logging.getLogger(__name__)
+STATE_NAME = "state.pt"
+STATE_FORMAT = "p2p-deploy/train-state"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover(folder: Path) -> None:
+    """Finish or undo an interrupted swap of ``folder`` (see the module docstring)."""
+    tmp = folder.parent / f".{folder.name}.tmp"
+    old = folder.parent / f".{folder.name}.old"
+    if tmp.exists():  # never complete until renamed: discard
+        shutil.rmtree(tmp)
+    if old.exists():
+        if folder.exists():  # the swap finished; only the clean-up was cut
+            shutil.rmtree(old)
+        else:
+            os.rename(old, folder)
+            log.warning("%s: restored the previous checkpoint after an interrupted save.", folder)
+
+
+def save_checkpoint(
+    folder: Path, generator: UNetGenerator, meta: dict[str, Any], state: dict[str, Any] | None
+) -> Path:
+    """Write ``generator.safetensors`` (+ json with ``meta``) and ``state.pt`` into ``folder``,
+    replacing it atomically (as a whole folder)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    recover(folder)
+    tmp = folder.parent / f".{folder.name}.tmp"
+    old = folder.parent / f".{folder.name}.old"
+    tmp.mkdir()
+    save_generator(generator, tmp / WEIGHTS_NAME, meta)
+    if state is not None:
+        with open(tmp / STATE_NAME, "wb") as f:
+            torch.save({"format": STATE_FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+    _fsync_dir(tmp)
+    if folder.exists():
+        os.rename(folder, old)
+    os.rename(tmp, folder)
+    _fsync_dir(folder.parent)
+    if old.exists():
+        shutil.rmtree(old)
+    return folder
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    """Read ``folder/state.pt`` with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: missing, truncated/corrupt, or not a p2p-deploy training state.
+    """
+    path = Path(folder) / STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no training state to resume from.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad zip/pickle
+        msg = (str(exc).splitlines() or [exc.__class__.__name__])[0]
+        raise CheckpointError(
+            f"{path}: corrupt or unreadable training state ({msg[:160]})."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a p2p-deploy training state (foreign file).")
+    return state

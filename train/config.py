@@ -1,0 +1,191 @@
+"""The training configuration: one frozen dataclass resolved from a TOML file and CLI flags.
+
+Precedence: dataclass defaults < ``--config FILE.toml`` < flags given on the command line.
+The resolved config is written to ``RUN_DIR/config.json`` (and read back on ``--resume``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from p2p_deploy.config import DiscriminatorConfig, GeneratorConfig
+from p2p_deploy.errors import P2PError
+
+DIRECTIONS = ("AtoB", "BtoA")
+GAN_MODES = ("vanilla", "lsgan")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of ``p2p train`` (names = CLI flags with ``-`` -> ``_``).
+
+    Data: ``data`` is ``synthetic`` (procedural facades generated on the fly) or a folder in the
+    aligned A|B format (``train/``, ``val/`` splits) or with paired ``A/`` and ``B/`` subfolders.
+    """
+
+    data: str = "synthetic"
+    out: str = "runs/p2p"
+    direction: str = "BtoA"
+    image_size: int = 256
+    ngf: int = 64
+    ndf: int = 64
+    norm: str = "batch"
+    dropout: bool = True
+    n_layers_d: int = 3
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    lr: float = 2e-4
+    beta1: float = 0.5
+    epochs: int = 100
+    epochs_decay: int = 100
+    batch_size: int = 1
+    max_steps: int = 0  # 0 = no limit
+    seed: int = 0
+    jitter: bool = True
+    flip: bool = True
+    device: str = "auto"
+    amp: bool = False
+    num_workers: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    save_every: int = 5  # epochs between checkpoints/epoch_NNNN folders
+    checkpoint_every: int = 0  # steps between mid-epoch updates of checkpoints/latest (0 = off)
+    synthetic_train: int = 400
+    synthetic_val: int = 20
+    max_val: int = 100  # at most this many val pairs are scored per epoch
+
+    def __post_init__(self) -> None:
+        checks = [
+            (
+                self.direction in DIRECTIONS,
+                f"--direction must be AtoB or BtoA, got {self.direction!r}",
+            ),
+            (
+                self.gan_mode in GAN_MODES,
+                f"--gan-mode must be vanilla or lsgan, got {self.gan_mode!r}",
+            ),
+            (self.device in DEVICES, f"--device must be auto, cpu or cuda, got {self.device!r}"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (
+                self.epochs >= 0 and self.epochs_decay >= 0,
+                "--epochs and --epochs-decay must be >= 0",
+            ),
+            (self.epochs + self.epochs_decay >= 1, "--epochs + --epochs-decay must be at least 1"),
+            (self.max_steps >= 0, "--max-steps must be >= 0"),
+            (self.lr > 0, "--lr must be positive"),
+            (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (
+                min(self.log_every, self.sample_every, self.save_every) >= 0,
+                "intervals must be >= 0",
+            ),
+            (
+                self.synthetic_train >= 1 and self.synthetic_val >= 1,
+                "synthetic counts must be >= 1",
+            ),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise P2PError(msg + ".")
+        self.generator_config()  # validates image size / ngf / norm now, not mid-run
+        self.discriminator_config()
+
+    @property
+    def load_size(self) -> int:
+        """The paper's resize-before-crop size, scaled: 286 at 256 px, 143 at 128 px."""
+        return int(round(self.image_size * 286 / 256))
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.epochs_decay
+
+    def generator_config(self) -> GeneratorConfig:
+        # A 6-channel RGB pair is only the discriminator's business; the U-Net maps RGB -> RGB.
+        return GeneratorConfig(
+            ngf=self.ngf, norm=self.norm, image_size=self.image_size, dropout=self.dropout
+        )
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        return DiscriminatorConfig(ndf=self.ndf, n_layers=self.n_layers_d, norm=self.norm)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _check_types(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Reject unknown keys and values of the wrong type, naming ``source``."""
+    out: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = raw_key.replace("-", "_")
+        if key not in FIELDS:
+            raise P2PError(f"{source}: unknown option {raw_key!r}.")
+        want = type(FIELDS[key].default)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise P2PError(f"{source}: option {raw_key!r} must be {want.__name__}, got {value!r}.")
+        out[key] = value
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file: top-level keys, or under a ``[train]`` table."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise P2PError(f"{p}: config file not found.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise P2PError(f"{p}: unreadable config file ({exc}).") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise P2PError(f"{p}: not valid TOML ({exc}).") from None
+    if isinstance(data.get("train"), dict):
+        data = data["train"]
+    return _check_types(data, str(p))
+
+
+def resolve_config(config_file: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the TOML file, then the flags that were given (``overrides``).
+
+    ``overrides`` holds only options the user actually passed; ``None`` values are ignored.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(load_toml(config_file))
+    values.update(_check_types({k: v for k, v in overrides.items() if v is not None}, "flags"))
+    try:
+        return TrainConfig(**values)
+    except TypeError as exc:  # pragma: no cover - _check_types catches unknown keys first
+        raise P2PError(f"bad training options: {exc}.") from None
+
+
+def read_run_config(path: str | Path) -> TrainConfig:
+    """Read the ``config.json`` a run folder holds."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise P2PError(f"{p}: unreadable run config ({exc}).") from None
+    return TrainConfig(**_check_types(data, str(p)))
+
+
+def config_to_toml(cfg: TrainConfig) -> str:
+    """The resolved config as TOML text (``[train]`` table), loadable with ``--config``."""
+    lines = ["# resolved p2p train config", "[train]"]
+    for k, v in cfg.to_dict().items():
+        lines.append(
+            f"{k} = {json.dumps(v)}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}"
+        )
+    return "\n".join(lines) + "\n"
