@@ -290,6 +290,26 @@ def write_aligned_dataset(
     return written
 
 
+def write_label_maps(out_dir: str | Path, count: int, size: int = 256, seed: int = 0) -> int:
+    """Write ``OUT/NNNNN.png``: label maps alone ((size, size) BGR), the inputs ``p2p run`` takes.
+
+    They are the B halves of the ``test`` split (same indices), so a run over them can be
+    compared with the photos of ``OUT/../test``. Existing files are kept; returns how many
+    were written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i in range(int(count)):
+        path = out / f"{i + 1:05d}.png"
+        if path.exists():
+            continue
+        _, label = synthetic_pair(SPLIT_OFFSETS["test"] + i, seed, size)
+        _write_image(path, cv2.cvtColor(label, cv2.COLOR_RGB2BGR))
+        written += 1
+    return written
+
+
 def write_label_video(
     path: str | Path, frames: int, size: int = 256, seed: int = 0, fps: float = 10.0
 ) -> Path:

@@ -12,7 +12,8 @@ HELP = (
     "the left (A) and the CMP-palette label map on the right (B), so label->photo is "
     "--direction BtoA, as with the real facades dataset. Deterministic by --seed; existing "
     "files are kept. With --video N, also OUT/labels.mp4: N label-map frames (mp4v, 10 fps) "
-    "with a slow pan and zoom."
+    "with a slow pan and zoom. With --labels N, also OUT/labels/NNNNN.png: the label maps of the "
+    "first N test pairs alone, ready for `p2p run`."
 )
 
 
@@ -30,12 +31,15 @@ def register(app: typer.Typer) -> None:
         video: int = typer.Option(
             0, "--video", min=0, help="Also write OUT/labels.mp4 with N frames."
         ),
+        labels: int = typer.Option(
+            0, "--labels", min=0, help="Also write OUT/labels/ with N label maps alone."
+        ),
     ) -> None:
         import logging
         import time
 
         from p2p_deploy.errors import DataError
-        from train.synthetic import write_aligned_dataset, write_label_video
+        from train.synthetic import write_aligned_dataset, write_label_maps, write_label_video
 
         log = logging.getLogger("p2p_deploy.cli.synth")
         if out.exists() and not out.is_dir():
@@ -43,6 +47,9 @@ def register(app: typer.Typer) -> None:
         t0 = time.perf_counter()
         written = write_aligned_dataset(out, {"train": train, "val": val, "test": test}, size, seed)
         msg = ", ".join(f"{k} {v}" for k, v in written.items())
+        if labels:
+            n = write_label_maps(out / "labels", labels, size, seed)
+            msg += f", label maps {out / 'labels'} ({n} new)"
         if video:
             write_label_video(out / "labels.mp4", video, size, seed)
             msg += f", video {out / 'labels.mp4'} ({video} frames)"

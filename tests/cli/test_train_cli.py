@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from p2p_deploy.checkpoint import load_generator
 
@@ -50,9 +51,16 @@ def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
         "32",
         "--video",
         "3",
+        "--labels",
+        "2",
     )
     assert r.returncode == 0, r.stderr
     assert len(list((data / "train").glob("*.png"))) == 4
+    # --labels: the B halves of the test pairs alone (what `p2p run` takes).
+    label = cv2.imread(str(data / "labels" / "00001.png"))
+    test_pair = cv2.imread(str(data / "test" / "00001.png"))
+    assert label.shape == (32, 32, 3) and len(list((data / "labels").glob("*.png"))) == 2
+    np.testing.assert_array_equal(label, test_pair[:, 32:])
     assert cv2.VideoCapture(str(data / "labels.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 3
     cfg = tmp_path / "c.toml"
     cfg.write_text("ngf = 4\nndf = 8\nimage_size = 32\nepochs = 1\nepochs_decay = 0\n")
