@@ -234,11 +234,14 @@ def _run_candidate(
             if on_progress:
                 on_progress(f"{cand.label} batch {batch}")
             x = np.ascontiguousarray(inputs[:batch])
+            # Peak memory over one call at this batch (buffers are sized by then), measured
+            # apart from the timing: a sampler thread waking every few ms during the timed loop
+            # steals a core from the backend on a small machine and skews its latency.
             with PeakMemory(runner.device) as mem:
                 y = runner.infer(x)
-                e2e = time_callable(lambda x=x: runner.infer(x), policy)
-                target = _device_timing_target(runner, x)
-                model = time_callable(target[0], policy, cuda_stream=target[1]) if target else None
+            e2e = time_callable(lambda x=x: runner.infer(x), policy)
+            target = _device_timing_target(runner, x)
+            model = time_callable(target[0], policy, cuda_stream=target[1]) if target else None
             row = _latency_row(runner, cand, batch, e2e, model)
             row["load_s"] = round(load_s, 3) if i == 0 else None
             row["peak_host_rss_mb"] = round(

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.roofline import floor_conclusion
 from bench.schema import SCHEMA_VERSION
 from p2p_deploy.atomic import atomic_path, write_json, write_text
 
@@ -108,6 +109,11 @@ def conclusions(report: dict[str, Any]) -> list[str]:
                 f"{series_name(r)} vs eager torch fp32 at batch {r['batch']}: "
                 f"{r['speedup_vs_eager']:.2f}x (same run, ratio of p50 latencies)."
             )
+    floor = report.get("config", {}).get("compute_floor")
+    if floor:
+        line = floor_conclusion(rows, floor)
+        if line:
+            out.append(line)
     worst: list[str] = []
     for r in rows:
         err, p = r.get("max_abs_err"), r.get("psnr_db")
@@ -194,8 +200,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "(outputs in [-1, 1]; PSNR with data range 2; `exact` = identical, JSON null).",
         "",
         "| Backend | Precision | Device | Batch | p50 ms | p90 ms | p99 ms | model ms | img/s | "
-        "Speedup | Max abs err | PSNR dB | Host RSS MB | GPU MB | Iters |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "GFLOP/s | Speedup | Max abs err | PSNR dB | Host RSS MB | GPU MB | Iters |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in sorted(rows, key=lambda r: (r["batch"], r["latency_ms"]["p50"])):
         lat = r["latency_ms"]
@@ -219,6 +225,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt(lat["p99"]),
             _fmt(r.get("model_ms")),
             _fmt(r["throughput_ips"], 1),
+            _fmt(r.get("achieved_gflops"), 0),
             sp_s,
             err_s,
             acc,

@@ -18,8 +18,10 @@ from bench import environment
 from bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
 from bench.harness import HarnessResult, make_inputs, run_benchmark
 from bench.report import build_report, write_index, write_report
+from bench.roofline import annotate_rows, compute_floor
 from bench.timing import TimingPolicy
 from p2p_deploy.errors import DataError, P2PError
+from p2p_deploy.models.flops import generator_flops
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,8 @@ def validate(args: BenchArgs) -> None:
         )
 
 
-def _model_info(args: BenchArgs) -> tuple[int, str]:
-    """(image size, one-line description) of the benchmarked generator."""
+def _model_info(args: BenchArgs) -> tuple[int, str, float]:
+    """(image size, one-line description, GFLOP per image) of the benchmarked generator."""
     from p2p_deploy.sidecar import ModelSidecar
 
     if args.checkpoint is not None:
@@ -124,19 +126,22 @@ def _model_info(args: BenchArgs) -> tuple[int, str]:
         cfg = loaded.config
         n = sum(p.numel() for p in loaded.model.parameters())
         tn = args.test_norm or default_test_norm(cfg.norm)
+        gflop = generator_flops(cfg) / 1e9
         desc = (
             f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
-            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters (`{args.checkpoint}`)"
+            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.1f} GFLOP per image "
+            f"(`{args.checkpoint}`)"
         )
-        return cfg.image_size, desc
+        return cfg.image_size, desc, gflop
     model = (args.onnx or args.engine)[0]
     side = ModelSidecar.read(model)
     g = side.generator
+    gflop = generator_flops(side.generator_config) / 1e9
     desc = (
         f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
-        f"test norm {side.test_norm} (`{model}`)"
+        f"test norm {side.test_norm}, {gflop:.1f} GFLOP per image (`{model}`)"
     )
-    return side.image_size, desc
+    return side.image_size, desc, gflop
 
 
 def _pick_e2e(result: HarnessResult, batch: int) -> dict[str, Any] | None:
@@ -164,7 +169,7 @@ def run_bench(
         torch.set_num_threads(args.threads)
     env = environment.collect()
     device = resolve_device(args.device)
-    image_size, model_desc = _model_info(args)
+    image_size, model_desc, gflop = _model_info(args)
 
     images = None
     inputs_desc = f"seeded uniform noise in [-1, 1] (seed {args.seed})"
@@ -200,8 +205,13 @@ def run_bench(
         if args.folder is not None or args.video is not None:
             e2e = _run_e2e(args, result, cands, batches)
 
+    # The compute floor, measured after the timed rows so its matmuls disturb none of them.
+    floor = compute_floor(gflop, device)
+    annotate_rows(result.rows, gflop)
+
     config = {
         **args.to_config(),
+        "compute_floor": floor,
         "device_resolved": device,
         "batches": batches,
         "warmup_s": args.warmup,

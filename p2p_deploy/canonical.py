@@ -49,7 +49,9 @@ def infer_config(state: Mapping[str, torch.Tensor], name: str = "checkpoint") ->
         raise CheckpointError(f"{name}: not a pix2pix U-Net state_dict (no '{FIRST_CONV}').")
     first = state[FIRST_CONV]
     if first.ndim != 4 or tuple(first.shape[2:]) != (4, 4):
-        raise CheckpointError(f"{name}: first conv has shape {tuple(first.shape)}, not (ngf, C, 4, 4).")
+        raise CheckpointError(
+            f"{name}: first conv has shape {tuple(first.shape)}, not (ngf, C, 4, 4)."
+        )
     ngf, in_ch = int(first.shape[0]), int(first.shape[1])
     prefixes = _level_prefixes(state)
     n_down = len(prefixes) + 1
@@ -60,15 +62,22 @@ def infer_config(state: Mapping[str, torch.Tensor], name: str = "checkpoint") ->
     norm = "batch" if f"{prefixes[0]}2.weight" in state else "instance"
     try:
         cfg = GeneratorConfig(
-            in_channels=in_ch, out_channels=out_ch, ngf=ngf, norm=norm,
-            image_size=2**n_down, n_down=n_down, dropout=True,
+            in_channels=in_ch,
+            out_channels=out_ch,
+            ngf=ngf,
+            norm=norm,
+            image_size=2**n_down,
+            n_down=n_down,
+            dropout=True,
         )
     except Exception as exc:  # noqa: BLE001 - any config complaint means "fits no U-Net"
         raise CheckpointError(f"{name}: shapes fit no U-Net ({exc}).") from None
     return cfg
 
 
-def convert_state_dict(state: Mapping[str, torch.Tensor], cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    state: Mapping[str, torch.Tensor], cfg: GeneratorConfig
+) -> dict[str, torch.Tensor]:
     """Rename canonical keys onto UNetGenerator keys (``down.i.*`` / ``up.j.*``).
 
     Levels: 0 = outermost, n-1 = innermost; decoder index j = n-1-i.
@@ -79,16 +88,22 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], cfg: GeneratorConfig) 
     for i, p in enumerate(prefixes, start=1):
         j = n - 1 - i
         if i < n - 1:  # middle level
-            mapping.update({f"{p}1.": f"down.{i}.1.", f"{p}2.": f"down.{i}.2.",
-                            f"{p}5.": f"up.{j}.1.", f"{p}6.": f"up.{j}.2."})
+            mapping.update(
+                {
+                    f"{p}1.": f"down.{i}.1.",
+                    f"{p}2.": f"down.{i}.2.",
+                    f"{p}5.": f"up.{j}.1.",
+                    f"{p}6.": f"up.{j}.2.",
+                }
+            )
         else:  # innermost
-            mapping.update({f"{p}1.": f"down.{i}.1.", f"{p}3.": f"up.0.1.", f"{p}4.": "up.0.2."})
+            mapping.update({f"{p}1.": f"down.{i}.1.", f"{p}3.": "up.0.1.", f"{p}4.": "up.0.2."})
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         # Longest prefix first: "model.model.1.model.3.model.1." must not match a shorter one.
         for src in sorted(mapping, key=len, reverse=True):
-            if key.startswith(src) and "." not in key[len(src):]:
-                out[mapping[src] + key[len(src):]] = value
+            if key.startswith(src) and "." not in key[len(src) :]:
+                out[mapping[src] + key[len(src) :]] = value
                 break
         else:
             raise CheckpointError(f"unexpected key {key!r} in canonical U-Net state_dict.")

@@ -75,7 +75,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def save_generator(model: UNetGenerator, weights: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def save_generator(
+    model: UNetGenerator, weights: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
     """Atomically write ``weights`` (safetensors) and its JSON sidecar (architecture + ``meta``).
 
     Only parameters and buffers are stored (running stats included); tensors are copied to CPU.
@@ -115,7 +117,9 @@ def _load_safetensors(weights: Path) -> LoadedGenerator:
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({exc}).") from None
+        raise CheckpointError(
+            f"{weights}: corrupt or truncated safetensors file ({exc})."
+        ) from None
     return LoadedGenerator(_build(cfg, state, weights), cfg, weights, meta, "p2p")
 
 
@@ -124,7 +128,9 @@ def _load_pth(weights: Path) -> LoadedGenerator:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad pickle/zip
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise CheckpointError(f"{weights}: not a readable torch checkpoint ({msg[:200]}).") from None
+        raise CheckpointError(
+            f"{weights}: not a readable torch checkpoint ({msg[:200]})."
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -145,7 +151,9 @@ def _build(cfg: GeneratorConfig, state: dict[str, torch.Tensor], weights: Path) 
     except RuntimeError as exc:
         first = str(exc).splitlines()
         detail = "; ".join(line.strip() for line in first[1:3]) or str(exc)[:200]
-        raise CheckpointError(f"{weights}: weights do not fit the U-Net in its sidecar ({detail[:300]}).") from None
+        raise CheckpointError(
+            f"{weights}: weights do not fit the U-Net in its sidecar ({detail[:300]})."
+        ) from None
     return model
 
 

@@ -61,9 +61,7 @@ class GeneratorConfig:
                 f"the U-Net needs at least {MIN_DOWNSAMPLINGS} downsamplings, got {self.n_down}."
             )
         if self.image_size % (2**self.n_down) != 0:
-            raise P2PError(
-                f"image size {self.image_size} is not divisible by 2**{self.n_down}."
-            )
+            raise P2PError(f"image size {self.image_size} is not divisible by 2**{self.n_down}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

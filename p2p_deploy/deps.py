@@ -27,7 +27,7 @@ def require(name: str) -> ModuleType:
         extra, purpose = _EXTRAS.get(name.split(".")[0], ("", name))
         hint = f'pip install "p2p-deploy[{extra}]"' if extra else f"pip install {name}"
         raise MissingDependency(
-            f"{name} is not installed ({purpose} need it): {hint}" f" [{exc.__class__.__name__}: {exc}]"
+            f"{name} is not installed ({purpose} need it): {hint} [{exc.__class__.__name__}: {exc}]"
         ) from None
 
 

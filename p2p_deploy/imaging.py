@@ -79,7 +79,7 @@ def torch_bgr8_to_tensor(frames: torch.Tensor, dtype: torch.dtype | None = None)
 
 
 def torch_tensor_to_bgr8(batch: torch.Tensor) -> torch.Tensor:
-    """Torch version of :func:`tensor_to_bgr8`: (N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 BGR."""
+    """Torch :func:`tensor_to_bgr8`: (N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 BGR."""
     import torch
 
     x = (batch.float() + 1.0).mul_(127.5).add_(0.5).clamp_(0.0, 255.0)

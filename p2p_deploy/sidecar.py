@@ -86,7 +86,9 @@ class ModelSidecar:
         """
         path = sidecar_for(model_path)
         if not path.is_file():
-            raise P2PError(f"{model_path}: no sidecar {path.name} beside it; re-export with `p2p export`.")
+            raise P2PError(
+                f"{model_path}: no sidecar {path.name} beside it; re-export with `p2p export`."
+            )
         try:
             d = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:

@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished files are kept; run the same command again to resume.", err=True)
+        typer.echo(
+            "interrupted: finished files are kept; run the same command again to resume.", err=True
+        )
         return 130
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):

@@ -66,14 +66,18 @@ class UNetGenerator(nn.Module):
         down: list[nn.Sequential] = [nn.Sequential(conv(cfg.in_channels, ch[0]))]
         for i in range(1, n - 1):
             down.append(
-                nn.Sequential(nn.LeakyReLU(0.2, True), conv(ch[i - 1], ch[i]), make_norm(cfg.norm, ch[i]))
+                nn.Sequential(
+                    nn.LeakyReLU(0.2, True), conv(ch[i - 1], ch[i]), make_norm(cfg.norm, ch[i])
+                )
             )
         down.append(nn.Sequential(nn.LeakyReLU(0.2, True), conv(ch[n - 2], ch[n - 1])))
         self.down = nn.ModuleList(down)
 
         # Decoder, in execution order: up[j] mirrors encoder level i = n-1-j.
         up: list[nn.Sequential] = [
-            nn.Sequential(nn.ReLU(True), tconv(ch[n - 1], ch[n - 2]), make_norm(cfg.norm, ch[n - 2]))
+            nn.Sequential(
+                nn.ReLU(True), tconv(ch[n - 1], ch[n - 2]), make_norm(cfg.norm, ch[n - 2])
+            )
         ]
         for i in range(n - 2, 0, -1):
             layers: list[nn.Module] = [

@@ -7,7 +7,9 @@ from torch import nn
 
 
 @torch.no_grad()
-def init_weights(module: nn.Module, gain: float = 0.02, generator: torch.Generator | None = None) -> nn.Module:
+def init_weights(
+    module: nn.Module, gain: float = 0.02, generator: torch.Generator | None = None
+) -> nn.Module:
     """Initialise convs with N(0, gain), biases with 0, batch-norm weights with N(1, gain)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):

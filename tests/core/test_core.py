@@ -88,9 +88,16 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
 
 def test_sidecar_roundtrip_and_errors(tmp_path, tiny_config):
     model = tmp_path / "model.onnx"
-    sc = ModelSidecar(kind="onnx", precision="fp16", io_dtype="float32",
-                      generator=tiny_config.to_dict(), test_norm="stats",
-                      input_shape=[-1, 3, 32, 32], output_shape=[-1, 3, 32, 32], opset=17)
+    sc = ModelSidecar(
+        kind="onnx",
+        precision="fp16",
+        io_dtype="float32",
+        generator=tiny_config.to_dict(),
+        test_norm="stats",
+        input_shape=[-1, 3, 32, 32],
+        output_shape=[-1, 3, 32, 32],
+        opset=17,
+    )
     assert sc.write(model) == sidecar_for(model) == tmp_path / "model.onnx.json"
     back = ModelSidecar.read(model)
     assert back == sc and back.generator_config == tiny_config and back.image_size == 32
@@ -121,3 +128,27 @@ def test_stats_mode_never_mixes_frames_and_differs_from_running():
         assert (running(x) - batched).abs().max() > 1e-2
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in stats.modules())
     assert g.training  # the source module is left untouched
+
+
+def test_generator_flops_match_the_layers_that_run():
+    from p2p_deploy.models import UNetGenerator
+    from p2p_deploy.models.flops import generator_flops
+
+    assert round(generator_flops(GeneratorConfig()) / 1e9, 1) == 12.1
+    cfg = GeneratorConfig(ngf=8, image_size=64, n_down=5)
+    model = UNetGenerator(cfg)
+    counted = 0
+
+    def hook(m, inputs, out):
+        nonlocal counted
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            counted += 2 * inputs[0].numel() * m.out_channels * 16
+        elif isinstance(m, torch.nn.Conv2d):
+            counted += 2 * out.numel() * m.in_channels * 16
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+    for h in handles:
+        h.remove()
+    assert generator_flops(cfg) == counted
