@@ -14,9 +14,11 @@ actually gets; the report shows both.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from p2p_deploy.media.images import read_image, write_image
 from p2p_deploy.media.resize import fit, restore
 from p2p_deploy.media.video import VideoSink, VideoSource
 from p2p_deploy.runners.base import Runner
+
+log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "postprocess", "encode")
 
@@ -56,11 +60,27 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
+def readable_images(paths: Iterable[Path], unreadable: list[str]) -> Iterator[np.ndarray]:
+    """Decode ``paths`` in order; an image that cannot be read is skipped (its one-line reason
+    logged and appended to ``unreadable``), as ``p2p run`` does, instead of ending the run."""
+    for p in paths:
+        try:
+            yield read_image(p)
+        except DataError as exc:
+            log.warning("skipped: %s", exc)
+            unreadable.append(str(exc))
+
+
 def load_folder_inputs(
     folder: Path, image_size: int, count: int, mode: str = "stretch"
 ) -> np.ndarray:
-    """Up to ``count`` images of ``folder`` as model inputs: (n, 3, S, S) float32 in [-1, 1]."""
-    frames = [fit(read_image(p), image_size, mode)[0] for p in list_images(folder)[:count]]
+    """Up to ``count`` readable images of ``folder`` as model inputs: (n, 3, S, S) float32 in
+    [-1, 1]. DataError when none of them can be read."""
+    unreadable: list[str] = []
+    images = itertools.islice(readable_images(list_images(folder), unreadable), count)
+    frames = [fit(img, image_size, mode)[0] for img in images]
+    if not frames:
+        raise DataError(f"{folder}: no readable image ({unreadable[0]})")
     return bgr8_to_tensor(frames)
 
 
@@ -100,24 +120,26 @@ def run_e2e(
     stage the total seconds, ms per frame and share of the wall time.
 
     Raises:
-        DataError: no images in the folder, unreadable image or video, codec cannot write.
+        DataError: no images in the folder, no readable frame, unreadable video, codec cannot
+            write. Unreadable images of a folder are skipped and counted (``unreadable``).
     """
     if (folder is None) == (video is None):
         raise ValueError("give exactly one of folder or video")
     clock = StageClock()
     size = runner.image_size
     n = 0
+    unreadable: list[str] = []
     with tempfile.TemporaryDirectory(prefix="p2p-bench-e2e-") as tmp:
         out_dir = Path(tmp)
         sink: VideoSink | None = None
         source: VideoSource | None = None
         if folder is not None:
-            paths = list_images(folder)[:max_frames]
-            names = iter(paths)
-            frames: Iterator[np.ndarray] = (read_image(p) for p in paths)
+            paths = list_images(folder)
+            frames: Iterator[np.ndarray] = readable_images(paths, unreadable)
+            if max_frames is not None:
+                frames = itertools.islice(frames, max_frames)
         else:
             source = VideoSource(video)
-            names = None
             frames = source.frames()
             if max_frames is not None:
                 frames = (f for _, f in zip(range(max_frames), frames, strict=False))
@@ -135,9 +157,9 @@ def run_e2e(
                     for o, (_, geo) in zip(tensor_to_bgr8(y), fitted, strict=True)
                 ]
                 t = clock.add("postprocess", t)
-                for o in outs:
-                    if names is not None:
-                        write_image(out_dir / (next(names).stem + ".png"), o)
+                for i, o in enumerate(outs):
+                    if folder is not None:
+                        write_image(out_dir / f"{n + i:06d}.png", o)
                     else:
                         if sink is None:
                             assert source is not None
@@ -166,6 +188,7 @@ def run_e2e(
         "device": runner.device,
         "batch": batch,
         "frames": n,
+        "unreadable": len(unreadable),  # folder images skipped (reasons in the log)
         "wall_s": round(wall, 4),
         "fps": round(n / wall, 3),
         "stages": [
@@ -203,5 +226,5 @@ def run_pipeline_fps(runner: Runner, src: Path, batch: int = 1) -> dict[str, Any
         "fps": round(summary.fps, 3),
         "model_ms_per_frame": round(summary.model_ms_per_frame, 4),
         "failed": summary.failed,
-        "method": "p2p run's threaded pipeline (reader, runner and writer overlap)",
+        "method": "threaded pipeline: reader, runner and writer overlap",
     }

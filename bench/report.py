@@ -249,7 +249,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"`{e2e['source']}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
             f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
-            f"Method: {e2e.get('method', '')}.",
+            f"Method: {e2e.get('method', '')}."
+            + (
+                f" {e2e['unreadable']} unreadable images skipped (not counted)."
+                if e2e.get("unreadable")
+                else ""
+            ),
             "",
             "| Stage | Total s | ms / frame | Share |",
             "|---|--:|--:|--:|",

@@ -71,7 +71,7 @@ def floor_conclusion(rows: list[dict[str, Any]], floor: dict[str, Any]) -> str |
     ]
     fp32_floor = floor["floor_ms"]["fp32"]
     return (
-        f"Compute floor: {floor['gflop_per_image']:.1f} GFLOP per image; measured "
+        f"Compute floor: {floor['gflop_per_image']:.3g} GFLOP per image; measured "
         + "; ".join(parts)
         + f". The fastest batch-{b} row ({best.get('label') or best['backend']} "
         f"{best['precision']}) takes {per_img:.2f} ms/image, {fp32_floor / per_img:.0%} of the "

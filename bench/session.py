@@ -105,6 +105,11 @@ def validate(args: BenchArgs) -> None:
     for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:
         if p is not None and not Path(p).exists():
             raise P2PError(f"{p}: no such file or folder.")
+    if args.video is not None:
+        from p2p_deploy.media.video import VideoSource
+
+        with VideoSource(args.video):  # unreadable: say so now, not after every row is timed
+            pass
     if args.threads is not None and args.threads < 1:
         raise P2PError(f"--threads must be at least 1, got {args.threads}.")
     unknown = set(args.backends) - set(BENCH_BACKENDS)
@@ -129,7 +134,7 @@ def _model_info(args: BenchArgs) -> tuple[int, str, float]:
         gflop = generator_flops(cfg) / 1e9
         desc = (
             f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
-            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.1f} GFLOP per image "
+            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per image "
             f"(`{args.checkpoint}`)"
         )
         return cfg.image_size, desc, gflop
@@ -139,7 +144,7 @@ def _model_info(args: BenchArgs) -> tuple[int, str, float]:
     gflop = generator_flops(side.generator_config) / 1e9
     desc = (
         f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
-        f"test norm {side.test_norm}, {gflop:.1f} GFLOP per image (`{model}`)"
+        f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{model}`)"
     )
     return side.image_size, desc, gflop
 

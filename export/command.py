@@ -140,7 +140,7 @@ def run_export(
     """
     import torch
 
-    from export.onnx_export import export_onnx
+    from export.onnx_export import check_opset, export_onnx
     from export.parity import check_onnx_parity
     from p2p_deploy.checkpoint import file_sha256, load_generator
     from p2p_deploy.models.inference import prepare_generator
@@ -150,6 +150,9 @@ def run_export(
     profile = batch if isinstance(batch, BatchProfile) else parse_batch_profile(batch)
     if io not in IO_CHOICES:
         raise P2PError(f"--io {io!r}: use fp32 or fp16.")
+    check_opset(opset)  # before out_dir is created: a bad flag leaves nothing behind
+    if not workspace_gib > 0:
+        raise P2PError(f"--workspace {workspace_gib}: must be a positive number of GiB.")
     if engine:
         fp16 = True
     if io == "fp16" and not fp16:

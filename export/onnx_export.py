@@ -81,6 +81,19 @@ def inference_module(
     return prepared
 
 
+def check_opset(opset: int) -> None:
+    """Raise P2PError unless ``opset`` is between 17 and the newest the installed onnx knows."""
+    if opset < MIN_OPSET:
+        raise P2PError(
+            f"opset {opset} is too old: InstanceNormalization export needs {MIN_OPSET} or newer."
+        )
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise P2PError(
+            f"opset {opset} is newer than this onnx {onnx.__version__} knows ({newest})."
+        )
+
+
 def _check_args(
     model: UNetGenerator, precision: str, test_norm: str, opset: int, io_dtype: str
 ) -> None:
@@ -88,10 +101,7 @@ def _check_args(
         raise P2PError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if test_norm not in TEST_NORMS:
         raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
-    if opset < MIN_OPSET:
-        raise P2PError(
-            f"opset {opset} is too old: InstanceNormalization export needs {MIN_OPSET} or newer."
-        )
+    check_opset(opset)
     if io_dtype not in IO_DTYPES:
         raise P2PError(f"io dtype must be one of {', '.join(IO_DTYPES)}, got {io_dtype!r}.")
     if precision == "fp32" and io_dtype != "float32":
@@ -186,8 +196,13 @@ def export_onnx(
                 f"{out_path}: the exported graph fails onnx.checker ({first[:300]})."
             ) from None
         got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-        if got_opset < MIN_OPSET:
-            raise P2PError(f"{out_path}: graph has opset {got_opset}, need {MIN_OPSET} or newer.")
+        if got_opset != opset:
+            # The exporter keeps its native opset, with a warning we silence, when the version
+            # converter cannot reach the one asked for: the sidecar must not claim otherwise.
+            raise P2PError(
+                f"{out_path}: opset {opset} was asked for, but the exporter could only write "
+                f"opset {got_opset}; use --opset {got_opset}."
+            )
         _check_interface(proto, cfg.image_size, (cfg.in_channels, cfg.out_channels), str(out_path))
         gp = inspect_graph_precision(proto)
         verify_graph_precision(gp, precision, io_dtype, str(out_path))

@@ -29,8 +29,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        # mkstemp creates 0600 files; give the result the usual permissions (0666 - umask).
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
+        set_default_mode(tmp_path)
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -46,6 +45,12 @@ def _read_umask() -> int:
 
 # Read once at import: os.umask is process-wide, so probing it later would race with threads.
 _UMASK = _read_umask()
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """mkstemp creates 0600 files; give ``path`` the usual permissions (0666 - umask), those a
+    plain ``open(path, "w")`` would have given it."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def write_bytes(final: str | os.PathLike[str], data: bytes) -> None:

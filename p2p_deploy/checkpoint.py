@@ -41,6 +41,17 @@ class LoadedGenerator:
     source: str = "p2p"  # "p2p" or "canonical"
 
 
+def exc_summary(exc: BaseException, limit: int = 200) -> str:
+    """The first sentence of ``exc``'s first line (at most ``limit`` characters).
+
+    torch's load errors go on for a paragraph ("... This is an internal miniz error. If you
+    are seeing this error, ..."); a one-line user message needs only what went wrong.
+    """
+    text = (str(exc).strip().splitlines() or [""])[0] or exc.__class__.__name__
+    # Without its full stop: callers put it in parentheses before their own.
+    return text.partition(". ")[0].rstrip(".")[:limit]
+
+
 def sidecar_path(weights: Path) -> Path:
     """``generator.safetensors`` -> ``generator.json``."""
     return weights.with_suffix(".json")
@@ -65,7 +76,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"{p}: no such file or folder.")
     if p.is_dir():
-        for cand in (p / LATEST_DIR / WEIGHTS_NAME, p / WEIGHTS_NAME, p / "latest_net_G.pth"):
+        # ``.latest.old`` is the previous checkpoint when a save was killed between its two
+        # renames (train.checkpointing); it is complete, and `p2p train --resume` restores it.
+        interrupted = p / LATEST_DIR.parent / f".{LATEST_DIR.name}.old" / WEIGHTS_NAME
+        candidates = (p / LATEST_DIR / WEIGHTS_NAME, interrupted, p / WEIGHTS_NAME)
+        for cand in (*candidates, p / "latest_net_G.pth"):
             if cand.is_file():
                 return cand
         raise CheckpointError(
@@ -127,9 +142,16 @@ def _load_pth(weights: Path) -> LoadedGenerator:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad pickle/zip
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        if "Weights only load failed" in str(exc):
+            # torch's own text here tells the user to retry with weights_only=False (running
+            # the file's code), in terminal escape codes: say what the file is instead.
+            raise CheckpointError(
+                f"{weights}: holds pickled Python objects, not a plain state_dict of tensors "
+                "(a whole model or a training checkpoint?); only state_dicts are loaded, with "
+                "weights_only=True, since unpickling can run arbitrary code."
+            ) from None
         raise CheckpointError(
-            f"{weights}: not a readable torch checkpoint ({msg[:200]})."
+            f"{weights}: not a readable torch checkpoint ({exc_summary(exc)})."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from p2p_deploy.checkpoint import WEIGHTS_NAME, save_generator
+from p2p_deploy.checkpoint import WEIGHTS_NAME, exc_summary, save_generator
 from p2p_deploy.errors import CheckpointError
 from p2p_deploy.models.generator import UNetGenerator
 
@@ -96,9 +96,8 @@ def load_state(folder: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad zip/pickle
-        msg = (str(exc).splitlines() or [exc.__class__.__name__])[0]
         raise CheckpointError(
-            f"{path}: corrupt or unreadable training state ({msg[:160]})."
+            f"{path}: corrupt or unreadable training state ({exc_summary(exc, 160)})."
         ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a p2p-deploy training state (foreign file).")

@@ -73,6 +73,8 @@ class TrainConfig:
             ),
             (self.device in DEVICES, f"--device must be auto, cpu or cuda, got {self.device!r}"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
+            # GeneratorConfig would say "needs at least 5 downsamplings": name the flag instead.
+            (self.image_size >= 32, f"--image-size must be at least 32, got {self.image_size}"),
             (
                 self.epochs >= 0 and self.epochs_decay >= 0,
                 "--epochs and --epochs-decay must be >= 0",
@@ -80,6 +82,8 @@ class TrainConfig:
             (self.epochs + self.epochs_decay >= 1, "--epochs + --epochs-decay must be at least 1"),
             (self.max_steps >= 0, "--max-steps must be >= 0"),
             (self.lr > 0, "--lr must be positive"),
+            (self.lambda_l1 >= 0, "--lambda-l1 must be >= 0 (a negative weight rewards L1 error)"),
+            (0 <= self.beta1 < 1, "--beta1 must be in [0, 1)"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
             (
                 min(self.log_every, self.sample_every, self.save_every) >= 0,
@@ -152,6 +156,13 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise P2PError(f"{p}: not valid TOML ({exc}).") from None
     if isinstance(data.get("train"), dict):
+        # Keys beside the [train] table would otherwise be dropped without a word.
+        outside = [k for k in data if k != "train"]
+        if outside:
+            raise P2PError(
+                f"{p}: option(s) {', '.join(map(repr, outside))} outside the [train] table; "
+                "put every option under [train] or none."
+            )
         data = data["train"]
     return _check_types(data, str(p))
 

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Sampler
 
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
+from p2p_deploy.jpeg import jpeg_is_truncated
 from train.augment import apply_jitter, jitter_params
 from train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
@@ -133,6 +134,8 @@ class FilePairs(PairDataset):
 
 def _check_aligned(path: Path) -> str | None:
     """Why ``path`` is not a usable aligned image, or None when it is."""
+    if jpeg_is_truncated(path):
+        return "truncated JPEG"
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         return "unreadable"
@@ -166,6 +169,10 @@ def scan_paired(a_dir: Path, b_dir: Path) -> tuple[list[tuple[Path, ...]], list[
     for stem in sorted(set(a) | set(b)):
         if stem not in a or stem not in b:
             bad.append(((a.get(stem) or b[stem]), "no partner with the same name in A/ and B/"))
+            continue
+        truncated = next((p for p in (a[stem], b[stem]) if jpeg_is_truncated(p)), None)
+        if truncated is not None:
+            bad.append((truncated, "truncated JPEG"))
             continue
         imgs = [
             cv2.imread(str(a[stem]), cv2.IMREAD_UNCHANGED),

@@ -393,6 +393,8 @@ class Trainer:
         t0 = time.perf_counter()
         self._last_saved_step: int | None = None
         try:
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
             self._build()
             latest = self.ckpt_dir / "latest"
             if not self.resume and (latest.exists() or (self.ckpt_dir / ".latest.old").exists()):
@@ -406,8 +408,13 @@ class Trainer:
             self._wrap()
             runlog = None
             if self.dist.is_main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                self._write_config()
+                try:
+                    self.run_dir.mkdir(parents=True, exist_ok=True)
+                    self._write_config()
+                except OSError as exc:  # --out under a file, a read-only disk, ...
+                    raise P2PError(
+                        f"{self.run_dir}: run folder cannot be written ({exc.strerror or exc})."
+                    ) from None
                 runlog = RunLog(self.run_dir, resume_step=resumed_from)
                 if resumed_from is not None:
                     log.info("resumed from step %d (epoch %d)", resumed_from, self.epoch)

@@ -51,6 +51,22 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"p2p_deploy.cli.{_name}").register(app)
 
 
+INTERRUPTED = "interrupted: finished files are kept; run the same command again to resume."
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """True when ``exc`` was raised while handling a KeyboardInterrupt: typer turns Ctrl-C
+    (and the SIGTERM that `p2p run` maps onto it) into a silent ``Exit(130)``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns user errors into one line and an exit code."""
     from p2p_deploy.errors import P2PError
@@ -62,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo(
-            "interrupted: finished files are kept; run the same command again to resume.", err=True
-        )
+        typer.echo(INTERRUPTED, err=True)
         return 130
     except SystemExit as exc:
+        if _from_ctrl_c(exc):
+            typer.echo(INTERRUPTED, err=True)
+            return 130
         if exc.code is None or isinstance(exc.code, int):
             return int(exc.code or 0)
         typer.echo(str(exc.code), err=True)

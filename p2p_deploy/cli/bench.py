@@ -27,8 +27,18 @@ def _str_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+# One paragraph per string: rich help keeps a docstring's single line breaks as hard breaks.
+HELP = (
+    "Benchmark every backend/precision/batch the models and this machine allow.\n\n"
+    "Writes report.md (table + conclusions), report.json (schema version 1) and latency / "
+    "throughput plots. Latency p50/p90/p99 per row, throughput, speedup over eager torch fp32 "
+    "at the same batch (same run), max abs error and PSNR against it, peak memory; with "
+    "--folder or --video also the end-to-end pipeline fps and its stage times."
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("bench")
+    @app.command("bench", help=HELP)
     def bench(
         checkpoint: Path | None = typer.Option(
             None,
@@ -81,13 +91,7 @@ def register(app: typer.Typer) -> None:
             None, "--out", "-o", help="Report folder (default bench/reports/<machine>-<date>/)."
         ),
     ) -> None:
-        """Benchmark every backend/precision/batch the models and this machine allow.
-
-        Writes report.md (table + conclusions), report.json (schema version 1) and latency /
-        throughput plots. Latency p50/p90/p99 per row, throughput, speedup over eager torch fp32
-        at the same batch (same run), max abs error and PSNR against it, peak memory; with
-        --folder or --video also the end-to-end pipeline fps and its stage times.
-        """
+        """Benchmark every backend/precision/batch (help text: HELP)."""
         import logging
 
         from rich.console import Console
@@ -100,6 +104,9 @@ def register(app: typer.Typer) -> None:
         )
 
         from bench.session import BenchArgs, run_bench, validate
+        from p2p_deploy.media.video import quiet_native_logs
+
+        quiet_native_logs()  # an unreadable --video is one line, without FFmpeg's chatter
 
         args = BenchArgs(
             checkpoint=checkpoint,

@@ -15,11 +15,22 @@ RESIZE_HELP = (
 )
 
 
+# One paragraph per string: rich help keeps a docstring's single line breaks as hard breaks.
+HELP = (
+    "Translate images and videos with an exported model.\n\n"
+    "Outputs mirror the input tree in the output folder; videos keep frame count and rate. "
+    "Existing outputs are skipped (--overwrite redoes them); writes are atomic. Inputs that "
+    "fail are listed one per line and in OUT/failures.json. Exit code: 0 all done, 2 some "
+    "failed, 1 nothing could be processed or the model could not load."
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    @app.command("run", help=HELP)
     def run(
         input: Path = typer.Argument(
             ...,
+            metavar="INPUT",
             help="An image, a folder (recursive: jpg jpeg png bmp webp tif tiff, mp4 avi mov mkv) "
             "or a video.",
         ),
@@ -31,13 +42,17 @@ def register(app: typer.Typer) -> None:
             ".safetensors / latest_net_G.pth (PyTorch).",
         ),
         out: Path | None = typer.Option(
-            None, "--out", "-o", help="Output folder [default: <input>_p2p beside the input]."
+            None,
+            "--out",
+            "-o",
+            help="Output folder.",
+            show_default="<input>_p2p beside the input",
         ),
         backend: str = typer.Option(
             "auto", help="auto (by the model's extension), tensorrt, onnxruntime or torch."
         ),
         device: str | None = typer.Option(
-            None, help="cpu, cuda or cuda:N [default: the GPU when there is one]."
+            None, help="cpu, cuda or cuda:N.", show_default="the GPU when there is one"
         ),
         batch: int = typer.Option(1, "--batch", "-b", min=1, help="Frames per model call."),
         resize: str = typer.Option("stretch", help=RESIZE_HELP),
@@ -58,11 +73,13 @@ def register(app: typer.Typer) -> None:
         ),
         test_norm: str | None = typer.Option(
             None,
-            help="Torch runner only: stats (per-image statistics, the paper) or running "
-            "[default: from the checkpoint].",
+            help="Torch runner only: stats (per-image statistics, the paper) or running.",
+            show_default="from the checkpoint",
         ),
         precision: str | None = typer.Option(
-            None, help="Torch runner only: fp32 or fp16 (CUDA) [default: fp16 on CUDA]."
+            None,
+            help="Torch runner only: fp32 or fp16 (CUDA).",
+            show_default="fp16 on CUDA, fp32 on CPU",
         ),
         cuda_graphs: bool = typer.Option(
             False, "--cuda-graphs", help="Capture CUDA graphs per batch size (torch, TensorRT)."
@@ -71,7 +88,10 @@ def register(app: typer.Typer) -> None:
             False, "--compile", help="Torch runner only: torch.compile the generator."
         ),
         threads: int | None = typer.Option(
-            None, min=1, help="ONNX Runtime only: intra-op threads [default: physical cores]."
+            None,
+            min=1,
+            help="ONNX Runtime only: intra-op threads.",
+            show_default="physical cores",
         ),
         max_pixels: int = typer.Option(
             40_000_000, min=1, help="Refuse (and list as failed) images with more pixels."
@@ -81,13 +101,7 @@ def register(app: typer.Typer) -> None:
         ),
         summary_json: Path | None = typer.Option(None, help="Also write the summary as JSON here."),
     ) -> None:
-        """Translate images and videos with an exported model.
-
-        Outputs mirror the input tree in the output folder; videos keep frame count and rate.
-        Existing outputs are skipped (--overwrite redoes them); writes are atomic. Inputs that
-        fail are listed one per line and in OUT/failures.json. Exit code: 0 all done, 2 some
-        failed, 1 nothing could be processed or the model could not load.
-        """
+        """Translate images and videos with an exported model (help text: HELP)."""
         _run(**locals())
 
 
@@ -107,10 +121,12 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
 
     from p2p_deploy.errors import P2PError
     from p2p_deploy.media.resize import RESIZE_MODES
+    from p2p_deploy.media.video import quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
     from p2p_deploy.runners.factory import backend_for, open_runner
 
+    quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if kw["resize"] not in RESIZE_MODES:
         raise P2PError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {kw['resize']!r}.")
     if len(kw["codec"]) != 4:

@@ -12,8 +12,9 @@ HELP = (
     "the left (A) and the CMP-palette label map on the right (B), so label->photo is "
     "--direction BtoA, as with the real facades dataset. Deterministic by --seed; existing "
     "files are kept. With --video N, also OUT/labels.mp4: N label-map frames (mp4v, 10 fps) "
-    "with a slow pan and zoom. With --labels N, also OUT/labels/NNNNN.png: the label maps of the "
-    "first N test pairs alone, ready for `p2p run`."
+    "with a slow pan and zoom. With --labels N, also OUT/labels/NNNNN.png: "
+    "the label maps of test pairs 1..N alone (their B halves, whether or not --test writes "
+    "those pairs), ready for `p2p run`."
 )
 
 
@@ -45,12 +46,17 @@ def register(app: typer.Typer) -> None:
         if out.exists() and not out.is_dir():
             raise DataError(f"{out}: exists and is not a folder.")
         t0 = time.perf_counter()
-        written = write_aligned_dataset(out, {"train": train, "val": val, "test": test}, size, seed)
-        msg = ", ".join(f"{k} {v}" for k, v in written.items())
-        if labels:
-            n = write_label_maps(out / "labels", labels, size, seed)
-            msg += f", label maps {out / 'labels'} ({n} new)"
-        if video:
-            write_label_video(out / "labels.mp4", video, size, seed)
-            msg += f", video {out / 'labels.mp4'} ({video} frames)"
+        try:
+            splits = {"train": train, "val": val, "test": test}
+            written = write_aligned_dataset(out, splits, size, seed)
+            msg = ", ".join(f"{k} {v}" for k, v in written.items())
+            if labels:
+                n = write_label_maps(out / "labels", labels, size, seed)
+                msg += f", label maps {out / 'labels'} ({n} new)"
+            if video:
+                write_label_video(out / "labels.mp4", video, size, seed)
+                msg += f", video {out / 'labels.mp4'} ({video} frames)"
+        except OSError as exc:  # OUT under a file, a read-only or full disk, ...
+            where = exc.filename or out
+            raise DataError(f"{where}: cannot write ({exc.strerror or exc}).") from None
         log.info("wrote %s (new images: %s) in %.1f s", out, msg, time.perf_counter() - t0)

@@ -18,14 +18,19 @@ HELP = (
 )
 
 
+# Every option defaults to None so that only flags actually given override --config; the real
+# defaults are therefore written into the help text. Their "[" is escaped ("\\[default: 64]"):
+# rich reads an unescaped "[default: 64]" as a markup tag and drops it from --help.
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train", help=HELP)
     def train_cmd(
         data: str | None = typer.Option(
-            None, help="'synthetic' or a data folder. [default: synthetic]"
+            None, help="'synthetic' or a data folder. \\[default: synthetic]"
         ),
         out: Path | None = typer.Option(
-            None, "--out", "-o", help="Run folder. [default: runs/p2p]"
+            None, "--out", "-o", help="Run folder. \\[default: runs/p2p]"
         ),
         config: Path | None = typer.Option(
             None, "--config", help="TOML file with any option (keys as flags, - or _)."
@@ -34,66 +39,74 @@ def register(app: typer.Typer) -> None:
             False, "--resume", help="Continue the run in --out from checkpoints/latest."
         ),
         direction: str | None = typer.Option(
-            None, help="AtoB or BtoA (label->photo on facades). [default: BtoA]"
+            None, help="AtoB or BtoA (label->photo on facades). \\[default: BtoA]"
         ),
         image_size: int | None = typer.Option(
-            None, help="Crop size; downsamplings follow (256->8). [default: 256]"
+            None, help="Crop size; downsamplings follow (256->8). \\[default: 256]"
         ),
-        ngf: int | None = typer.Option(None, help="Generator width. [default: 64]"),
-        ndf: int | None = typer.Option(None, help="Discriminator width. [default: 64]"),
-        norm: str | None = typer.Option(None, help="batch or instance. [default: batch]"),
+        ngf: int | None = typer.Option(None, help="Generator width. \\[default: 64]"),
+        ndf: int | None = typer.Option(None, help="Discriminator width. \\[default: 64]"),
+        norm: str | None = typer.Option(None, help="batch or instance. \\[default: batch]"),
         dropout: bool | None = typer.Option(
-            None, "--dropout/--no-dropout", help="Dropout in the decoder. [default: on]"
+            None, "--dropout/--no-dropout", help="Dropout in the decoder. \\[default: on]"
         ),
         n_layers_d: int | None = typer.Option(
-            None, help="PatchGAN stride-2 layers (3 = 70x70). [default: 3]"
+            None, help="PatchGAN stride-2 layers (3 = 70x70). \\[default: 3]"
         ),
         gan_mode: str | None = typer.Option(
-            None, help="vanilla (BCE) or lsgan (MSE). [default: vanilla]"
+            None, help="vanilla (BCE) or lsgan (MSE). \\[default: vanilla]"
         ),
-        lambda_l1: float | None = typer.Option(None, help="Weight of the L1 term. [default: 100]"),
-        lr: float | None = typer.Option(None, help="Adam learning rate. [default: 2e-4]"),
-        beta1: float | None = typer.Option(None, help="Adam beta1. [default: 0.5]"),
-        epochs: int | None = typer.Option(None, help="Epochs at the initial rate. [default: 100]"),
+        lambda_l1: float | None = typer.Option(
+            None, help="Weight of the L1 term. \\[default: 100]"
+        ),
+        lr: float | None = typer.Option(None, help="Adam learning rate. \\[default: 2e-4]"),
+        beta1: float | None = typer.Option(None, help="Adam beta1. \\[default: 0.5]"),
+        epochs: int | None = typer.Option(
+            None, help="Epochs at the initial rate. \\[default: 100]"
+        ),
         epochs_decay: int | None = typer.Option(
-            None, help="Epochs of linear decay to 0. [default: 100]"
+            None, help="Epochs of linear decay to 0. \\[default: 100]"
         ),
-        batch_size: int | None = typer.Option(None, help="Batch size per process. [default: 1]"),
+        batch_size: int | None = typer.Option(None, help="Batch size per process. \\[default: 1]"),
         max_steps: int | None = typer.Option(
-            None, help="Stop after N optimiser steps (0 = no limit)."
+            None, help="Stop after N optimiser steps (0 = no limit). \\[default: 0]"
         ),
         seed: int | None = typer.Option(
-            None, help="Seed of init, data order, jitter, dropout. [default: 0]"
+            None, help="Seed of init, data order, jitter, dropout. \\[default: 0]"
         ),
         jitter: bool | None = typer.Option(
-            None, "--jitter/--no-jitter", help="Resize to 286/256 x size and random-crop."
+            None,
+            "--jitter/--no-jitter",
+            help="Resize to 286/256 x size and random-crop. \\[default: on]",
         ),
         flip: bool | None = typer.Option(
-            None, "--flip/--no-flip", help="Random horizontal mirror."
+            None, "--flip/--no-flip", help="Random horizontal mirror. \\[default: on]"
         ),
-        device: str | None = typer.Option(None, help="auto, cpu or cuda. [default: auto]"),
+        device: str | None = typer.Option(None, help="auto, cpu or cuda. \\[default: auto]"),
         amp: bool | None = typer.Option(
-            None, "--amp/--no-amp", help="Mixed precision (CUDA only)."
+            None, "--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: off]"
         ),
         num_workers: int | None = typer.Option(
-            None, help="Data-loader worker processes. [default: 0]"
+            None, help="Data-loader worker processes. \\[default: 0]"
         ),
-        log_every: int | None = typer.Option(None, help="Log losses every N steps. [default: 50]"),
+        log_every: int | None = typer.Option(
+            None, help="Log losses every N steps. \\[default: 50]"
+        ),
         sample_every: int | None = typer.Option(
-            None, help="Sample grid PNG every N steps. [default: 500]"
+            None, help="Sample grid PNG every N steps. \\[default: 500]"
         ),
         save_every: int | None = typer.Option(
-            None, help="checkpoints/epoch_NNNN every N epochs. [default: 5]"
+            None, help="checkpoints/epoch_NNNN every N epochs. \\[default: 5]"
         ),
         checkpoint_every: int | None = typer.Option(
             None, help="Also update checkpoints/latest every N steps (0 = epoch ends only)."
         ),
         synthetic_train: int | None = typer.Option(
-            None, help="Synthetic training pairs. [default: 400]"
+            None, help="Synthetic training pairs. \\[default: 400]"
         ),
-        synthetic_val: int | None = typer.Option(None, help="Synthetic val pairs. [default: 20]"),
+        synthetic_val: int | None = typer.Option(None, help="Synthetic val pairs. \\[default: 20]"),
         max_val: int | None = typer.Option(
-            None, help="Score at most N val pairs per epoch. [default: 100]"
+            None, help="Score at most N val pairs per epoch. \\[default: 100]"
         ),
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show the live progress bar."
@@ -118,7 +131,35 @@ def register(app: typer.Typer) -> None:
             # Resume from the run's own resolved config; the file and flags given now override.
             base = read_run_config(out_dir / "config.json").to_dict()
         cfg = resolve_config(config, {**base, **flags})
-        _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))
+        interrupted = False
+        try:
+            _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted:
+            # The generic Ctrl-C line says "run the same command again", but without --resume
+            # `p2p train` refuses a run folder that holds a run: say what to type instead. Exit
+            # outside the except block, so the generic line (printed for an exit raised while
+            # handling a KeyboardInterrupt) does not follow this one.
+            typer.echo(_interrupted_message(Path(cfg.out)), err=True)
+            raise typer.Exit(130)
+
+
+def _interrupted_message(out: Path) -> str:
+    """What a Ctrl-C left in ``out`` and how to continue from it."""
+    import json
+
+    sidecar = out / "checkpoints" / "latest" / "generator.json"
+    try:
+        step = json.loads(sidecar.read_text()).get("step")
+    except (OSError, ValueError):
+        step = None
+    if step is None:
+        return f"interrupted: no checkpoint was saved in {out} yet; start the run again."
+    return (
+        f"interrupted: {out / 'checkpoints' / 'latest'} holds step {step}; run the same "
+        "command with --resume to continue from it."
+    )
 
 
 def _run(cfg, resume: bool, progress: bool, log) -> None:  # noqa: ANN001 - torch-free signature

@@ -15,6 +15,7 @@ import numpy as np
 from p2p_deploy.atomic import atomic_path
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
+from p2p_deploy.jpeg import jpeg_data_truncated
 
 # Refuse, rather than silently downscale, images above this many pixels: the model only sees
 # S x S anyway, but --keep-size would make an output as large as the input and a 100 MP frame
@@ -42,6 +43,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         raise DataError(f"{path}: cannot decode image ({msg[:160]}).") from None
     if img is None:
         raise DataError(f"{path}: corrupt or truncated image (OpenCV cannot decode it).")
+    if jpeg_data_truncated(data.tobytes()):
+        # libjpeg fills the missing rows with gray and only warns, unnamed, on stderr.
+        raise DataError(f"{path}: truncated JPEG (the data stops before its end marker).")
     h, w = img.shape[:2]
     if h * w > max_pixels:
         raise DataError(

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from p2p_deploy.atomic import set_default_mode
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
 
@@ -25,6 +26,16 @@ log = logging.getLogger(__name__)
 
 PROBE_CODECS: tuple[str, ...] = ("mp4v", "avc1", "XVID", "MJPG", "H264")
 DEFAULT_FPS = 25.0
+
+
+def quiet_native_logs() -> None:
+    """Keep OpenCV's and FFmpeg's own log lines (``moov atom not found``, ``[ WARN:0@0.1]
+    ...``, ``Could not open codec``) off the terminal: every problem they describe is already
+    reported as one sentence naming the file. Call before the first video is opened (FFmpeg's
+    level is read once, then); a level set in the environment by the user wins."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class VideoSource:
@@ -96,7 +107,11 @@ class VideoSink:
         os.close(fd)
         self.tmp = Path(tmp)
         self.frames_written = 0
-        self._writer = cv2.VideoWriter(str(self.tmp), fourcc(codec), fps, (width, height))
+        code = fourcc(codec)
+        # An unknown FourCC makes OpenCV print "tag ... is not found" straight to fd 2 (no log
+        # level covers it); the DataError below says it in one line instead.
+        with _quiet_stderr():
+            self._writer = cv2.VideoWriter(str(self.tmp), code, fps, (width, height))
         if not self._writer.isOpened():
             self._writer.release()
             self.tmp.unlink(missing_ok=True)
@@ -115,6 +130,7 @@ class VideoSink:
     def finish(self) -> None:
         """Close the file and move it to its final name."""
         self._writer.release()
+        set_default_mode(self.tmp)  # like the images: not the 0600 of its temporary name
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:

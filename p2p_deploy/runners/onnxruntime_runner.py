@@ -134,9 +134,10 @@ class OnnxRuntimeRunner(Runner):
             "session.intra_op.allow_spinning", "1" if self.spinning else "0"
         )
         so.log_severity_level = 3  # ORT's warnings (e.g. unused initializers) are not the user's
+        providers = self._providers(ort)  # its P2PError is already one sentence: not wrapped
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=so, providers=self._providers(ort)
+                str(self.path), sess_options=so, providers=providers
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
             first = (

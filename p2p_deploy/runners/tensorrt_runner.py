@@ -103,6 +103,9 @@ class TensorRTRunner(Runner):
             raise P2PError(
                 f"{self.path}: TensorRT engines run on a CUDA GPU only; use the .onnx for the CPU."
             )
+        # Before the sidecar: without TensorRT no sidecar or re-export makes the engine run,
+        # so the one thing to say is which extra to install.
+        require("tensorrt")
         self.device = device or "cuda:0"
         self._index = int(self.device.split(":")[1]) if ":" in self.device else 0
         self._memory_pref = memory

@@ -62,3 +62,20 @@ def test_bad_inputs(ort_runner, tmp_path):
     bad.write_bytes(b"not a video")
     with pytest.raises(DataError, match="bad.mp4"):
         run_e2e(ort_runner, video=bad)
+
+
+def test_unreadable_images_are_skipped_and_counted(ort_runner, tmp_path):
+    """One bad file in a folder does not end the benchmark after every row was timed."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "0_empty.png").write_bytes(b"")
+    for i in (1, 2, 3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (24, 24, 3), np.uint8))
+    (tmp_path / "2_broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    e2e = run_e2e(ort_runner, folder=tmp_path, batch=2)
+    _check(e2e, 3)
+    assert e2e["unreadable"] == 2
+    assert load_folder_inputs(tmp_path, 32, 2).shape == (2, 3, 32, 32)  # bad first file skipped
+    for p in tmp_path.glob("[0-9].png"):
+        p.unlink()
+    with pytest.raises(DataError, match="no readable image.*0_empty.png: empty file"):
+        load_folder_inputs(tmp_path, 32, 2)

@@ -4,6 +4,7 @@ in one line."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -107,6 +108,33 @@ def test_user_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, args, messa
     assert rc == 1
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_unreadable_video_is_refused_before_timing(tiny_checkpoint, tmp_path):
+    """Checked up front (not after every row is timed), in one line without FFmpeg's own."""
+    bad = tmp_path / "clip.mp4"
+    bad.write_text("not a video")
+    res = subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "bench", "-c", str(tiny_checkpoint)]
+        + ["--video", str(bad), "--duration", "30", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1
+    assert res.stderr == f"error: {bad}: unreadable video (FFmpeg cannot open it).\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_shows_paragraphs_not_docstring_line_breaks():
+    res = subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert "and latency / throughput plots. Latency p50/p90/p99" in res.stdout
 
 
 def test_bad_batch_is_a_usage_error(tmp_path):

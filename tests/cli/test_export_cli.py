@@ -140,3 +140,31 @@ def test_help_is_real(capsys):
         "--skip-parity",
     ):
         assert flag in out
+
+
+def test_opset_newer_than_onnx_and_bad_workspace(tiny_checkpoint, tmp_path, capsys):
+    # --opset 99 used to write an opset-18 graph (the converter's fallback warning is silenced)
+    # and exit 0; bad flags are now refused before the output folder is created.
+    out_dir = tmp_path / "o"
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--opset", "99")
+    assert code == 1 and "opset 99 is newer than this onnx" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--workspace", "-1")
+    assert code == 1 and "--workspace -1.0: must be a positive number" in err
+    assert not out_dir.exists()
+
+
+def test_pickled_module_and_truncated_pth_one_line(tmp_path, capsys):
+    import torch
+
+    whole = tmp_path / "whole_model.pth"
+    torch.save(torch.nn.Conv2d(3, 3, 3), whole)
+    code, _, err = _run(capsys, whole, "--out", tmp_path / "o")
+    # torch's own text asks to retry with weights_only=False, in terminal escape codes.
+    assert code == 1 and "holds pickled Python objects" in err and "\x1b" not in err
+    assert "weights_only=False" not in err and len(err.strip().splitlines()) == 1
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[:200])
+    code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
+    assert code == 1 and err.strip().endswith("failed finding central directory).")
+    assert not (tmp_path / "o").exists()

@@ -4,6 +4,12 @@ with real image folders and videos on disk."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -141,3 +147,110 @@ def test_good_and_bad_images_named_one_per_line(
     for bad in BAD_IMAGES:
         assert str(image_tree_cli / bad) in err
     assert f"done {len(GOOD_IMAGES)}" in err
+
+
+def _p2p_process(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "p2p_deploy", "run", *args, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_ctrl_c_says_interrupted_keeps_no_partial_video_and_rerun_completes(
+    capsys, tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    clip = write_video(tmp_path / "clip.avi", 400, size=(160, 120))
+    out = tmp_path / "out"
+    proc = _p2p_process(str(clip), "-e", str(tiny_onnx_fp32), "-o", str(out))
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".clip.*.tmp.mp4")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)  # mid-video: its temporary file exists
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1].startswith("interrupted: finished files are kept"), err
+    assert "Traceback" not in err
+    assert not out.exists() or list(out.iterdir()) == []  # no half video, no temp file
+
+    code, err = _run(capsys, str(clip), "-e", str(tiny_onnx_fp32), "-o", str(out))
+    assert code == 0 and "done 1" in err, err
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 400
+    cap.release()
+    umask = os.umask(0)
+    os.umask(umask)
+    # renamed from a mkstemp file (0600): must get the mode images get, not stay private
+    assert stat.S_IMODE((out / "clip.mp4").stat().st_mode) == 0o666 & ~umask
+
+
+def test_bad_files_give_only_our_lines_on_stderr(tmp_path: Path, tiny_onnx_fp32: Path) -> None:
+    """FFmpeg/OpenCV print their own complaints ("moov atom not found", "[ WARN:0@...]", "tag
+    'XXXX' is not found") straight to stderr; each bad file must be one line of ours only."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "text.mp4").write_text("not a video")
+    good = write_video(tmp_path / "good.avi", 3)
+    (src / "cut.mp4").write_bytes(b"\x00\x00\x00\x20ftypisom" + b"\x00" * 64)
+    png = cv2.imencode(".png", random_bgr(24, 24, 0))[1].tobytes()
+    (src / "cut.png").write_bytes(png[: len(png) // 2])
+    (src / "ok.png").write_bytes(png)
+    proc = _p2p_process(str(src), "-e", str(tiny_onnx_fp32), "-o", str(tmp_path / "o"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    ours = ("model: ", "failed: ", "done ", "failures listed in ", "outputs in ")
+    assert [ln for ln in err.splitlines() if not ln.startswith(ours)] == [], err
+    assert err.count("failed: ") == 3
+
+    proc = _p2p_process(str(good), "-e", str(tiny_onnx_fp32), "--codec", "XXXX")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert [ln for ln in err.splitlines() if not ln.startswith(ours)] == [], err
+    assert "codec 'XXXX' cannot open" in err and "codecs that work: mp4v" in err
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+    reason="onnxruntime here has a CUDA provider",
+)
+def test_device_cuda_without_ort_cuda_is_one_plain_sentence(
+    capsys, folder: Path, tiny_onnx_fp32: Path, tmp_path: Path
+) -> None:
+    code, err = _run(
+        capsys,
+        str(folder),
+        "-e",
+        str(tiny_onnx_fp32),
+        "-o",
+        str(tmp_path / "o"),
+        "--device",
+        "cuda",
+    )
+    assert code == 1
+    assert err.startswith("error: device cuda requested but onnxruntime has no CUDA provider")
+    assert 'pip install "p2p-deploy[gpu]"' in err and "cannot load this model" not in err
+
+
+def test_help_shows_every_default() -> None:
+    """A "[default: ...]" inside a help string is rich markup: it vanished from --help."""
+    res = subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    assert res.returncode == 0
+    assert "INPUT" in res.stdout  # the README's name, not "input"
+    for default in (
+        "<input>_p2p beside the input",
+        "the GPU when there is one",
+        "from the checkpoint",
+        "fp16 on CUDA, fp32 on CPU",
+        "physical cores",
+        "[default: mp4v]",
+    ):
+        assert default in res.stdout, default
+    assert "writes are atomic. Inputs that fail are listed" in res.stdout  # one paragraph

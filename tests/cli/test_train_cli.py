@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -100,3 +102,63 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     assert r.returncode == 1 and "not a power of two" in r.stderr
     r = p2p("train", "--out", str(tmp_path / "r2"), "--resume")
     assert r.returncode == 1 and "no checkpoints/latest" in r.stderr
+
+
+def test_help_shows_the_defaults() -> None:
+    # The options default to None (so only given flags override --config) and carry their
+    # defaults in the help text; rich used to swallow an unescaped "[default: 64]" as markup.
+    r = subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**ENV, "COLUMNS": "200"},  # no wrapping inside the help's table
+    )
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    for shown in ("[default: 64]", "[default: BtoA]", "[default: synthetic]", "[default: 2e-4]"):
+        assert shown in text, shown
+
+
+def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    tiny = ("--image-size", "32", "--ngf", "8", "--ndf", "8", "--max-steps", "1")
+    for out, message in ((blocker, "exists and is not a folder"), (blocker / "run", "cannot")):
+        r = p2p("train", "--out", str(out), *tiny, "--no-progress")
+        assert r.returncode == 1 and message in r.stderr and str(out) in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = p2p("synth", str(blocker / "data"), "--train", "1", "--val", "0", "--test", "0")
+    assert r.returncode == 1 and "a_file/data/train: cannot write" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        *("--out", str(run), "--image-size", "32", "--ngf", "8", "--ndf", "8"),
+        *("--synthetic-train", "2", "--synthetic-val", "1", "--checkpoint-every", "1"),
+        *("--epochs", "1000", "--epochs-decay", "0", "--no-progress"),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p2p_deploy", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    deadline = time.monotonic() + 60
+    while not (run / "checkpoints" / "latest").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    # One line that names the saved step and --resume (the generic "run the same command
+    # again" fails for train: without --resume it refuses a folder that holds a run).
+    last = err.strip().splitlines()[-1]
+    step = load_generator(run).meta["step"]
+    assert last.startswith("interrupted: ") and f"holds step {step}" in last and "--resume" in last
+    assert "Traceback" not in err and "run the same command again" not in err
+    assert not list((run / "checkpoints").glob(".*"))  # no half-swapped checkpoint folder
+    r = p2p("train", *args, "--resume", "--max-steps", str(step + 1))
+    assert r.returncode == 0 and f"resumed from step {step}" in r.stderr, r.stderr

@@ -152,3 +152,25 @@ def test_generator_flops_match_the_layers_that_run():
     for h in handles:
         h.remove()
     assert generator_flops(cfg) == counted
+
+
+def test_run_folder_with_an_interrupted_checkpoint_swap_still_resolves(tmp_path):
+    """A save killed between its two renames leaves only checkpoints/.latest.old."""
+    from p2p_deploy.checkpoint import load_generator, save_generator
+
+    old = tmp_path / "checkpoints" / ".latest.old" / "generator.safetensors"
+    save_generator(make_tiny_generator(), old, {"step": 7})
+    assert load_generator(tmp_path).meta["step"] == 7
+
+
+def test_jpeg_truncation_is_detected_from_the_bytes():
+    import cv2
+
+    from p2p_deploy.jpeg import jpeg_data_truncated
+
+    good = cv2.imencode(".jpg", np.full((48, 48, 3), 90, np.uint8))[1].tobytes()
+    assert not jpeg_data_truncated(good)
+    assert not jpeg_data_truncated(good + b"appended trailer")
+    assert jpeg_data_truncated(good[:-2])  # end marker gone
+    assert jpeg_data_truncated(good[:20])  # cut inside the headers
+    assert not jpeg_data_truncated(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())

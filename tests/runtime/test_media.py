@@ -133,3 +133,16 @@ def test_unreadable_video_and_bad_codec(tmp_path: Path) -> None:
         VideoSink(tmp_path / "o.mp4", "avc1", 10.0, 16, 16)
     assert "avc1" in str(info.value)
     assert list(tmp_path.iterdir()) == [tmp_path / "junk.mp4"]
+
+
+def test_read_image_refuses_a_jpeg_cut_near_its_end(tmp_path: Path) -> None:
+    """Some OpenCV decoders (cv2.imread here) gray-fill a cut-off JPEG; the runtime refuses it
+    whichever decoder path the installed OpenCV takes."""
+    good = cv2.imencode(".jpg", random_bgr(64, 64, 8))[1].tobytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good[:-40])
+    with pytest.raises(DataError, match="truncated") as info:
+        read_image(cut)
+    assert str(cut) in str(info.value)
+    (tmp_path / "ok.jpg").write_bytes(good + b"trailer bytes after the end marker")
+    assert read_image(tmp_path / "ok.jpg").shape == (64, 64, 3)

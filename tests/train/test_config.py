@@ -36,6 +36,11 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("direction = 'up'", "--direction"),
         ("ngf = ", "not valid TOML"),
         ("jitter = 1", "must be bool"),
+        # Keys beside [train] used to be dropped silently.
+        ("epochs = 1\n[train]\nndf = 8", r"'epochs' outside the \[train\] table"),
+        ("lambda_l1 = -1", "--lambda-l1 must be >= 0"),
+        ("beta1 = 1.0", r"--beta1 must be in \[0, 1\)"),
+        ("image_size = 8", "--image-size must be at least 32, got 8"),
     ],
 )
 def test_bad_config_is_one_line(tmp_path: Path, text: str, match: str) -> None:

@@ -106,3 +106,38 @@ def test_synthetic_dataset_val_is_distinct() -> None:
     tr, va = build_datasets("synthetic", DataOptions(32, 36, "BtoA"), 3, 2)
     assert len(tr) == 3 and len(va) == 2
     assert not torch.equal(tr[(0, 0)]["target"], va[(0, 0)]["target"])
+
+
+def test_truncated_jpeg_is_skipped_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # OpenCV decodes a cut-off JPEG without an error (the missing rows come out gray), so a
+    # truncated download used to be trained on silently.
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (40, 80, 3), dtype=np.uint8)
+    root = tmp_path / "d"
+    (root / "train").mkdir(parents=True)
+    ok, jpeg = cv2.imencode(".jpg", img)
+    ok2, progressive = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok and ok2
+    (root / "train" / "good.jpg").write_bytes(jpeg.tobytes())
+    (root / "train" / "prog.jpg").write_bytes(progressive.tobytes())
+    (root / "train" / "trailer.jpg").write_bytes(jpeg.tobytes() + b"appended bytes")
+    (root / "train" / "cut.jpg").write_bytes(jpeg.tobytes()[: len(jpeg) * 2 // 3])
+    assert cv2.imread(str(root / "train" / "cut.jpg")) is not None  # why a check is needed
+    with caplog.at_level(logging.WARNING):
+        tr, _ = build_datasets(str(root), OPTS)
+    assert len(tr) == 3
+    assert "skipped 1 file(s): cut.jpg (truncated JPEG)" in caplog.text
+
+    # Paired layout: the pair whose B is cut off is dropped, naming that file.
+    for sub in ("A", "B"):
+        (root / "p" / sub).mkdir(parents=True)
+        for name in ("1.jpg", "2.jpg"):
+            (root / "p" / sub / name).write_bytes(jpeg.tobytes())
+    (root / "p" / "B" / "2.jpg").write_bytes(jpeg.tobytes()[:300])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        tr, va = build_datasets(str(root / "p"), OPTS)
+    assert len(tr) == 1 and va is None
+    assert "2.jpg (truncated JPEG)" in caplog.text
