@@ -219,9 +219,15 @@ def plan_candidates(
 
     if "tensorrt" in backends:
         if not engines:
-            skipped.append(
-                Skipped("tensorrt", "no --engine given (build one with `p2p export --engine`)")
+            from p2p_deploy.deps import available
+
+            # Point at the step the user is missing: the package first, then the engine.
+            reason = (
+                "no --engine given (build one with `p2p export CHECKPOINT --fp16` on this GPU)"
+                if available("tensorrt")
+                else 'tensorrt is not installed (pip install "p2p-deploy[gpu]" on a CUDA machine)'
             )
+            skipped.append(Skipped("tensorrt", reason))
         elif not cuda:
             skipped.append(
                 Skipped("tensorrt", "TensorRT engines need a CUDA GPU; this run is on the CPU")

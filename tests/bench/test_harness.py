@@ -106,3 +106,21 @@ def test_inputs_are_deterministic_and_in_range():
     assert a.min() >= -1 and a.max() <= 1
     real = np.zeros((2, 3, 8, 8), np.float32)
     assert make_inputs(8, 5, images=real).shape == (5, 3, 8, 8)
+
+
+def test_tensorrt_skip_reason_names_the_missing_step(tmp_path):
+    from bench.candidates import plan_candidates
+    from p2p_deploy.deps import available
+
+    cands, skipped = plan_candidates(
+        checkpoint=None,
+        onnx=[],
+        engines=[],
+        backends=["tensorrt"],
+        device="cpu",
+        test_norm=None,
+        workdir=tmp_path,
+    )
+    assert cands == [] and [s.label for s in skipped] == ["tensorrt"]
+    want = "no --engine given" if available("tensorrt") else "tensorrt is not installed"
+    assert want in skipped[0].reason
