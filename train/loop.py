@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from train.checkpointing import load_state, recover, save_checkpoint
 from train.config import TrainConfig, config_to_toml
 from train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
 from train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
+from train.interrupt import stop_on_sigint
 from train.losses import discriminator_loss, generator_losses
 from train.metrics import RunLog
 from train.plots import plot_loss_curve, sample_grid, write_png
@@ -146,6 +148,7 @@ class Trainer:
         if cfg.amp and not self.cuda:
             log.warning("--amp applies to CUDA only; training in float32 on the CPU.")
         self.channels_last = self.cuda  # NHWC convs are faster on tensor cores; CPU keeps NCHW
+        self._stop = threading.Event()  # set by the first Ctrl-C while the loop runs
 
     # ---- setup -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -424,7 +427,8 @@ class Trainer:
                 val_initial = v0[0] if v0 else None
                 if v0 is not None:
                     log.info("untrained generator: val L1 %.4f  PSNR %.2f dB", *v0)
-            steps_run = self._loop(runlog)
+            with stop_on_sigint(enabled=self.dist.world == 1) as self._stop:
+                steps_run = self._loop(runlog)
             if runlog is not None:
                 runlog.close()
             last = self.history[-1] if self.history else {}
@@ -443,6 +447,13 @@ class Trainer:
             )
         finally:
             shutdown(self.dist)
+
+    def _stop_now(self) -> None:
+        """After a Ctrl-C: make sure ``latest`` holds this step, then raise KeyboardInterrupt."""
+        if self._last_saved_step != self.step:
+            self._save("latest", None)
+            self._last_saved_step = self.step
+        raise KeyboardInterrupt
 
     def _loop(self, runlog: RunLog | None) -> int:
         cfg = self.cfg
@@ -497,6 +508,8 @@ class Trainer:
                 stop = bool(cfg.max_steps) and self.step >= cfg.max_steps
                 if stop:
                     break
+                if self._stop.is_set() and self.batch_in_epoch < self.steps_per_epoch:
+                    self._stop_now()  # mid-epoch; at the epoch's end _end_of_epoch saves first
                 if (
                     cfg.checkpoint_every
                     and self.step % cfg.checkpoint_every == 0
@@ -514,6 +527,8 @@ class Trainer:
                 self._end_of_epoch(runlog, completed=False)
             if stop:
                 break
+            if self._stop.is_set():
+                self._stop_now()
         if (
             runlog is not None
             and cfg.sample_every
