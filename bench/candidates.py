@@ -174,38 +174,32 @@ def plan_candidates(
         except P2PError as exc:
             skipped.append(Skipped("onnxruntime", str(exc)))
             providers = []
+        # (label, provider, runner options): a CPU run times the CPU provider; a CUDA run times
+        # every provider onnxruntime has.
+        variants = [
+            ("onnxruntime CPU", "CPUExecutionProvider", {"device": "cpu", "threads": threads}),
+            (
+                "onnxruntime CUDA",
+                "CUDAExecutionProvider",
+                {"device": device, "use_trt_provider": False},
+            ),
+            (
+                "onnxruntime TensorRT-EP",
+                "TensorrtExecutionProvider",
+                {"device": device, "use_trt_provider": True},
+            ),
+        ]
         for m in models:
             src = str(m)
-            if not cuda or "CPUExecutionProvider" in providers:
+            for label, provider, opts in variants:
+                cpu = provider == "CPUExecutionProvider"
+                if not ((cpu and not cuda) or (cuda and provider in providers)):
+                    continue
                 cands.append(
                     Candidate(
-                        "onnxruntime CPU",
-                        lambda src=src: open_runner(
-                            src, "onnxruntime", device="cpu", threads=threads
-                        ),
-                        device="cpu",
-                        source=src,
-                    )
-                )
-            if cuda and "CUDAExecutionProvider" in providers:
-                cands.append(
-                    Candidate(
-                        "onnxruntime CUDA",
-                        lambda src=src: open_runner(
-                            src, "onnxruntime", device=device, use_trt_provider=False
-                        ),
-                        device=device,
-                        source=src,
-                    )
-                )
-            if cuda and "TensorrtExecutionProvider" in providers:
-                cands.append(
-                    Candidate(
-                        "onnxruntime TensorRT-EP",
-                        lambda src=src: open_runner(
-                            src, "onnxruntime", device=device, use_trt_provider=True
-                        ),
-                        device=device,
+                        label,
+                        lambda src=src, opts=opts: open_runner(src, "onnxruntime", **opts),
+                        device=opts["device"],
                         source=src,
                     )
                 )
