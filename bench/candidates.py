@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.harness import Candidate, Skipped
 from p2p_deploy.errors import P2PError
@@ -33,15 +34,19 @@ def resolve_device(device: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def export_temporary_onnx(checkpoint: Path, workdir: Path, test_norm: str | None) -> list[Path]:
+def export_temporary_onnx(
+    checkpoint: Path, workdir: Path, test_norm: str | None, loaded: Any = None
+) -> list[Path]:
     """Export the checkpoint to ``workdir/model_fp32.onnx`` and ``model_fp16.onnx`` (+ sidecars).
 
-    The fp16 export is skipped with a warning when it fails (the fp32 one must succeed).
+    ``loaded``: the checkpoint's :class:`~p2p_deploy.checkpoint.LoadedGenerator` when the caller
+    already has it (read from ``checkpoint`` otherwise). The fp16 export is skipped with a
+    warning when it fails (the fp32 one must succeed).
     """
     from export.onnx_export import export_onnx
     from p2p_deploy.checkpoint import file_sha256, load_generator
 
-    loaded = load_generator(checkpoint)
+    loaded = loaded or load_generator(checkpoint)
     sha = file_sha256(loaded.path)
     paths = []
     for precision in ("fp32", "fp16"):
@@ -75,6 +80,7 @@ def plan_candidates(
     test_norm: str | None,
     workdir: Path,
     threads: int | None = None,
+    loaded: Any = None,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """The candidates to time and the ones that cannot run here.
 
@@ -88,6 +94,7 @@ def plan_candidates(
             (None: the checkpoint's default), so every backend computes the same function.
         threads: ONNX Runtime intra-op threads on the CPU (None: the runner's default; torch's
             thread count is set by the caller, it is process-wide).
+        loaded: the checkpoint already loaded (reused for the temporary exports), or None.
     """
     from p2p_deploy.runners.factory import open_runner
 
@@ -164,7 +171,7 @@ def plan_candidates(
     if "onnxruntime" in backends:
         models = list(onnx)
         if not models and checkpoint is not None:
-            models = export_temporary_onnx(checkpoint, workdir, test_norm)
+            models = export_temporary_onnx(checkpoint, workdir, test_norm, loaded)
         if not models:
             skipped.append(
                 Skipped("onnxruntime", "no --onnx and no --checkpoint to export one from")

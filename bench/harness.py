@@ -177,9 +177,12 @@ def run_benchmark(
     for cand in ordered:
         try:
             rows = _run_candidate(cand, batches, policy, inputs, reference, result, on_progress)
-        except P2PError as exc:
-            log.warning("%s: skipped (%s)", cand.label, exc)
-            result.skipped.append(Skipped(cand.label, str(exc)))
+        except (P2PError, ValueError, RuntimeError) as exc:
+            # One candidate that cannot open or run (a shape its model does not take, a backend
+            # error) is a skipped row with its reason, not the end of the whole report.
+            reason = _one_line(exc)
+            log.warning("%s: skipped (%s)", cand.label, reason)
+            result.skipped.append(Skipped(cand.label, reason))
             continue
         if cand.baseline:
             reference = rows["__reference__"]
@@ -193,6 +196,15 @@ def run_benchmark(
         if b is not None:
             row["speedup_vs_eager"] = round(b / row["latency_ms"]["p50"], 3)
     return result
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name for a backend's own error)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    if isinstance(exc, P2PError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _run_candidate(

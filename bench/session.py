@@ -7,6 +7,7 @@ stays a thin layer (argument parsing, progress bar, printing).
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 from bench import environment
 from bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
-from bench.harness import HarnessResult, make_inputs, run_benchmark
+from bench.harness import HarnessResult, Skipped, make_inputs, run_benchmark
 from bench.report import build_report, write_index, write_report
 from bench.roofline import annotate_rows, compute_floor
 from bench.timing import TimingPolicy
@@ -24,6 +25,8 @@ from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.models.flops import generator_flops
 
 log = logging.getLogger(__name__)
+
+DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -110,6 +113,8 @@ def validate(args: BenchArgs) -> None:
 
         with VideoSource(args.video):  # unreadable: say so now, not after every row is timed
             pass
+    if not DEVICE_RE.match(args.device):
+        raise P2PError(f"--device {args.device!r}: use auto, cpu, cuda or cuda:N.")
     if args.threads is not None and args.threads < 1:
         raise P2PError(f"--threads must be at least 1, got {args.threads}.")
     unknown = set(args.backends) - set(BENCH_BACKENDS)
@@ -119,8 +124,20 @@ def validate(args: BenchArgs) -> None:
         )
 
 
-def _model_info(args: BenchArgs) -> tuple[int, str, float]:
-    """(image size, one-line description, GFLOP per image) of the benchmarked generator."""
+@dataclass
+class ModelInfo:
+    """The benchmarked generator: image size, test norm, description, GFLOP per image, and
+    the loaded checkpoint (None without one)."""
+
+    image_size: int
+    test_norm: str
+    desc: str
+    gflop: float
+    loaded: Any = None
+
+
+def _model_info(args: BenchArgs) -> ModelInfo:
+    """What is benchmarked: the checkpoint's generator, else the first model's sidecar."""
     from p2p_deploy.sidecar import ModelSidecar
 
     if args.checkpoint is not None:
@@ -137,7 +154,7 @@ def _model_info(args: BenchArgs) -> tuple[int, str, float]:
             f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per image "
             f"(`{args.checkpoint}`)"
         )
-        return cfg.image_size, desc, gflop
+        return ModelInfo(cfg.image_size, tn, desc, gflop, loaded)
     model = (args.onnx or args.engine)[0]
     side = ModelSidecar.read(model)
     g = side.generator
@@ -146,7 +163,37 @@ def _model_info(args: BenchArgs) -> tuple[int, str, float]:
         f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
         f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{model}`)"
     )
-    return side.image_size, desc, gflop
+    return ModelInfo(side.image_size, side.test_norm, desc, gflop)
+
+
+def _matching_models(
+    paths: Sequence[Path], label: str, info: ModelInfo, with_checkpoint: bool
+) -> tuple[list[Path], list[Skipped]]:
+    """The models whose sidecar matches what is benchmarked (image size; with a checkpoint also
+    the test norm, the function the eager baseline computes); the others become Skipped."""
+    from p2p_deploy.sidecar import ModelSidecar
+
+    keep: list[Path] = []
+    skipped: list[Skipped] = []
+    what = "the checkpoint" if with_checkpoint else "the first model"
+    for path in paths:
+        try:
+            side = ModelSidecar.read(path)
+        except P2PError as exc:
+            skipped.append(Skipped(label, str(exc)))
+            continue
+        if side.image_size != info.image_size:
+            reason = f"{path}: {side.image_size} px, {what} is {info.image_size} px"
+        elif with_checkpoint and side.test_norm != info.test_norm:
+            reason = (
+                f"{path}: exported with test norm {side.test_norm}, the checkpoint runs "
+                f"{info.test_norm} (give --test-norm {side.test_norm} to compare them)"
+            )
+        else:
+            keep.append(path)
+            continue
+        skipped.append(Skipped(label, reason))
+    return keep, skipped
 
 
 def _pick_e2e(result: HarnessResult, batch: int) -> dict[str, Any] | None:
@@ -174,7 +221,11 @@ def run_bench(
         torch.set_num_threads(args.threads)
     env = environment.collect()
     device = resolve_device(args.device)
-    image_size, model_desc, gflop = _model_info(args)
+    info = _model_info(args)
+    image_size, model_desc, gflop = info.image_size, info.desc, info.gflop
+    with_ckpt = args.checkpoint is not None
+    onnx, bad_onnx = _matching_models(args.onnx, "onnxruntime", info, with_ckpt)
+    engines, bad_engines = _matching_models(args.engine, "tensorrt", info, with_ckpt)
 
     images = None
     inputs_desc = f"seeded uniform noise in [-1, 1] (seed {args.seed})"
@@ -192,13 +243,17 @@ def run_bench(
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
         cands, skipped = plan_candidates(
             checkpoint=args.checkpoint,
-            onnx=args.onnx,
-            engines=args.engine,
-            backends=args.backends,
+            onnx=onnx,
+            engines=engines,
+            # --onnx given but none matches: no temporary export stands in for them.
+            backends=[b for b in args.backends if b != "onnxruntime" or onnx or not args.onnx],
             device=device,
             test_norm=args.test_norm,
             workdir=Path(tmp),
+            threads=args.threads,
+            loaded=info.loaded,
         )
+        skipped[:0] = bad_onnx + bad_engines
         if on_plan:
             on_plan(len(cands) * len(batches))
         result = run_benchmark(cands, batches, policy, inputs, on_progress)

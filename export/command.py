@@ -23,6 +23,7 @@ from export.tensorrt_build import (
     DEFAULT_WORKSPACE_GIB,
     INSTALL_HINT,
     BatchProfile,
+    NoTensorRTGpu,
     parse_batch_profile,
     plan_name,
     skipped_message,
@@ -175,6 +176,7 @@ def run_export(
 
     precisions = ["fp32"] + (["fp16"] if fp16 else [])
     finals: dict[str, Path] = {}
+    reference = None  # the eager fp32 module in the exports' test-norm mode, built once
     with _staging(out_dir) as stage:
         for prec in precisions:
             t = time.perf_counter()
@@ -193,8 +195,9 @@ def run_export(
             if not skip_parity:
                 t = time.perf_counter()
                 step(f"parity check of {ONNX_NAMES[prec]}")
-                with torch.inference_mode():
-                    reference = prepare_generator(loaded.model, side.test_norm)
+                if reference is None:
+                    with torch.inference_mode():
+                        reference = prepare_generator(loaded.model, side.test_norm)
                 # Raises naming the model and the figure when it fails; nothing is promoted.
                 report = check_onnx_parity(staged, reference)
                 report.model = str(out_dir / staged.name)
@@ -284,6 +287,11 @@ def _build_engines(
                     f"{INSTALL_HINT}."
                 ) from None
             result.notes.append(skipped_message())
+            return plans
+        except NoTensorRTGpu as exc:
+            if required:
+                raise NoTensorRTGpu(f"{plan.name} was asked for, but {exc}.") from None
+            result.notes.append(skipped_message(str(exc)))
             return plans
         result.seconds[f"engine_{prec}"] = time.perf_counter() - t
         plans[prec] = plan

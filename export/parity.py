@@ -9,7 +9,9 @@ across a batch.
 Note on fp16 here: ONNX Runtime's CPU provider has no fp16 kernel for some ops and then inserts
 Casts around them (its InsertCastTransformer): weights and the tensors between ops stay fp16,
 some arithmetic runs in fp32. The CPU figure checks the fp16 graph's rounding, not a GPU's
-fp16 arithmetic; TensorRT engines get their own check at build time.
+fp16 arithmetic. TensorRT engines are not checked here: their precision is verified from the
+engine at build time (export/tensorrt_build.py), but their numeric parity needs a GPU and is
+not checked by this project yet.
 """
 
 from __future__ import annotations
@@ -68,20 +70,28 @@ class ParityReport:
     metric: str = "max_abs_err"
     threshold: float = FP32_MAX_ABS
 
+    non_finite: bool = False
+
+    # Python's max/min skip a NaN depending on its position: NaN wins here, so a non-finite
+    # figure shows in the aggregates and fails the comparisons below.
     @property
     def max_abs_err(self) -> float:
-        return max(f.max_abs_err for f in self.figures)
+        errs = [f.max_abs_err for f in self.figures]
+        return math.nan if any(math.isnan(e) for e in errs) else max(errs)
 
     @property
     def min_psnr_db(self) -> float:
-        return min(f.psnr_db for f in self.figures)
+        vals = [f.psnr_db for f in self.figures]
+        return math.nan if any(math.isnan(v) for v in vals) else min(vals)
 
     @property
     def passed(self) -> bool:
+        if self.non_finite:
+            return False
         # A batch that mixes images is wrong whatever the precision: hold it to the fp32 bar
         # (fp16 runs of the same graph at batch 1 vs 3 differ by kernel choice only).
         indep_tol = FP32_MAX_ABS if self.precision == "fp32" else 1e-2
-        if self.batch_independence_err > indep_tol:
+        if not self.batch_independence_err <= indep_tol:  # NaN fails too
             return False
         if self.metric == "max_abs_err":
             return self.max_abs_err <= self.threshold
@@ -101,8 +111,10 @@ class ParityReport:
             else f"max abs err {self.max_abs_err:.2e}"
         )
         batches = sorted({f.batch for f in self.figures})
+        nan_txt = "non-finite values (NaN/inf) in the outputs, " if self.non_finite else ""
         return (
-            f"{Path(self.model).name} ({self.precision}, {self.test_norm}): {bar}, {other}, "
+            f"{Path(self.model).name} ({self.precision}, {self.test_norm}): {nan_txt}"
+            f"{bar}, {other}, "
             f"batch-mixing err {self.batch_independence_err:.1e}, batches {batches}: "
             f"{'ok' if self.passed else 'FAILED'}"
         )
@@ -110,11 +122,13 @@ class ParityReport:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d.update(passed=self.passed, max_abs_err=self.max_abs_err, min_psnr_db=self.min_psnr_db)
-        if math.isinf(d["min_psnr_db"]):
-            d["min_psnr_db"] = None  # JSON has no inf
+        for holder, key in [(d, "min_psnr_db"), (d, "max_abs_err"), (d, "batch_independence_err")]:
+            if not math.isfinite(holder[key]):
+                holder[key] = None  # JSON has no inf or NaN
         for f in d["figures"]:
-            if math.isinf(f["psnr_db"]):
-                f["psnr_db"] = None
+            for key in ("psnr_db", "max_abs_err"):
+                if not math.isfinite(f[key]):
+                    f[key] = None
         return d
 
 
@@ -201,10 +215,13 @@ def check_onnx_parity(
             raise P2PError(
                 f"{onnx_path}: output shape {got.shape} differs from torch's {ref.shape}."
             )
+        if not (np.isfinite(got).all() and np.isfinite(ref).all()):
+            report.non_finite = True
         report.figures.append(ParityFigure(batch, float(np.abs(got - ref).max()), psnr(got, ref)))
         if batch > 1:
             singles = np.concatenate([run(x[k : k + 1]) for k in range(batch)])
-            indep = max(indep, float(np.abs(singles - got).max()))
+            err = float(np.abs(singles - got).max())
+            indep = err if math.isnan(err) or math.isnan(indep) else max(indep, err)
     report.batch_independence_err = indep
     log.debug("parity %s", report.summary())
     if raise_on_failure and not report.passed:

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,13 +27,17 @@ from typing import Any
 from p2p_deploy.atomic import write_bytes
 from p2p_deploy.deps import require
 from p2p_deploy.errors import P2PError
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = "1:4:16"
 DEFAULT_WORKSPACE_GIB = 4.0
 INSTALL_HINT = 'pip install "p2p-deploy[gpu]" (TensorRT 10.x or 11.x, with a CUDA GPU)'
+
+
+class NoTensorRTGpu(P2PError):
+    """TensorRT is installed but cannot create a builder: no usable CUDA GPU (or driver)."""
 
 
 # --- batch profile ---------------------------------------------------------------------------
@@ -84,22 +91,15 @@ class TrtFeatures:
         version: the version string, e.g. ``10.3.0``.
         major / minor: parsed numbers.
         strongly_typed_flag: pass ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (10.x);
-            on 11.x strong typing is always on and the network needs no flag.
-        explicit_batch_flag: ``EXPLICIT_BATCH`` is deprecated and ignored from 10.0 (explicit
-            batch is the only mode), so it is never set by this code.
-        has_fp16_builder_flag: ``BuilderFlag.FP16`` exists (10.x only); this code never uses it,
-            precision comes from the ONNX types.
-        inspector_io_key: where the inspector JSON lists I/O: ``Bindings`` (10.x) or
-            ``I/O Tensors`` (11.x).
+            on 11.x strong typing is always on and the network needs no flag. ``EXPLICIT_BATCH``
+            (ignored from 10.0) and ``BuilderFlag.FP16`` (10.x only) are never used: precision
+            comes from the ONNX types.
     """
 
     version: str
     major: int
     minor: int
     strongly_typed_flag: bool
-    explicit_batch_flag: bool
-    has_fp16_builder_flag: bool
-    inspector_io_key: str
 
 
 def trt_features(version: str) -> TrtFeatures:
@@ -121,9 +121,6 @@ def trt_features(version: str) -> TrtFeatures:
         major=major,
         minor=minor,
         strongly_typed_flag=major == 10,
-        explicit_batch_flag=False,
-        has_fp16_builder_flag=major == 10,
-        inspector_io_key="Bindings" if major == 10 else "I/O Tensors",
     )
 
 
@@ -329,9 +326,82 @@ def engine_sidecar(
     )
 
 
-def skipped_message() -> str:
-    """The one sentence printed when the engine is skipped for want of TensorRT."""
-    return f"TensorRT engine skipped: tensorrt is not installed here; to build it: {INSTALL_HINT}."
+def skipped_message(reason: str = "tensorrt is not installed here") -> str:
+    """The one sentence printed when the engine is skipped (for want of TensorRT or a GPU)."""
+    return f"TensorRT engine skipped: {reason}; to build it: {INSTALL_HINT}."
+
+
+def no_gpu_message(detail: str = "") -> str:
+    """The reason given when TensorRT is installed but cannot create a builder."""
+    return "TensorRT found no usable CUDA GPU" + (f" ({detail})" if detail else "")
+
+
+def create_builder(trt: Any, logger: Any) -> Any:
+    """``trt.Builder(logger)``; without a usable GPU the binding raises (a pybind TypeError
+    about a nullptr, or a RuntimeError) or returns None.
+
+    Raises:
+        NoTensorRTGpu: no builder could be made, with TensorRT's first line.
+    """
+    try:
+        builder = trt.Builder(logger)
+    except (TypeError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NoTensorRTGpu(no_gpu_message(first[:200])) from None
+    if builder is None:
+        raise NoTensorRTGpu(no_gpu_message())
+    return builder
+
+
+# --- timing cache and plan files -------------------------------------------------------------
+
+
+def read_timing_cache(path: str | Path | None) -> bytes | None:
+    """The timing cache's bytes (``b""`` when the file does not exist yet; None without a path).
+
+    Read before the build, so that a bad path fails in one line before minutes of building.
+
+    Raises:
+        P2PError: the path is a folder or the file cannot be read.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise P2PError(f"{path}: timing cache path is not a file.")
+    if not path.exists():
+        return b""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise P2PError(f"{path}: timing cache cannot be read ({exc.strerror or exc}).") from None
+
+
+def write_timing_cache(path: str | Path, data: bytes) -> bool:
+    """Write the timing cache; a failure is a warning (the engine is already written)."""
+    try:
+        write_bytes(Path(path), data)
+    except OSError as exc:
+        log.warning("%s: timing cache not saved (%s).", path, exc.strerror or exc)
+        return False
+    return True
+
+
+def write_plan(plan_path: str | Path, data: bytes, side: ModelSidecar) -> None:
+    """Write the plan and its sidecar as ``export.command._promote`` does for ONNX files: both
+    staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
+    never leaves a new plan beside an old sidecar (or a plan without its sidecar)."""
+    plan_path = Path(plan_path)
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".p2p-engine-", dir=plan_path.parent))
+    try:
+        staged = stage / plan_path.name
+        write_bytes(staged, data)
+        side.write(staged)
+        os.replace(sidecar_for(staged), sidecar_for(plan_path))
+        os.replace(staged, plan_path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # --- the build -------------------------------------------------------------------------------
@@ -368,13 +438,16 @@ def build_engine(
 
     Raises:
         MissingDependency: tensorrt is not installed.
-        P2PError: parser errors, a failed build, or an engine whose precision is not the ONNX's;
-            nothing is written under ``plan_path`` then.
+        NoTensorRTGpu: tensorrt is installed but finds no usable CUDA GPU.
+        P2PError: parser errors, a failed build, an unreadable timing cache, or an engine whose
+            precision is not the ONNX's; nothing is written under ``plan_path`` then.
     """
     trt = require("tensorrt")
     features = trt_features(trt.__version__)
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     side = ModelSidecar.read(onnx_path)
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache_data = read_timing_cache(cache_path)
     size, channels = side.image_size, side.generator["in_channels"]
 
     class _Logger(trt.ILogger):  # keeps TensorRT's errors for the one-line message
@@ -389,7 +462,7 @@ def build_engine(
                 log.debug("tensorrt: %s", msg)
 
     logger = _Logger()
-    builder = trt.Builder(logger)
+    builder = create_builder(trt, logger)
     network = builder.create_network(network_flags(trt, features))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -407,11 +480,18 @@ def build_engine(
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatible:
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    cache_path = Path(timing_cache) if timing_cache else None
+    if side.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        # TF32 is on by default for convs and matmuls: an engine labelled fp32 must not use it.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if cache_path is not None:
-        data = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+        cache = config.create_timing_cache(cache_data)
+        if cache is None:
+            log.warning(
+                "%s: TensorRT cannot use this timing cache; building without it.", cache_path
+            )
+            cache_path = None
+        else:
+            config.set_timing_cache(cache, ignore_mismatch=False)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -419,8 +499,6 @@ def build_engine(
     if serialized is None:
         detail = "; ".join(logger.errors[-3:]) or "no detail given"
         raise P2PError(f"{onnx_path}: TensorRT build failed ({detail}).")
-    if cache_path is not None:
-        write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
 
     runtime = trt.Runtime(logger)
     if version_compatible:
@@ -432,7 +510,6 @@ def build_engine(
     verify_engine_precision(ep, side.precision, side.io_dtype, str(plan_path))
 
     gpu, cc = gpu_identity()
-    write_bytes(plan_path, bytes(serialized))
     plan_side = engine_sidecar(
         side,
         precision=ep.precision,
@@ -449,5 +526,9 @@ def build_engine(
             "source_onnx": onnx_path.name,
         },
     )
-    plan_side.write(plan_path)
+    write_plan(plan_path, bytes(serialized), plan_side)
+    if cache_path is not None:  # after the plan: a failing cache write must not lose the engine
+        cache = config.get_timing_cache()
+        if cache is not None:
+            write_timing_cache(cache_path, bytes(cache.serialize()))
     return plan_side

@@ -19,7 +19,9 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     """Yield a temporary path beside ``final``; on success rename it onto ``final``.
 
     ``suffix`` defaults to the final suffix so that writers that pick a format by extension
-    (OpenCV, torch.onnx) still work. On error the temporary file is removed.
+    (OpenCV, torch.onnx) still work. The file's data is fsynced before the rename, so after a
+    power loss ``final`` holds the old or the new content, never an empty file. On error the
+    temporary file is removed.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -29,12 +31,22 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync_file(tmp_path)  # the caller may have written it through another library
         set_default_mode(tmp_path)
         os.replace(tmp_path, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to disk (a read-only descriptor is enough on POSIX)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_umask() -> int:
@@ -55,11 +67,9 @@ def set_default_mode(path: str | os.PathLike[str]) -> None:
 
 def write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
     """Atomically write ``data`` to ``final``."""
-    with atomic_path(final) as tmp:
+    with atomic_path(final) as tmp:  # fsyncs the data before the rename
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text(final: str | os.PathLike[str], text: str) -> None:

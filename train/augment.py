@@ -49,8 +49,10 @@ def apply_jitter(
 ) -> list[np.ndarray]:
     """Apply one :class:`JitterParams` to every (H, W, 3) uint8 image of a pair.
 
-    With ``jitter`` the images are resized (bicubic, as the canonical repo) to ``load_size``
-    and cropped; without it they are resized straight to ``crop_size``.
+    With ``jitter`` the images are resized to ``load_size`` and cropped; without it they are
+    resized straight to ``crop_size``. Enlarging is bicubic, as the canonical repo; shrinking
+    uses area averaging, which (like PIL's bicubic in the canonical repo, which widens its
+    kernel when downscaling) does not alias, where OpenCV's bicubic would.
     Returns (crop_size, crop_size, 3) uint8 arrays.
     """
     out = []

@@ -1,13 +1,14 @@
 """The training configuration: one frozen dataclass resolved from a TOML file and CLI flags.
 
-Precedence: dataclass defaults < ``--config FILE.toml`` < flags given on the command line.
-The resolved config is written to ``RUN_DIR/config.json`` (and read back on ``--resume``).
+Precedence: dataclass defaults < ``--config FILE.toml`` < flags given on the command line; on
+``--resume`` the run's saved ``RUN_DIR/config.json`` sits between the defaults and the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch updates of checkpoints/latest (0 = off)
     synthetic_train: int = 400
     synthetic_val: int = 20
-    max_val: int = 100  # at most this many val pairs are scored per epoch
+    max_val: int = 100  # at most this many val pairs are scored per epoch (>= 1)
 
     def __post_init__(self) -> None:
         checks = [
@@ -81,10 +82,18 @@ class TrainConfig:
             ),
             (self.epochs + self.epochs_decay >= 1, "--epochs + --epochs-decay must be at least 1"),
             (self.max_steps >= 0, "--max-steps must be >= 0"),
+            # inf/NaN would diverge at once and cannot be written into config.toml either.
+            (math.isfinite(self.lr), f"--lr must be finite, got {self.lr}"),
+            (math.isfinite(self.lambda_l1), f"--lambda-l1 must be finite, got {self.lambda_l1}"),
+            (math.isfinite(self.beta1), f"--beta1 must be finite, got {self.beta1}"),
             (self.lr > 0, "--lr must be positive"),
             (self.lambda_l1 >= 0, "--lambda-l1 must be >= 0 (a negative weight rewards L1 error)"),
             (0 <= self.beta1 < 1, "--beta1 must be in [0, 1)"),
             (self.num_workers >= 0, "--num-workers must be >= 0"),
+            (self.ndf >= 1, f"--ndf must be at least 1, got {self.ndf}"),
+            # 0 would score no pair at all (the mean of nothing), not "all of them".
+            (self.max_val >= 1, f"--max-val must be at least 1, got {self.max_val}"),
+            (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
             (
                 min(self.log_every, self.sample_every, self.save_every) >= 0,
                 "intervals must be >= 0",
@@ -167,12 +176,18 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return _check_types(data, str(p))
 
 
-def resolve_config(config_file: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the TOML file, then the flags that were given (``overrides``).
+def resolve_config(
+    config_file: str | Path | None,
+    overrides: dict[str, Any],
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Defaults, then ``base``, then the TOML file, then the flags that were given
+    (``overrides``).
 
     ``overrides`` holds only options the user actually passed; ``None`` values are ignored.
+    ``base`` is a resumed run's saved config: the file and flags given now change it.
     """
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(base or {})
     if config_file is not None:
         values.update(load_toml(config_file))
     values.update(_check_types({k: v for k, v in overrides.items() if v is not None}, "flags"))

@@ -12,8 +12,9 @@ Folder layouts (``--data DIR``):
       each image the photo A on the left and B on the right, width = 2 x height.
       Without ``val/``, ``test/`` is used for validation; with neither, validation is skipped.
     * paired: ``DIR/A/`` and ``DIR/B/`` with matching file names (stems), optionally split as
-      ``DIR/train/A``, ``DIR/train/B``, ``DIR/val/A``, ``DIR/val/B``. An unsplit folder trains
-      on all pairs and validates on the last 10% of them.
+      ``DIR/train/A``, ``DIR/train/B``, ``DIR/val/A``, ``DIR/val/B``. An unsplit folder holds
+      out its last 10% of pairs (at least one) for validation and trains on the rest; a single
+      pair trains without validation.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch.utils.data import Dataset, Sampler
 
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
-from p2p_deploy.jpeg import jpeg_is_truncated
+from p2p_deploy.jpeg import jpeg_data_truncated
 from train.augment import apply_jitter, jitter_params
 from train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
@@ -132,13 +133,28 @@ class FilePairs(PairDataset):
         return imgs[0], imgs[1]
 
 
+def _scan_image(path: Path) -> tuple[np.ndarray | None, str | None]:
+    """Decode ``path`` for the scan, reading the file once: ``(image, None)`` when usable, or
+    ``(None, why)`` ("truncated JPEG", "unreadable").
+
+    The truncation check runs on the bytes before decoding, so a cut-off JPEG is named as such
+    whether or not the decoder would accept it.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None, "unreadable"
+    if jpeg_data_truncated(data):
+        return None, "truncated JPEG"
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    return (None, "unreadable") if img is None else (img, None)
+
+
 def _check_aligned(path: Path) -> str | None:
     """Why ``path`` is not a usable aligned image, or None when it is."""
-    if jpeg_is_truncated(path):
-        return "truncated JPEG"
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img, why = _scan_image(path)
     if img is None:
-        return "unreadable"
+        return why
     h, w = img.shape[:2]
     if w % 2 != 0 or w != 2 * h:
         return f"not two square halves side by side ({w}x{h}, expected width = 2 x height)"
@@ -170,16 +186,14 @@ def scan_paired(a_dir: Path, b_dir: Path) -> tuple[list[tuple[Path, ...]], list[
         if stem not in a or stem not in b:
             bad.append(((a.get(stem) or b[stem]), "no partner with the same name in A/ and B/"))
             continue
-        truncated = next((p for p in (a[stem], b[stem]) if jpeg_is_truncated(p)), None)
-        if truncated is not None:
-            bad.append((truncated, "truncated JPEG"))
-            continue
-        imgs = [
-            cv2.imread(str(a[stem]), cv2.IMREAD_UNCHANGED),
-            cv2.imread(str(b[stem]), cv2.IMREAD_UNCHANGED),
-        ]
-        if imgs[0] is None or imgs[1] is None:
-            bad.append((a[stem] if imgs[0] is None else b[stem], "unreadable"))
+        problem = None
+        for p in (a[stem], b[stem]):
+            why = _scan_image(p)[1]
+            if why is not None:
+                problem = (p, why)
+                break
+        if problem is not None:
+            bad.append(problem)
             continue
         good.append((a[stem], b[stem]))
     return good, bad

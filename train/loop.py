@@ -14,7 +14,6 @@ is killed and resumed ends with the same weights as one that was not (on the sam
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2p_deploy.atomic import write_json, write_text
-from p2p_deploy.checkpoint import WEIGHTS_NAME, load_generator
+from p2p_deploy.checkpoint import WEIGHTS_NAME
 from p2p_deploy.errors import CheckpointError, P2PError
 from p2p_deploy.imaging import psnr
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights
@@ -46,7 +45,8 @@ log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(P2PError):
-    """A loss became NaN or infinite; training stopped without saving the bad state."""
+    """A loss or a generator weight became NaN or infinite; training stopped without saving
+    the bad state."""
 
     exit_code = 3
 
@@ -128,6 +128,20 @@ def _set_requires_grad(module: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+def optimizer_state_to_params(opt: torch.optim.Optimizer) -> None:
+    """Put every per-parameter state tensor of ``opt`` on its parameter's device and dtype.
+
+    ``Optimizer.load_state_dict`` casts the state to where the parameters are *then*; moving
+    the modules afterwards (``module.to(cuda)``) moves the parameters but not Adam's
+    ``exp_avg``/``exp_avg_sq``, and the first step fails with a device mismatch. Adam's scalar
+    ``step`` stays where torch keeps it (a float32 CPU tensor unless fused/capturable).
+    """
+    for param, state in opt.state.items():
+        for key, value in state.items():
+            if key != "step" and isinstance(value, torch.Tensor):
+                state[key] = value.to(device=param.device, dtype=param.dtype)
+
+
 class Trainer:
     """One training job. Build with a resolved config, then :meth:`run`."""
 
@@ -183,6 +197,9 @@ class Trainer:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.G.to(self.device, memory_format=fmt)
         self.D.to(self.device, memory_format=fmt)
+        # A resumed optimiser state was loaded beside the CPU parameters: follow them.
+        optimizer_state_to_params(self.opt_g)
+        optimizer_state_to_params(self.opt_d)
         self.g_train: nn.Module = self.G
         self.d_train: nn.Module = self.D
         if not self.dist.enabled:
@@ -221,8 +238,8 @@ class Trainer:
             "world_size": self.dist.world,
             "generator_config": self.cfg.generator_config().to_dict(),
             "discriminator_config": self.cfg.discriminator_config().to_dict(),
-            # The only RNG stream not derived from (seed, rank, step): kept for completeness.
-            "torch_rng": torch.get_rng_state(),
+            # No RNG state: every random draw is derived from (seed, epoch, index) or
+            # (seed, rank, step) (see the module docstring), so resume needs none.
         }
 
     def _meta(self, val: tuple[float, float] | None) -> dict[str, Any]:
@@ -261,9 +278,9 @@ class Trainer:
                 f"{latest}: the checkpoint's architecture differs from this run's config "
                 "(ngf/ndf/norm/image size/layers); resume with the run's own options."
             )
-        loaded = load_generator(latest / WEIGHTS_NAME)
+        g_state = self._load_generator_weights(latest / WEIGHTS_NAME)
         try:
-            self.G.load_state_dict(loaded.model.state_dict())
+            self.G.load_state_dict(g_state)
             self.D.load_state_dict(state["discriminator"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -294,20 +311,53 @@ class Trainer:
             )
         return self.step
 
+    @staticmethod
+    def _load_generator_weights(weights: Path) -> dict[str, torch.Tensor]:
+        """The generator's tensors from ``weights``, straight into a state dict (the
+        architecture was checked against ``state.pt`` already; no throwaway U-Net is built)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}: no generator weights to resume from.")
+        try:
+            return load_file(str(weights))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"{weights}: corrupt or truncated safetensors file ({exc})."
+            ) from None
+
     # ---- one step ----------------------------------------------------------------------
+    def _last_good(self) -> str:
+        """Where the last good checkpoint is, for a divergence message."""
+        if self._last_saved_step is None:
+            return "no checkpoint was saved yet"
+        latest = self.ckpt_dir / "latest"
+        return f"the last good checkpoint is {latest} (step {self._last_saved_step})"
+
+    def _check_weights_finite(self) -> None:
+        """Before a save (on every rank at once): refuse NaN/inf generator weights.
+
+        A finite loss with inf gradients can still leave NaN weights after the step; saving
+        them would replace the last good ``latest`` with a useless one.
+        """
+        tensors = [*self.G.parameters(), *self.G.buffers()]
+        bad = any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors)
+        flag = all_reduce_mean(torch.tensor([float(bad)], device=self.device), self.dist)
+        if float(flag[0]) > 0:
+            raise TrainingDiverged(
+                f"the generator weights became NaN/inf by step {self.step}: training stopped "
+                f"and nothing was saved from the diverged state; {self._last_good()}. "
+                "Lower --lr or check the data."
+            )
+
     def _check_finite(self, values: torch.Tensor, what: str) -> torch.Tensor:
         """Mean over ranks of ``values``; stop cleanly on NaN/inf (on every rank at once)."""
         values = all_reduce_mean(values.detach().float(), self.dist)
         if not bool(torch.isfinite(values).all()):
-            last = self.ckpt_dir / "latest"
-            where = (
-                f"the last good checkpoint is {last} (step {self._last_saved_step})"
-                if self._last_saved_step is not None
-                else "no checkpoint was saved yet"
-            )
             raise TrainingDiverged(
                 f"{what} became NaN/inf at step {self.step + 1}: training stopped and nothing was "
-                f"saved from the diverged state; {where}. Lower --lr or check the data."
+                f"saved from the diverged state; {self._last_good()}. Lower --lr or check the data."
             )
         return values
 
@@ -366,6 +416,7 @@ class Trainer:
 
     def _end_of_epoch(self, runlog: RunLog | None, completed: bool) -> tuple[float, float] | None:
         """Validate, log, update latest/best/epoch_NNNN checkpoints (rank 0); all ranks wait."""
+        self._check_weights_finite()
         val = self._validate()
         if self.dist.is_main:
             if val is not None and runlog is not None:
@@ -451,6 +502,7 @@ class Trainer:
     def _stop_now(self) -> None:
         """After a Ctrl-C: make sure ``latest`` holds this step, then raise KeyboardInterrupt."""
         if self._last_saved_step != self.step:
+            self._check_weights_finite()
             self._save("latest", None)
             self._last_saved_step = self.step
         raise KeyboardInterrupt
@@ -515,6 +567,7 @@ class Trainer:
                     and self.step % cfg.checkpoint_every == 0
                     and self.batch_in_epoch < self.steps_per_epoch
                 ):
+                    self._check_weights_finite()
                     self._save("latest", None)
                     self._last_saved_step = self.step
             if self.batch_in_epoch >= self.steps_per_epoch:  # the epoch is complete
@@ -543,6 +596,4 @@ def train(
     cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepInfo], None] | None = None
 ) -> TrainResult:
     """Run a training job; see :class:`Trainer`. Raises P2PError subclasses for user errors."""
-    if not math.isfinite(cfg.lr):
-        raise P2PError("--lr must be finite.")
     return Trainer(cfg, resume=resume, on_step=on_step).run()

@@ -40,7 +40,10 @@ class RunLog:
                 write_text(path, ",".join(fields) + "\n")
         from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
+        # purge_step drops events with step >= it: the checkpoint's own step was logged before
+        # the stop and is not logged again (the loop resumes at resume_step + 1), so keep it.
+        purge = None if resume_step is None else resume_step + 1
+        self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
 
     def _append(self, path: Path, fields: tuple[str, ...], row: dict[str, Any]) -> None:
         with open(path, "a", newline="") as f:

@@ -85,10 +85,9 @@ def register(app: typer.Typer) -> None:
         """Report what this machine can run: torch and CUDA GPUs, onnxruntime providers,
         TensorRT, pycuda, OpenCV and the video codecs that really open for writing (each is
         tried with a tiny write into a temporary folder)."""
-        import os
+        from p2p_deploy.media.video import quiet_native_logs
 
         # FFmpeg prints its own errors while codecs are probed; the report says it in one line.
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-        os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+        quiet_native_logs()
         for line in doctor_lines():
             typer.echo(line)

@@ -121,7 +121,7 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
 
     from p2p_deploy.errors import P2PError
     from p2p_deploy.media.resize import RESIZE_MODES
-    from p2p_deploy.media.video import quiet_native_logs
+    from p2p_deploy.media.video import fourcc, quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
     from p2p_deploy.runners.factory import backend_for, open_runner
@@ -129,8 +129,7 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if kw["resize"] not in RESIZE_MODES:
         raise P2PError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {kw['resize']!r}.")
-    if len(kw["codec"]) != 4:
-        raise P2PError(f"--codec {kw['codec']!r} is not a four-character code (e.g. mp4v, MJPG).")
+    fourcc(kw["codec"])  # a DataError (one line) unless it is a four-character code
     opts = RunOptions(
         batch=kw["batch"],
         resize=kw["resize"],

@@ -13,7 +13,8 @@ HELP = (
     "TensorBoard logs in tb/, and the resolved config (config.json, config.toml). Data "
     "(--data): `synthetic` (default, generated on the fly), an aligned folder (train/, val/ "
     "splits of A|B images, photo left = A) or a folder with paired A/ and B/ subfolders. "
-    "Options resolve as: defaults < --config FILE.toml < flags. Several processes: `torchrun "
+    "Options resolve as: defaults < --config FILE.toml < flags (with --resume, the run's "
+    "saved config.json comes between the defaults and the file). Several processes: `torchrun "
     "--nproc-per-node N -m p2p_deploy train ...` (gloo on CPU, nccl on CUDA)."
 )
 
@@ -114,23 +115,26 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import logging
 
-        from train.config import read_run_config, resolve_config
+        from train.config import TrainConfig, load_toml, read_run_config, resolve_config
 
+        skip = ("config", "resume", "progress", "logging", "resolve_config", "read_run_config")
         flags = {
             k: v
             for k, v in locals().items()
-            if k
-            not in ("config", "resume", "progress", "logging", "resolve_config", "read_run_config")
-            and v is not None
+            if k not in (*skip, "skip", "TrainConfig", "load_toml") and v is not None
         }
         if "out" in flags:
             flags["out"] = str(flags["out"])
         base: dict = {}
-        out_dir = Path(flags.get("out", "runs/p2p"))
-        if resume and (out_dir / "config.json").is_file():
-            # Resume from the run's own resolved config; the file and flags given now override.
-            base = read_run_config(out_dir / "config.json").to_dict()
-        cfg = resolve_config(config, {**base, **flags})
+        if resume:
+            # The run folder comes from the flags or the file given now (an `out` in the TOML
+            # must find its run), then the default.
+            file_out = load_toml(config).get("out") if config is not None else None
+            out_dir = Path(flags.get("out") or file_out or TrainConfig.out)
+            if (out_dir / "config.json").is_file():
+                # defaults < the run's own resolved config < --config file < flags.
+                base = read_run_config(out_dir / "config.json").to_dict()
+        cfg = resolve_config(config, flags, base)
         interrupted = False
         try:
             _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))

@@ -99,15 +99,18 @@ class VideoSink:
 
     def __init__(self, path: str | Path, codec: str, fps: float, width: int, height: int) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = (width, height)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
-        )
+        code = fourcc(codec)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+            )
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot write ({exc.strerror or exc}).") from None
         os.close(fd)
         self.tmp = Path(tmp)
         self.frames_written = 0
-        code = fourcc(codec)
         # An unknown FourCC makes OpenCV print "tag ... is not found" straight to fd 2 (no log
         # level covers it); the DataError below says it in one line instead.
         with _quiet_stderr():
@@ -128,10 +131,18 @@ class VideoSink:
         self.frames_written += 1
 
     def finish(self) -> None:
-        """Close the file and move it to its final name."""
+        """Close the file and move it to its final name.
+
+        Raises:
+            DataError: the file cannot be renamed onto ``path`` (the temporary file is removed).
+        """
         self._writer.release()
-        set_default_mode(self.tmp)  # like the images: not the 0600 of its temporary name
-        os.replace(self.tmp, self.path)
+        try:
+            set_default_mode(self.tmp)  # like the images: not the 0600 of its temporary name
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise DataError(f"{self.path}: cannot write ({exc.strerror or exc}).") from None
 
     def abort(self) -> None:
         """Close and delete the temporary file; the final name is never touched."""

@@ -3,7 +3,8 @@
 The paper and both reference codes run the generator at test time with *batch statistics* (and
 dropout). With batch size 1, batch norm in train mode is instance norm with the BN affine weights.
 Deployment runs batches of several frames, and frames must never share statistics, so the
-``stats`` mode replaces each BatchNorm2d by a per-image normalisation (``F.instance_norm`` with
+``stats`` mode replaces each batch norm (BatchNorm2d, or the SyncBatchNorm that multi-GPU
+training converts it to) by a per-image normalisation (``F.instance_norm`` with
 the BN's weight and bias), which exports to ONNX ``InstanceNormalization``. The ``running`` mode
 is plain ``eval()``: running averages, the usual PyTorch deployment, which gives different images.
 Dropout is off in both modes: the output must be deterministic.
@@ -17,6 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 TestNorm = Literal["stats", "running"]
 TEST_NORMS: tuple[str, ...] = ("stats", "running")
@@ -28,7 +30,7 @@ class PerImageNorm(nn.Module):
     Input and output: (N, C, H, W); statistics over (H, W) per image and channel.
     """
 
-    def __init__(self, bn: nn.BatchNorm2d) -> None:
+    def __init__(self, bn: _BatchNorm) -> None:
         super().__init__()
         self.weight = nn.Parameter(bn.weight.detach().clone(), requires_grad=False)
         self.bias = nn.Parameter(bn.bias.detach().clone(), requires_grad=False)
@@ -40,7 +42,9 @@ class PerImageNorm(nn.Module):
 
 def _swap_batchnorm(module: nn.Module) -> None:
     for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
+        # _BatchNorm covers BatchNorm2d and SyncBatchNorm (a DDP-trained generator): both hold
+        # running statistics that the ``stats`` mode must not use.
+        if isinstance(child, _BatchNorm):
             setattr(module, name, PerImageNorm(child))
         else:
             _swap_batchnorm(child)

@@ -12,7 +12,8 @@ class RunOptions:
     """batch: frames per runner call; resize: stretch|pad|crop; keep_size: outputs at the
     input's size (else model size); side_by_side: input left, output right; codec: FourCC of
     output videos; overwrite: redo existing outputs; max_pixels: refuse larger images;
-    queue_frames: frames the reader may run ahead (memory bound; default 2 batches)."""
+    queue_frames: items the reader may run ahead (memory bound: frames, plus one slot for each
+    file's Start/End/Failed marker, so at most this many frames; default max(4, 2 batches))."""
 
     batch: int = 1
     resize: str = "stretch"

@@ -1,18 +1,22 @@
 """Running a model over an INPUT: plan the jobs, start the reader and writer threads, batch
 frames through the runner on the calling thread, and summarise.
 
-    reader thread --(in_q: <= 2 batches of frames)--> batcher + runner (this thread)
+    reader thread --(in_q: <= RunOptions.in_queue_size items)--> batcher + runner (this thread)
                   --(out_q: <= 2 batches)--> writer thread
 
-Both queues are bounded, so memory does not grow with the length of a video. Items keep input
-order end to end (one reader, one writer), and a job's Failed/Start/End markers travel between
-its frames, so batches freely span several images or the end of one video and the start of the
-next. JPEG/PNG decode of a 256 px frame costs ~1 ms against ~100 ms of model time on a CPU,
-so one reader and one writer thread keep the runner busy.
+Both queues are bounded, so memory does not grow with the length of a video. in_q counts
+items, not frames: a job's Start/End/Failed markers take a slot each, so it holds at most
+``in_queue_size`` frames (fewer when markers are queued). out_q holds lists of items, each
+with at most ``batch`` frames. Items keep input order end to end (one reader, one writer), and
+a job's Failed/Start/End markers travel between its frames, so batches freely span several
+images or the end of one video and the start of the next. JPEG/PNG decode of a 256 px frame
+costs ~1 ms against ~100 ms of model time on a CPU, so one reader and one writer thread keep
+the runner busy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -27,7 +31,7 @@ from p2p_deploy.media.files import InputPlan, Job, output_collisions, plan_input
 from p2p_deploy.media.video import VideoSource
 from p2p_deploy.pipeline.items import DONE, Crash, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
-from p2p_deploy.pipeline.stages import Writer, put, read_jobs
+from p2p_deploy.pipeline.stages import Stopped, Writer, put, read_jobs
 from p2p_deploy.pipeline.summary import RunSummary, write_failures
 from p2p_deploy.runners.base import Runner
 
@@ -113,7 +117,13 @@ def run_pipeline(
     reader_t.start()
     writer_t.start()
     try:
-        _batch_loop(runner, opts.batch, in_q, out_q, stop, summary, writer)
+        try:
+            _batch_loop(runner, opts.batch, in_q, out_q, stop, summary, writer)
+        except Stopped:
+            # `put` gave up because a worker set `stop`: the writer's own error is the cause.
+            if writer.error is None:
+                raise
+            raise writer.error from None
         while writer_t.is_alive():  # wait in slices so Ctrl-C still reaches this thread
             writer_t.join(timeout=0.1)
         if writer.error is not None:
@@ -122,6 +132,11 @@ def run_pipeline(
         stop.set()
         reader_t.join(timeout=5)
         writer_t.join(timeout=5)
+        if summary.failures and not writer_t.is_alive():
+            # Keep the list of what failed before the stop (best effort: the folder itself
+            # may be what broke the run).
+            with contextlib.suppress(OSError):
+                write_failures(prepared.plan.out_dir, summary)
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
@@ -157,8 +172,10 @@ def _batch_loop(
         frames.clear()
 
     while True:
-        if writer.error is not None or (stop.is_set()):
-            raise writer.error or RuntimeError("pipeline stopped")
+        if writer.error is not None:
+            raise writer.error
+        if stop.is_set():
+            raise RuntimeError("pipeline stopped")
         try:
             item = in_q.get(timeout=0.1)
         except queue.Empty:

@@ -105,6 +105,16 @@ def _read_video(
             put(out_q, Failed(job, f"{job.src}: video holds no decodable frames."), stop)
             return
         if src.frame_count and n < src.frame_count:
+            # A truncated or corrupt file stops decoding early: fail it (the writer removes its
+            # partial output) rather than count a third of a video as done. A shortfall within
+            # 1 frame or 1% is let through with a warning: some containers only estimate the
+            # count from duration x fps.
+            if src.frame_count - n > max(1, src.frame_count // 100):
+                reason = (
+                    f"{job.src}: decoded {n} of {src.frame_count} frames (truncated or corrupt)."
+                )
+                put(out_q, Failed(job, reason), stop)
+                return
             log.warning(
                 "%s: decoded %d of the %d frames the container claims", job.src, n, src.frame_count
             )
@@ -172,6 +182,11 @@ class Writer:
 
     def _handle(self, item: Any) -> None:
         if isinstance(item, Failed):
+            if item.job in self._dead:  # its write already failed and was reported
+                self._dead.discard(item.job)
+                return
+            # A video failing after some frames (truncated input): its sink is the open one.
+            self.abort_open()
             self.fail(item.job, item.reason)
         elif isinstance(item, Start):
             self._fps = item.fps
@@ -197,8 +212,12 @@ class Writer:
                 if self._sink is None:  # no frame reached the writer
                     self.fail(item.job, f"{item.job.src}: no frames were written.")
                     return
-                self._sink.finish()
-                self._sink = None
+                sink, self._sink = self._sink, None
+                try:
+                    sink.finish()
+                except DataError as exc:
+                    self.fail(item.job, str(exc))
+                    return
             self.summary.done += 1
 
     def _write(self, item: Frame, frame: np.ndarray) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "torch")
 ENGINE_EXTS = (".plan", ".engine")
 ONNX_EXTS = (".onnx",)
 CHECKPOINT_EXTS = (".safetensors", ".pth", ".pt")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def check_device(device: str | None) -> None:
+    """Accept None (the runner's default), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        P2PError: anything else, in one sentence.
+    """
+    if device is not None and not _DEVICE.fullmatch(device):
+        raise P2PError(f"device must be cpu, cuda or cuda:N (N = 0, 1, ...), got {device!r}.")
 
 
 def backend_for(model_path: str | Path) -> str:
@@ -48,6 +60,7 @@ def open_runner(
     """
     if backend not in BACKENDS:
         raise P2PError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
+    check_device(device)
     kind = backend_for(model_path)
     if backend != "auto" and backend != kind:
         raise P2PError(f"{model_path}: a {kind} model cannot run on the {backend} backend.")

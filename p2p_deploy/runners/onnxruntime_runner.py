@@ -110,8 +110,9 @@ class OnnxRuntimeRunner(Runner):
         index = int(dev.split(":")[1]) if dev and ":" in dev else 0
         chosen: list = []
         if self.use_trt_provider and "TensorrtExecutionProvider" in have:
-            opts = {"device_id": index, "trt_fp16_enable": self.precision == "fp16"}
-            chosen.append(("TensorrtExecutionProvider", opts))
+            trt_opts = self._trt_provider_options(index)
+            if trt_opts is not None:
+                chosen.append(("TensorrtExecutionProvider", trt_opts))
         if "CUDAExecutionProvider" in have:
             chosen.append(("CUDAExecutionProvider", {"device_id": index}))
         if dev and dev.startswith("cuda") and not chosen:
@@ -120,6 +121,33 @@ class OnnxRuntimeRunner(Runner):
                 f'{", ".join(have)}); install onnxruntime-gpu (pip install "p2p-deploy[gpu]").'
             )
         return [*chosen, "CPUExecutionProvider"]
+
+    def trt_cache_dir(self) -> Path:
+        """Where ORT's TensorRT provider keeps its engines: ``<model>.ort-trt-cache/``."""
+        return self.path.with_name(self.path.name + ".ort-trt-cache")
+
+    def _trt_provider_options(self, index: int) -> dict | None:
+        """The TensorRT provider's options, with its engine cache on: without it every run
+        rebuilds the engine (minutes) before the first frame. The cache lives beside the
+        model (ORT keys it by the model and the GPU, and rebuilds when either changes). Where
+        that folder cannot be made (read-only model folder), None: the CUDA provider is used
+        instead of a TensorRT provider that would rebuild on every run."""
+        cache = self.trt_cache_dir()
+        try:
+            cache.mkdir(exist_ok=True)
+        except OSError as exc:
+            log.warning(
+                "%s: no TensorRT engine cache (%s); using the CUDA provider",
+                cache,
+                exc.strerror or exc,
+            )
+            return None
+        return {
+            "device_id": index,
+            "trt_fp16_enable": self.precision == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+        }
 
     def activate(self) -> None:
         ort = require("onnxruntime")

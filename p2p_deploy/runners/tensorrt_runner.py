@@ -10,6 +10,7 @@ capture per batch size (torch buffers only: pycuda has no stream-capture API).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -118,10 +119,24 @@ class TensorRTRunner(Runner):
         self._context = None
         self._graphs: dict[int, object] = {}
 
+    def _on_device(self) -> contextlib.AbstractContextManager:
+        """Make ``cuda:N`` the current device: TensorRT deserializes onto, allocates on and
+        runs on the current device. Torch buffers: ``torch.cuda.device``; pycuda buffers have
+        their device's context pushed for the runner's lifetime (see :class:`PycudaMemory`)."""
+        if isinstance(getattr(self, "mem", None), TorchCudaMemory):
+            import torch
+
+            return torch.cuda.device(self._index)
+        return contextlib.nullcontext()
+
     def activate(self) -> None:
         trt = require("tensorrt")
         check_engine_fits(self.path, self.sidecar, trt.__version__, current_gpu(self._index))
         self.mem: CudaMemory = open_memory(self._memory_pref, self._index)
+        with self._on_device():
+            self._activate(trt)
+
+    def _activate(self, trt) -> None:
         self._logger = trt.Logger(trt.Logger.ERROR)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -174,9 +189,10 @@ class TensorRTRunner(Runner):
         )
 
     def close(self) -> None:
-        self._graphs.clear()
-        self._context = None
-        self._engine = None
+        with self._on_device():  # TensorRT objects are freed on the device they live on
+            self._graphs.clear()
+            self._context = None
+            self._engine = None
         if getattr(self, "mem", None) is not None:
             self.mem.close()
 
@@ -190,16 +206,19 @@ class TensorRTRunner(Runner):
             return
         import torch
 
-        graph = self._graphs.get(n)
-        if graph is None:
-            # One plain run first: TensorRT does shape-dependent work outside the graph.
-            self._context.execute_async_v3(self.mem.stream_handle)
-            self.mem.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self.mem.stream):
+        # Capture and replay on the runner's stream (and device): replay() launches on torch's
+        # *current* stream, which must be the one the input/output copies are ordered on.
+        with torch.cuda.device(self._index), torch.cuda.stream(self.mem.stream):
+            graph = self._graphs.get(n)
+            if graph is None:
+                # One plain run first: TensorRT does shape-dependent work outside the graph.
                 self._context.execute_async_v3(self.mem.stream_handle)
-            self._graphs[n] = graph
-        graph.replay()
+                self.mem.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=self.mem.stream):
+                    self._context.execute_async_v3(self.mem.stream_handle)
+                self._graphs[n] = graph
+            graph.replay()
 
     def _run_chunk(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -219,7 +238,9 @@ class TensorRTRunner(Runner):
         s = self.image_size
         if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
             raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {batch.shape}")
-        outs = [self._run_chunk(batch[sl]) for sl in batch_slices(batch.shape[0], self.max_batch)]
+        with self._on_device():
+            slices = batch_slices(batch.shape[0], self.max_batch)
+            outs = [self._run_chunk(batch[sl]) for sl in slices]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def infer_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -239,7 +260,7 @@ class TensorRTRunner(Runner):
             chunk = np.ascontiguousarray(frames[sl])
             n = chunk.shape[0]
             padded = max(n, self.min_batch)
-            with torch.cuda.stream(self.mem.stream):
+            with torch.cuda.device(self._index), torch.cuda.stream(self.mem.stream):
                 f = torch.from_numpy(chunk).pin_memory().to(self.mem.device, non_blocking=True)
                 d_in = self._d_in.handle.view(in_t)[: padded * 3 * s * s].view(padded, 3, s, s)
                 d_in[:n].copy_(torch_bgr8_to_tensor(f, in_t))

@@ -104,22 +104,25 @@ class TorchRunner(Runner):
     def _graph_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Replay (capturing on first use) the CUDA graph for this batch size."""
         n = x.shape[0]
-        if n not in self._graphs:
-            static_in = torch.empty_like(x)
+        # On the runner's device (cuda:N), not the current one: the side stream, the capture's
+        # internal stream and the replay all follow the current device.
+        with torch.cuda.device(self._dev):
+            if n not in self._graphs:
+                static_in = torch.empty_like(x)
+                static_in.copy_(x)
+                side = torch.cuda.Stream(device=self._dev)
+                side.wait_stream(torch.cuda.current_stream(self._dev))
+                with torch.cuda.stream(side):  # warm-up outside the graph, as torch's docs say
+                    for _ in range(3):
+                        self._model(static_in)
+                torch.cuda.current_stream(self._dev).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    static_out = self._model(static_in)
+                self._graphs[n] = (graph, static_in, static_out)
+            graph, static_in, static_out = self._graphs[n]
             static_in.copy_(x)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up outside the graph, as torch's docs require
-                for _ in range(3):
-                    self._model(static_in)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self._model(static_in)
-            self._graphs[n] = (graph, static_in, static_out)
-        graph, static_in, static_out = self._graphs[n]
-        static_in.copy_(x)
-        graph.replay()
+            graph.replay()
         return static_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -111,9 +111,16 @@ class PycudaMemory(CudaMemory):
 
     name = "pycuda"
 
-    def __init__(self) -> None:
-        require("pycuda.autoprimaryctx")  # retains the primary context of device 0
+    def __init__(self, device: int = 0) -> None:
+        require("pycuda.autoprimaryctx")  # retains (and makes current) device 0's primary context
         self._cuda = require("pycuda.driver")
+        self._pushed = None
+        if device != 0:
+            # The primary context of cuda:N made current on this thread (the one TensorRT and
+            # the CUDA runtime then use): allocations, the stream and the engine live on N.
+            self._pushed = self._cuda.Device(device).retain_primary_context()
+            self._pushed.push()
+        self.device = device
         self.stream = self._cuda.Stream()
 
     @property
@@ -136,6 +143,11 @@ class PycudaMemory(CudaMemory):
     def synchronize(self) -> None:
         self.stream.synchronize()
 
+    def close(self) -> None:
+        if self._pushed is not None:
+            self._pushed.pop()  # back to the context that was current before
+            self._pushed = None
+
 
 def torch_cuda_available() -> bool:
     if not available("torch"):
@@ -155,8 +167,4 @@ def open_memory(prefer: str = "auto", device: int = 0) -> CudaMemory:
         return TorchCudaMemory(device)
     if prefer == "torch":
         raise MissingDependency("torch with CUDA is not available for TensorRT buffers.")
-    if device != 0:
-        raise MissingDependency(
-            "pycuda buffers use GPU 0 only here; install torch with CUDA for other GPUs."
-        )
-    return PycudaMemory()
+    return PycudaMemory(device)

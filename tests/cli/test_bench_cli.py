@@ -100,7 +100,9 @@ def test_command_in_report_reproduces(bench_run):
         ),
         ([], "nothing to benchmark"),
         (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "unknown backend(s) magic"),
+        (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device 'gpu': use auto, cpu, cuda"),
     ],
+    ids=["missing", "nothing", "backend", "device"],
 )
 def test_user_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, args, message):
     args = [a.replace("{ckpt}", str(tiny_checkpoint)) for a in args]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -162,3 +163,22 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     assert not list((run / "checkpoints").glob(".*"))  # no half-swapped checkpoint folder
     r = p2p("train", *args, "--resume", "--max-steps", str(step + 1))
     assert r.returncode == 0 and f"resumed from step {step}" in r.stderr, r.stderr
+
+
+def test_resume_config_file_beats_the_saved_run_config(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        *("--image-size", "32", "--ngf", "8", "--ndf", "8", "--no-progress"),
+        *("--synthetic-train", "2", "--synthetic-val", "1", "--epochs", "1", "--epochs-decay", "0"),
+    ]
+    r = p2p("train", "--out", str(run), "--log-every", "3", *args)
+    assert r.returncode == 0, r.stderr
+    # The file names the run folder (no --out) and changes options the saved config holds.
+    toml = tmp_path / "more.toml"
+    toml.write_text(f'out = "{run.as_posix()}"\nlog_every = 7\nlr = 1e-3\nepochs = 2\n')
+    r = p2p("train", "--config", str(toml), "--resume", "--lr", "5e-4", "--no-progress")
+    assert r.returncode == 0 and "resumed from step 2" in r.stderr, r.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["ngf"], cfg["image_size"], cfg["synthetic_train"]) == (8, 32, 2)  # saved run
+    assert (cfg["log_every"], cfg["epochs"]) == (7, 2)  # the file beats the saved config
+    assert cfg["lr"] == 5e-4  # flags beat the file

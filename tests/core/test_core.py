@@ -174,3 +174,27 @@ def test_jpeg_truncation_is_detected_from_the_bytes():
     assert jpeg_data_truncated(good[:-2])  # end marker gone
     assert jpeg_data_truncated(good[:20])  # cut inside the headers
     assert not jpeg_data_truncated(cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes())
+
+
+def test_stats_mode_swaps_sync_batchnorm_too():
+    # A generator trained with several GPUs has SyncBatchNorm layers (converted in place; the
+    # conversion runs on CPU, only their train-mode forward needs CUDA).
+    g = make_tiny_generator()
+    sync = torch.nn.SyncBatchNorm.convert_sync_batchnorm(make_tiny_generator())
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in sync.modules())
+    stats, sync_stats = prepare_generator(g, "stats"), prepare_generator(sync, "stats")
+    assert not any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in sync_stats.modules()
+    )
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(sync_stats(x), stats(x))
+
+
+def test_atomic_path_keeps_a_file_written_by_another_library(tmp_path):
+    # atomic_path fsyncs the temporary file itself before the rename (np.save never does).
+    final = tmp_path / "a.npy"
+    with atomic_path(final) as tmp:
+        np.save(tmp, np.arange(5))
+    np.testing.assert_array_equal(np.load(final), np.arange(5))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]

@@ -170,3 +170,29 @@ def test_unloadable_onnx_is_one_line(tiny_onnx_fp32, tmp_path):
     with pytest.raises(P2PError, match=r"broken\.onnx: ONNX Runtime cannot load it") as info:
         check_onnx_parity(bad, prepare_generator(make_tiny_generator(), "stats"))
     assert "\n" not in str(info.value)
+
+
+class _NanOnBatch(torch.nn.Module):
+    """The reference, except that it returns NaN for every batch of ``bad_batch`` images."""
+
+    def __init__(self, inner: torch.nn.Module, bad_batch: int) -> None:
+        super().__init__()
+        self.inner, self.bad_batch = inner, bad_batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        return torch.full_like(y, float("nan")) if x.shape[0] == self.bad_batch else y
+
+
+@pytest.mark.parametrize("bad_batch", [1, 3])
+def test_nan_output_fails_parity(tiny_onnx_fp32, tiny_checkpoint, bad_batch):
+    """A NaN anywhere fails (Python's max/min would skip it depending on its position)."""
+    ref = prepare_generator(load_generator(tiny_checkpoint).model, "stats")
+    report = check_onnx_parity(tiny_onnx_fp32, _NanOnBatch(ref, bad_batch), raise_on_failure=False)
+    assert not report.passed and report.non_finite
+    assert np.isnan(report.max_abs_err) and np.isnan(report.min_psnr_db)
+    d = report.to_dict()
+    assert d["passed"] is False and d["max_abs_err"] is None
+    json.dumps(d, allow_nan=False)  # valid JSON
+    with pytest.raises(P2PError, match="parity check failed: .*non-finite"):
+        check_onnx_parity(tiny_onnx_fp32, _NanOnBatch(ref, bad_batch))

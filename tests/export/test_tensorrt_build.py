@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -12,17 +15,23 @@ from hypothesis import strategies as st
 from export.tensorrt_build import (
     BatchProfile,
     EnginePrecision,
+    NoTensorRTGpu,
     build_engine,
+    create_builder,
     dtype_word,
     engine_sidecar,
+    network_flags,
     parse_batch_profile,
     plan_name,
+    read_timing_cache,
     summarize_engine_info,
     trt_features,
     verify_engine_precision,
+    write_plan,
+    write_timing_cache,
 )
 from p2p_deploy.errors import MissingDependency, P2PError
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -48,11 +57,11 @@ def test_parse_batch_profile_roundtrip(a, da, db):
 def test_version_dispatch():
     v10 = trt_features("10.3.0.26")
     assert (v10.major, v10.minor) == (10, 3)
-    assert v10.strongly_typed_flag and v10.has_fp16_builder_flag and not v10.explicit_batch_flag
-    assert v10.inspector_io_key == "Bindings"
     v11 = trt_features("11.0.0")
-    assert not v11.strongly_typed_flag and not v11.has_fp16_builder_flag
-    assert v11.inspector_io_key == "I/O Tensors"
+    # What the flags become: STRONGLY_TYPED (enum value 5 here) on 10.x, nothing on 11.x.
+    fake_trt = SimpleNamespace(NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=5))
+    assert network_flags(fake_trt, v10) == 1 << 5
+    assert network_flags(SimpleNamespace(), v11) == 0  # 11.x: the flag is not even looked up
     with pytest.raises(P2PError, match=r"TensorRT 8\.6\.1 is too old: .*10\.x or 11\.x"):
         trt_features("8.6.1")
     with pytest.raises(P2PError, match="cannot read the TensorRT version"):
@@ -192,3 +201,85 @@ def test_real_build_shows_parser_errors(tmp_path, tiny_onnx_fp32):
     with pytest.raises(P2PError, match=r"bad\.onnx: TensorRT's ONNX parser rejected it: "):
         build_engine(bad, tmp_path / "bad.plan", profile=BatchProfile(1, 1, 1))
     assert not (tmp_path / "bad.plan").exists()
+
+
+def _fake_trt(builder):
+    """A stand-in for the ``tensorrt`` module whose ``Builder`` is ``builder``."""
+    return SimpleNamespace(Builder=builder)
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [
+        lambda _logger: (_ for _ in ()).throw(
+            TypeError("pybind11::init(): factory function returned nullptr")
+        ),
+        lambda _logger: (_ for _ in ()).throw(RuntimeError("CUDA initialization failure")),
+        lambda _logger: None,
+    ],
+)
+def test_builder_without_gpu_is_one_line(builder):
+    with pytest.raises(NoTensorRTGpu, match="^TensorRT found no usable CUDA GPU"):
+        create_builder(_fake_trt(builder), logger=None)
+    assert issubclass(NoTensorRTGpu, P2PError)
+
+
+def test_timing_cache_read_up_front(tmp_path):
+    assert read_timing_cache(None) is None
+    assert read_timing_cache(tmp_path / "new.cache") == b""  # created after the build
+    (tmp_path / "old.cache").write_bytes(b"abc")
+    assert read_timing_cache(tmp_path / "old.cache") == b"abc"
+    with pytest.raises(P2PError, match=r"dir\.cache: timing cache path is not a file"):
+        (tmp_path / "dir.cache").mkdir()
+        read_timing_cache(tmp_path / "dir.cache")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_timing_cache_is_one_line(tmp_path):
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"abc")
+    cache.chmod(0)
+    with pytest.raises(P2PError, match=r"t\.cache: timing cache cannot be read"):
+        read_timing_cache(cache)
+
+
+def test_failing_cache_write_is_a_warning(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert not write_timing_cache(blocker / "sub" / "t.cache", b"abc")  # parent is a file
+    assert "timing cache not saved" in caplog.text
+    assert write_timing_cache(tmp_path / "t.cache", b"abc")
+    assert (tmp_path / "t.cache").read_bytes() == b"abc"
+
+
+def _plan_sidecar(onnx: Path, precision: str) -> ModelSidecar:
+    return engine_sidecar(
+        ModelSidecar.read(onnx),
+        precision=precision,
+        profile=BatchProfile(1, 2, 4),
+        trt_version="10.3.0",
+        gpu_name=None,
+        compute_capability=None,
+    )
+
+
+def test_write_plan_sidecar_first_and_no_leftovers(tiny_onnx_fp16, tmp_path):
+    plan = tmp_path / "model_fp16.plan"
+    write_plan(plan, b"engine-1", _plan_sidecar(tiny_onnx_fp16, "fp16"))
+    assert plan.read_bytes() == b"engine-1"
+    assert ModelSidecar.read(plan).precision == "fp16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [plan.name, plan.name + ".json"]
+
+
+def test_failed_plan_write_keeps_the_old_pair(tiny_onnx_fp16, tmp_path):
+    """A write that fails (here: the sidecar cannot be serialised) leaves the old plan and
+    the old sidecar untouched, and no staging folder."""
+    plan = tmp_path / "model_fp16.plan"
+    write_plan(plan, b"old", _plan_sidecar(tiny_onnx_fp16, "fp16"))
+    old_side = sidecar_for(plan).read_text()
+    bad = _plan_sidecar(tiny_onnx_fp16, "fp16")
+    bad.extra["unserialisable"] = object()
+    with pytest.raises(TypeError):
+        write_plan(plan, b"new", bad)
+    assert plan.read_bytes() == b"old" and sidecar_for(plan).read_text() == old_side
+    assert sorted(p.name for p in tmp_path.iterdir()) == [plan.name, plan.name + ".json"]

@@ -128,11 +128,26 @@ def test_unreadable_video_and_bad_codec(tmp_path: Path) -> None:
     (tmp_path / "junk.mp4").write_bytes(b"\x00" * 100)
     with pytest.raises(DataError, match="unreadable video"):
         VideoSource(tmp_path / "junk.mp4")
-    assert codec_works("mp4v") and not codec_works("avc1")
-    with pytest.raises(DataError, match="codecs that work: mp4v") as info:
-        VideoSink(tmp_path / "o.mp4", "avc1", 10.0, 16, 16)
-    assert "avc1" in str(info.value)
-    assert list(tmp_path.iterdir()) == [tmp_path / "junk.mp4"]
+    assert codec_works("mp4v")
+    # Whether avc1 (H.264) writes depends on the OpenCV build: the sink must agree with the probe.
+    if codec_works("avc1", ".mp4"):
+        VideoSink(tmp_path / "o.mp4", "avc1", 10.0, 16, 16).abort()
+    else:
+        with pytest.raises(DataError, match="codecs that work: mp4v") as info:
+            VideoSink(tmp_path / "o.mp4", "avc1", 10.0, 16, 16)
+        assert "avc1" in str(info.value)
+    with pytest.raises(DataError, match="not a four-character code"):
+        VideoSink(tmp_path / "o.mp4", "h264x", 10.0, 16, 16)
+    assert list(tmp_path.iterdir()) == [tmp_path / "junk.mp4"]  # no temp file left behind
+
+
+def test_video_sink_unwritable_place_is_a_data_error(tmp_path: Path) -> None:
+    """A real failing place (works as root too): the output's parent is a regular file."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    target = tmp_path / "taken" / "o.mp4"
+    with pytest.raises(DataError, match="cannot write") as info:
+        VideoSink(target, "mp4v", 10.0, 16, 16)
+    assert str(target) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_read_image_refuses_a_jpeg_cut_near_its_end(tmp_path: Path) -> None:

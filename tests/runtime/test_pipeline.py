@@ -135,6 +135,29 @@ def test_memory_is_bounded_by_the_queues(tmp_path: Path) -> None:
     runner = NegateRunner(probe_every=5)
     summary = run_pipeline(prepare(tmp_path / "long.avi", tmp_path / "out", opts), runner, opts)
     assert summary.frames == 150
-    # in_q (<= 4 frames) + one batch being run (2) + out_q (<= 2 batches of 2) + writer's batch
+    # in_q (<= 4 items, so <= 4 frames) + one batch being run (2) + out_q (<= 2 batches of 2)
+    # + the writer's batch
     bound = opts.in_queue_size + opts.batch + 2 * opts.batch + opts.batch + 2
     assert 0 < runner.peak_live_frames <= bound
+
+
+def test_writer_crash_is_raised_not_hidden_and_failures_kept(tmp_path: Path) -> None:
+    """An unexpected error in the writer thread (here from the on_frame callback, which runs
+    there) reaches the caller as itself, not as the pipeline's internal Stopped, and the
+    failures met before it are still written to failures.json."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a_broken.png").write_bytes(b"not a png")
+    for i in range(12):
+        cv2.imwrite(str(src / f"b{i:02d}.png"), random_bgr(32, 32, i))
+
+    def on_frame(n: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    opts = RunOptions(batch=1, queue_frames=1)
+    prepared = prepare(src, tmp_path / "out", opts)
+    with pytest.raises(OSError, match="No space left") as info:
+        run_pipeline(prepared, NegateRunner(), opts, on_frame=on_frame)
+    assert type(info.value) is OSError
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())["failures"]
+    assert [Path(f["path"]).name for f in failures] == ["a_broken.png"]

@@ -12,6 +12,7 @@ import torch
 
 from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 from p2p_deploy.models.inference import prepare_generator
 from p2p_deploy.runners.factory import backend_for, open_runner
 from p2p_deploy.runners.tensorrt_runner import check_engine_fits
@@ -61,6 +62,9 @@ def test_runner_matches_eager_torch(
         frames = ((x.transpose(0, 2, 3, 1)[..., ::-1] + 1) * 127.5 + 0.5).astype(np.uint8)
         out8 = runner.infer_frames(frames)
         assert out8.shape == frames.shape and out8.dtype == np.uint8
+        # the runner's own conversion (on its device) == the shared CPU one, within 1 LSB
+        ref8 = tensor_to_bgr8(runner.infer(bgr8_to_tensor(frames)))
+        assert np.abs(out8.astype(int) - ref8.astype(int)).max() <= 1, runner.describe()
 
 
 def test_torch_runner_running_norm_and_split(tiny_checkpoint: Path) -> None:

@@ -41,6 +41,14 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
         ("lambda_l1 = -1", "--lambda-l1 must be >= 0"),
         ("beta1 = 1.0", r"--beta1 must be in \[0, 1\)"),
         ("image_size = 8", "--image-size must be at least 32, got 8"),
+        ("ndf = 0", "--ndf must be at least 1, got 0"),
+        ("max_val = 0", "--max-val must be at least 1, got 0"),
+        ("checkpoint_every = -1", "--checkpoint-every must be >= 0"),
+        # inf/NaN used to pass (NaN > 0 is False but inf > 0 is True) and broke config.toml.
+        ("lr = inf", "--lr must be finite, got inf"),
+        ("lr = nan", "--lr must be finite, got nan"),
+        ("lambda_l1 = inf", "--lambda-l1 must be finite, got inf"),
+        ("beta1 = nan", "--beta1 must be finite, got nan"),
     ],
 )
 def test_bad_config_is_one_line(tmp_path: Path, text: str, match: str) -> None:
@@ -54,3 +62,14 @@ def test_bad_config_is_one_line(tmp_path: Path, text: str, match: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(P2PError, match="config file not found"):
         load_toml(tmp_path / "nope.toml")
+
+
+def test_saved_run_config_sits_between_defaults_and_the_file(tmp_path: Path) -> None:
+    # --resume: defaults < the run's saved config < --config TOML < flags.
+    saved = resolve_config(None, {"ngf": 8, "image_size": 32, "lr": 1e-3, "log_every": 3})
+    f = tmp_path / "c.toml"
+    f.write_text("lr = 5e-4\nlog_every = 7\n")
+    cfg = resolve_config(f, {"log_every": 9}, saved.to_dict())
+    assert (cfg.ngf, cfg.image_size) == (8, 32)  # from the saved run
+    assert cfg.lr == 5e-4  # the file beats the saved run
+    assert cfg.log_every == 9  # flags beat the file

@@ -107,3 +107,66 @@ def test_interrupted_swap_is_recovered(tiny_train, tmp_path: Path) -> None:
     save_checkpoint(ckpts / "latest", make_tiny_generator(), {"step": 2}, {"step": 2})
     assert load_state(ckpts / "latest")["step"] == 2
     assert [p.name for p in ckpts.iterdir()] == ["latest"]
+
+
+def test_resumed_optimizer_state_follows_the_parameters(tiny_train) -> None:
+    from train.loop import Trainer, optimizer_state_to_params
+
+    cfg = tiny_train()
+    train(cfg)
+    # The order run() uses: state loaded beside the CPU modules, then _wrap moves them.
+    trainer = Trainer(cfg.replace(epochs=2), resume=True)
+    trainer._build()
+    trainer._last_saved_step = None
+    assert trainer._resume() == 4
+    trainer._wrap()
+    for opt in (trainer.opt_g, trainer.opt_d):
+        assert opt.state  # Adam's moments were restored
+        for param, state in opt.state.items():
+            for key in ("exp_avg", "exp_avg_sq"):
+                assert state[key].device == param.device and state[key].dtype == param.dtype
+    # A move after loading (to CUDA in real runs; float64 here, on the CPU) leaves Adam's
+    # moments behind until optimizer_state_to_params puts them beside the parameters again.
+    trainer.G.double()
+    param, state = next(iter(trainer.opt_g.state.items()))
+    assert state["exp_avg"].dtype == torch.float32 and param.dtype == torch.float64
+    optimizer_state_to_params(trainer.opt_g)
+    assert all(
+        s[k].dtype == p.dtype and s[k].device == p.device
+        for p, s in trainer.opt_g.state.items()
+        for k in ("exp_avg", "exp_avg_sq")
+    )
+    assert trainer.opt_g.state[param]["step"].dtype == torch.float32  # the scalar step stays
+
+
+def test_nan_weights_are_never_saved(tiny_train) -> None:
+    from train.loop import Trainer
+
+    cfg = tiny_train()
+    train(cfg)  # 4 good steps, checkpoint at step 4
+    latest = Path(cfg.out) / "checkpoints" / "latest" / "generator.safetensors"
+    before = file_sha256(latest)
+
+    def poison(info) -> None:  # noqa: ANN001
+        # After the epoch's last step (finite losses), as inf gradients would leave them.
+        if info.step == 8:
+            with torch.no_grad():
+                next(iter(trainer.G.parameters())).fill_(float("nan"))
+
+    trainer = Trainer(cfg.replace(epochs=2), resume=True, on_step=poison)
+    with pytest.raises(TrainingDiverged, match=r"weights became NaN/inf by step 8.*step 4"):
+        trainer.run()
+    assert file_sha256(latest) == before
+    assert load_state(latest.parent)["step"] == 4
+
+
+def test_resume_keeps_the_checkpoint_step_in_tensorboard(tiny_train) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_train()
+    train(cfg)  # logs steps 1..4, checkpoint at step 4
+    train(cfg.replace(epochs=2), resume=True)  # steps 5..8
+    acc = EventAccumulator(str(Path(cfg.out) / "tb"))
+    acc.Reload()
+    # purge_step=4 used to hide step 4, which the resumed run never logs again.
+    assert [e.step for e in acc.Scalars("loss/d")] == list(range(1, 9))
