@@ -27,6 +27,7 @@ from typing import Any
 from p2p_deploy.atomic import write_bytes
 from p2p_deploy.deps import require
 from p2p_deploy.errors import P2PError
+from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
@@ -252,40 +253,6 @@ def verify_engine_precision(ep: EnginePrecision, want: str, io_dtype: str, name:
 # --- GPU identity and sidecar ----------------------------------------------------------------
 
 
-def gpu_identity() -> tuple[str | None, str | None]:
-    """(GPU name, compute capability ``"8.6"``) of device 0 from torch.cuda, else pycuda, else
-    cuda-python; (None, None) when none can tell."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(0)
-            return torch.cuda.get_device_name(0), f"{major}.{minor}"
-    except Exception:  # noqa: BLE001 - a broken CUDA setup is "unknown", not fatal
-        pass
-    try:
-        import pycuda.driver as drv
-
-        drv.init()
-        dev = drv.Device(0)
-        major, minor = dev.compute_capability()
-        return dev.name(), f"{major}.{minor}"
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        from cuda.bindings import driver as cu
-
-        cu.cuInit(0)
-        _, dev = cu.cuDeviceGet(0)
-        _, name = cu.cuDeviceGetName(64, dev)
-        attr = cu.CUdevice_attribute
-        _, major = cu.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
-        _, minor = cu.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-        return name.split(b"\0", 1)[0].decode(), f"{major}.{minor}"
-    except Exception:  # noqa: BLE001
-        return None, None
-
-
 def plan_name(precision: str) -> str:
     """``model_fp16.plan`` / ``model_fp32.plan``."""
     return f"model_{precision}.plan"
@@ -509,7 +476,7 @@ def build_engine(
     ep = inspect_engine(trt, engine)
     verify_engine_precision(ep, side.precision, side.io_dtype, str(plan_path))
 
-    gpu, cc = gpu_identity()
+    gpu, cc = gpu_identity(0)
     plan_side = engine_sidecar(
         side,
         precision=ep.precision,

@@ -18,6 +18,7 @@ import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.runners.base import Runner, batch_slices
 from p2p_deploy.runners.trt_memory import CudaMemory, DeviceBuffer, TorchCudaMemory, open_memory
 from p2p_deploy.sidecar import ModelSidecar
@@ -36,20 +37,17 @@ def _same_version(built: str, here: str) -> bool:
 
 
 def current_gpu(device: int = 0) -> tuple[str, str]:
-    """(name, compute capability ``"8.9"``) of ``device``, through torch or pycuda."""
-    try:
-        import torch
+    """(name, compute capability ``"8.9"``) of CUDA device ``device``.
 
-        if torch.cuda.is_available():
-            major, minor = torch.cuda.get_device_capability(device)
-            return torch.cuda.get_device_name(device), f"{major}.{minor}"
-    except ImportError:
-        pass
-    require("pycuda.autoprimaryctx")
-    drv = require("pycuda.driver")
-    dev = drv.Device(device)
-    major, minor = dev.compute_capability()
-    return dev.name(), f"{major}.{minor}"
+    Raises:
+        MissingDependency: neither torch with CUDA nor pycuda/cuda-python is there to ask.
+        EngineMismatch: no such GPU is visible.
+    """
+    name, cc = gpu_identity(device)
+    if name is None or cc is None:
+        require("pycuda.driver")  # names the extra to install when no CUDA binding exists
+        raise EngineMismatch(f"no CUDA GPU {device} is visible; TensorRT engines need one.")
+    return name, cc
 
 
 def check_engine_fits(
