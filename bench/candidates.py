@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Candidate, Skipped
+from p2p_deploy.bench.harness import Candidate, Skipped
 from p2p_deploy.errors import P2PError
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ def export_temporary_onnx(
     already has it (read from ``checkpoint`` otherwise). The fp16 export is skipped with a
     warning when it fails (the fp32 one must succeed).
     """
-    from export.onnx_export import export_onnx
     from p2p_deploy.checkpoint import file_sha256, load_generator
+    from p2p_deploy.export.onnx_export import export_onnx
 
     loaded = loaded or load_generator(checkpoint)
     sha = file_sha256(loaded.path)

@@ -18,7 +18,11 @@ from typing import Any
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# The source checkout the code runs from, when it runs from one (an editable install): the
+# repository's bench/ folder sits at its top level. An installed wheel has no such checkout, and
+# nothing here then runs git or writes inside site-packages.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPORTS = Path("p2p-bench")
 
 
 def _version(*dists: str) -> str | None:
@@ -51,8 +55,14 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
-def git_commit(repo: Path = REPO_ROOT) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout the code runs from."""
+def git_commit(repo: Path = SOURCE_ROOT) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the checkout the code runs from.
+
+    None for both when the code is not a git checkout (an installed wheel): git never runs
+    inside site-packages.
+    """
+    if not (repo / ".git").exists():
+        return {"commit": None, "dirty": None}
     sha = _run(["git", "rev-parse", "HEAD"], cwd=repo)
     if sha is None:
         return {"commit": None, "dirty": None}
@@ -141,6 +151,7 @@ def machine_slug(env: dict[str, Any]) -> str:
 
 
 def default_report_dir(env: dict[str, Any], root: Path | None = None) -> Path:
-    """``bench/reports/<machine>-<YYYY-MM-DD>/`` inside the repository (or ``root``)."""
-    base = root if root is not None else REPO_ROOT / "bench" / "reports"
+    """``<root>/<machine>-<YYYY-MM-DD>/``; ``root`` defaults to ``./p2p-bench`` under the
+    current working folder (never inside the installed package)."""
+    base = root if root is not None else Path.cwd() / DEFAULT_REPORTS
     return base / f"{machine_slug(env)}-{env['date'][:10]}"

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.accuracy import compare
-from bench.memory import PeakMemory
-from bench.stats import summarize
-from bench.timing import TimingPolicy, TimingResult, time_callable
+from p2p_deploy.bench.accuracy import compare
+from p2p_deploy.bench.memory import PeakMemory
+from p2p_deploy.bench.stats import summarize
+from p2p_deploy.bench.timing import TimingPolicy, TimingResult, time_callable
 from p2p_deploy.errors import P2PError
 from p2p_deploy.runners.base import Runner
 

@@ -1,4 +1,4 @@
-"""The committed CPU report in one command: ``python -m bench.make_cpu_report``.
+"""The committed CPU report in one command: ``python -m p2p_deploy.bench.make_cpu_report``.
 
 Creates (in ``--workdir``) a randomly initialised full-size generator checkpoint (ngf 64,
 256 px, batch norm: the paper's 54,413,955-parameter U-Net) and a folder of synthetic 256x256
@@ -41,7 +41,7 @@ def make_checkpoint(path: Path, ngf: int = 64, image_size: int = 256, seed: int 
 def _label_image(index: int, size: int, seed: int) -> np.ndarray:
     """(size, size, 3) uint8 BGR: a synthetic facade label map, or rectangles as a fallback."""
     try:
-        from train.synthetic import synthetic_pair
+        from p2p_deploy.train.synthetic import synthetic_pair
     except ImportError:
         rng = np.random.default_rng([seed, index])
         img = np.zeros((size, size, 3), np.uint8)
@@ -98,7 +98,7 @@ def bench_argv(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m bench.make_cpu_report", description=__doc__.split("\n\n")[0]
+        prog="python -m p2p_deploy.bench.make_cpu_report", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument(
         "--workdir",
@@ -113,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=5.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument(
-        "--out", type=Path, default=None, help="default bench/reports/<machine>-<date>/"
+        "--out",
+        type=Path,
+        default=None,
+        help="default bench/reports/<machine>-<date>/ under the current folder (the repo root)",
     )
     ap.add_argument("extra", nargs="*", help="more p2p bench flags, after --")
     a = ap.parse_args(argv)
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     make_images(a.workdir / "images", a.images, a.size)
     from p2p_deploy.cli import main as p2p_main
 
+    if a.out is None:
+        from p2p_deploy.bench import environment
+
+        a.out = environment.default_report_dir(environment.collect(), Path("bench") / "reports")
     args = bench_argv(a.workdir, a.batch, a.warmup, a.duration, a.out, a.extra)
     log.info("running: p2p %s", " ".join(args))
     return p2p_main(args)

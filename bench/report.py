@@ -13,9 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.roofline import floor_conclusion
-from bench.schema import SCHEMA_VERSION
 from p2p_deploy.atomic import atomic_path, write_json, write_text
+from p2p_deploy.bench.roofline import floor_conclusion
+from p2p_deploy.bench.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -375,8 +375,9 @@ INDEX_HEADER = """# Benchmark reports
 
 Each folder holds one `p2p bench` run: `report.md` (read this), `report.json` (schema version 1,
 see `bench/schema.py`), `latency.png`, `throughput.png`. This index is generated from the
-`report.json` files by `python -m bench.index` (or `bench.report.write_index`); do not edit it
-by hand. Numbers are only comparable within one report (same run, same machine state).
+`report.json` files by `python -m p2p_deploy.bench.index` (run from the repository's root);
+do not edit it by hand. Numbers are only comparable within one report (same run, same machine
+state).
 """
 
 

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import environment
-from bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
-from bench.harness import HarnessResult, Skipped, make_inputs, run_benchmark
-from bench.report import build_report, write_index, write_report
-from bench.roofline import annotate_rows, compute_floor
-from bench.timing import TimingPolicy
+from p2p_deploy.bench import environment
+from p2p_deploy.bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
+from p2p_deploy.bench.harness import HarnessResult, Skipped, make_inputs, run_benchmark
+from p2p_deploy.bench.report import build_report, write_index, write_report
+from p2p_deploy.bench.roofline import annotate_rows, compute_floor
+from p2p_deploy.bench.timing import TimingPolicy
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.models.flops import generator_flops
 
@@ -230,7 +230,7 @@ def run_bench(
     images = None
     inputs_desc = f"seeded uniform noise in [-1, 1] (seed {args.seed})"
     if args.folder is not None:
-        from bench.e2e import load_folder_inputs
+        from p2p_deploy.bench.e2e import load_folder_inputs
 
         images = load_folder_inputs(args.folder, image_size, max(batches))
         inputs_desc = (
@@ -285,16 +285,17 @@ def run_bench(
     )
     out = args.out or environment.default_report_dir(env)
     paths = write_report(report, out)
-    reports_root = environment.REPO_ROOT / "bench" / "reports"
-    if Path(out).resolve().parent == reports_root.resolve():
-        paths["index"] = write_index(reports_root)
+    # A report filed among the committed ones (``bench/reports/<name>/``) refreshes their index.
+    parent = Path(out).resolve().parent
+    if parent.name == "reports" and parent.parent.name == "bench":
+        paths["index"] = write_index(parent)
     return report, paths
 
 
 def _run_e2e(
     args: BenchArgs, result: HarnessResult, cands: Sequence[Any], batches: list[int]
 ) -> dict[str, Any]:
-    from bench.e2e import run_e2e, run_pipeline_fps
+    from p2p_deploy.bench.e2e import run_e2e, run_pipeline_fps
 
     batch = args.e2e_batch or batches[0]
     row = _pick_e2e(result, batch) or _pick_e2e(result, batches[0])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.stats import median_drift
+from p2p_deploy.bench.stats import median_drift
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from export.tensorrt_build import (
+from p2p_deploy.deps import available
+from p2p_deploy.errors import MissingDependency, P2PError
+from p2p_deploy.export.tensorrt_build import (
     DEFAULT_BATCH,
     DEFAULT_WORKSPACE_GIB,
     INSTALL_HINT,
@@ -28,12 +30,10 @@ from export.tensorrt_build import (
     plan_name,
     skipped_message,
 )
-from p2p_deploy.deps import available
-from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 if TYPE_CHECKING:
-    from export.parity import ParityReport
+    from p2p_deploy.export.parity import ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ def run_export(
     """
     import torch
 
-    from export.onnx_export import check_opset, export_onnx
-    from export.parity import check_onnx_parity
     from p2p_deploy.checkpoint import file_sha256, load_generator
+    from p2p_deploy.export.onnx_export import check_opset, export_onnx
+    from p2p_deploy.export.parity import check_onnx_parity
     from p2p_deploy.models.inference import prepare_generator
 
     step = on_step or (lambda _msg: None)
@@ -225,7 +225,7 @@ def run_export(
         step=step,
     )
     if triton_dir is not None:
-        from export.triton import write_triton_repository
+        from p2p_deploy.export.triton import write_triton_repository
 
         best = plans.get("fp16") or plans.get("fp32") or finals.get("fp16") or finals["fp32"]
         step(f"writing Triton repository for {best.name}")
@@ -264,7 +264,7 @@ def _build_engines(
     plans: dict[str, Path] = {}
     if not wanted:
         return plans
-    from export.tensorrt_build import build_engine
+    from p2p_deploy.export.tensorrt_build import build_engine
 
     for prec, required in wanted:
         plan = out_dir / plan_name(prec)

@@ -21,14 +21,14 @@ import onnx
 import torch
 from torch import nn
 
-from export.fp16 import (
+from p2p_deploy.atomic import atomic_path
+from p2p_deploy.errors import P2PError
+from p2p_deploy.export.fp16 import (
     IO_DTYPES,
     HalfPrecisionGenerator,
     inspect_graph_precision,
     verify_graph_precision,
 )
-from p2p_deploy.atomic import atomic_path
-from p2p_deploy.errors import P2PError
 from p2p_deploy.models.generator import UNetGenerator
 from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
 from p2p_deploy.sidecar import ModelSidecar

@@ -69,8 +69,8 @@ def tiny_instance_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _export_tiny(
     tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, precision: str
 ) -> Path:
-    from export.onnx_export import export_onnx
     from p2p_deploy.checkpoint import file_sha256, load_generator
+    from p2p_deploy.export.onnx_export import export_onnx
 
     loaded = load_generator(checkpoint)
     name = "model.onnx" if precision == "fp32" else "model_fp16.onnx"

@@ -32,8 +32,8 @@ from torch.utils.data import Dataset, Sampler
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
-from train.augment import apply_jitter, jitter_params
-from train.synthetic import SPLIT_OFFSETS, synthetic_pair
+from p2p_deploy.train.augment import apply_jitter, jitter_params
+from p2p_deploy.train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

@@ -32,14 +32,20 @@ from p2p_deploy.errors import CheckpointError, P2PError
 from p2p_deploy.imaging import psnr
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights
 from p2p_deploy.models.inference import default_test_norm, prepare_generator
-from train.checkpointing import load_state, recover, save_checkpoint
-from train.config import TrainConfig, config_to_toml
-from train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
-from train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed, shutdown
-from train.interrupt import stop_on_sigint
-from train.losses import discriminator_loss, generator_losses
-from train.metrics import RunLog
-from train.plots import plot_loss_curve, sample_grid, write_png
+from p2p_deploy.train.checkpointing import load_state, recover, save_checkpoint
+from p2p_deploy.train.config import TrainConfig, config_to_toml
+from p2p_deploy.train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
+from p2p_deploy.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+    shutdown,
+)
+from p2p_deploy.train.interrupt import stop_on_sigint
+from p2p_deploy.train.losses import discriminator_loss, generator_losses
+from p2p_deploy.train.metrics import RunLog
+from p2p_deploy.train.plots import plot_loss_curve, sample_grid, write_png
 
 log = logging.getLogger(__name__)
 

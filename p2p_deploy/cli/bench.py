@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
             None, "--threads", help="CPU threads for torch and ONNX Runtime (default: their own)."
         ),
         out: Path | None = typer.Option(
-            None, "--out", "-o", help="Report folder (default bench/reports/<machine>-<date>/)."
+            None, "--out", "-o", help="Report folder (default ./p2p-bench/<machine>-<date>/)."
         ),
     ) -> None:
         """Benchmark every backend/precision/batch (help text: HELP)."""
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        from bench.session import BenchArgs, run_bench, validate
+        from p2p_deploy.bench.session import BenchArgs, run_bench, validate
         from p2p_deploy.media.video import quiet_native_logs
 
         quiet_native_logs()  # an unreadable --video is one line, without FFmpeg's chatter
@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         )
         validate(args)  # user errors before the progress bar draws anything
         console = Console(stderr=True)
-        logging.getLogger("bench.harness").setLevel(logging.WARNING)  # the bar says it
+        logging.getLogger("p2p_deploy.bench.harness").setLevel(logging.WARNING)  # the bar says it
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console
 
-        from export.command import run_export
+        from p2p_deploy.export.command import run_export
 
         console = Console(stderr=True)
         if test_norm is not None and test_norm not in ("stats", "running"):

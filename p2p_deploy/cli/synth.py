@@ -40,7 +40,11 @@ def register(app: typer.Typer) -> None:
         import time
 
         from p2p_deploy.errors import DataError
-        from train.synthetic import write_aligned_dataset, write_label_maps, write_label_video
+        from p2p_deploy.train.synthetic import (
+            write_aligned_dataset,
+            write_label_maps,
+            write_label_video,
+        )
 
         log = logging.getLogger("p2p_deploy.cli.synth")
         if out.exists() and not out.is_dir():

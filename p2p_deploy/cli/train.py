@@ -115,7 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         import logging
 
-        from train.config import TrainConfig, load_toml, read_run_config, resolve_config
+        from p2p_deploy.train.config import TrainConfig, load_toml, read_run_config, resolve_config
 
         skip = ("config", "resume", "progress", "logging", "resolve_config", "read_run_config")
         flags = {
@@ -179,7 +179,7 @@ def _run(cfg, resume: bool, progress: bool, log) -> None:  # noqa: ANN001 - torc
         TimeRemainingColumn,
     )
 
-    from train.loop import train
+    from p2p_deploy.train.loop import train
 
     rank0 = int(os.environ.get("RANK", "0")) == 0
     console = Console(stderr=True)

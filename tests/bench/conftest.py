@@ -25,7 +25,7 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def fast_policy():
-    from bench.timing import TimingPolicy
+    from p2p_deploy.bench.timing import TimingPolicy
 
     return TimingPolicy(**FAST)
 
@@ -33,7 +33,7 @@ def fast_policy():
 @pytest.fixture(scope="session")
 def tiny_candidates(tiny_checkpoint: Path, tiny_onnx_fp32: Path):
     """Eager torch fp32 (baseline) and ONNX Runtime CPU on the same tiny generator."""
-    from bench.harness import Candidate
+    from p2p_deploy.bench.harness import Candidate
     from p2p_deploy.runners.factory import open_runner
 
     ck, ox = str(tiny_checkpoint), str(tiny_onnx_fp32)
@@ -55,7 +55,7 @@ def tiny_candidates(tiny_checkpoint: Path, tiny_onnx_fp32: Path):
 @pytest.fixture(scope="session")
 def harness_result(tiny_candidates, fast_policy):
     """One harness run at batches 1 and 2 (baseline listed last on purpose)."""
-    from bench.harness import make_inputs, run_benchmark
+    from p2p_deploy.bench.harness import make_inputs, run_benchmark
 
     return run_benchmark(tiny_candidates, [1, 2], fast_policy, make_inputs(32, 2, seed=3))
 
@@ -63,8 +63,8 @@ def harness_result(tiny_candidates, fast_policy):
 @pytest.fixture(scope="session")
 def tiny_report(harness_result, tmp_path_factory):
     """A report built from ``harness_result`` and written to disk: (report dict, paths)."""
-    from bench import environment
-    from bench.report import build_report, write_report
+    from p2p_deploy.bench import environment
+    from p2p_deploy.bench.report import build_report, write_report
 
     report = build_report(
         environment.collect(),

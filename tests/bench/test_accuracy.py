@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.accuracy import compare
+from p2p_deploy.bench.accuracy import compare
 
 
 def test_identical_outputs_are_exact_with_null_psnr():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.e2e import STAGES, load_folder_inputs, run_e2e, run_pipeline_fps
+from p2p_deploy.bench.e2e import STAGES, load_folder_inputs, run_e2e, run_pipeline_fps
 from p2p_deploy.errors import DataError
 
 

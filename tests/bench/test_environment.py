@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from bench import environment
+from p2p_deploy.bench import environment
 
 
 def test_collect_is_complete_and_serialisable():

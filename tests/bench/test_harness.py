@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.harness import Candidate, make_inputs, run_benchmark
+from p2p_deploy.bench.harness import Candidate, make_inputs, run_benchmark
 from p2p_deploy.errors import P2PError
 from p2p_deploy.runners.base import Runner
 
@@ -109,7 +109,7 @@ def test_inputs_are_deterministic_and_in_range():
 
 
 def test_tensorrt_skip_reason_names_the_missing_step(tmp_path):
-    from bench.candidates import plan_candidates
+    from p2p_deploy.bench.candidates import plan_candidates
     from p2p_deploy.deps import available
 
     cands, skipped = plan_candidates(

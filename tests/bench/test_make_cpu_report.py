@@ -6,7 +6,7 @@ import json
 
 import cv2
 
-from bench.make_cpu_report import bench_argv, main, make_checkpoint, make_images
+from p2p_deploy.bench.make_cpu_report import bench_argv, main, make_checkpoint, make_images
 from p2p_deploy.checkpoint import load_generator
 
 

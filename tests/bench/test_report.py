@@ -8,8 +8,8 @@ import cv2
 import jsonschema
 import pytest
 
-from bench.report import conclusions, render_markdown, write_index
-from bench.schema import REPORT_SCHEMA
+from p2p_deploy.bench.report import conclusions, render_markdown, write_index
+from p2p_deploy.bench.schema import REPORT_SCHEMA
 
 
 def test_json_matches_the_schema_and_is_strict(tiny_report):
@@ -101,7 +101,7 @@ def test_index_lists_every_report(tiny_report, tmp_path):
 
 
 def test_index_command(tiny_report, capsys):
-    from bench.index import main as index_main
+    from p2p_deploy.bench.index import main as index_main
 
     root = tiny_report[1]["json"].parent.parent
     assert index_main([str(root)]) == 0

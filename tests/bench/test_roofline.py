@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.roofline import annotate_rows, compute_floor, floor_conclusion, matmul_rate
+from p2p_deploy.bench.roofline import annotate_rows, compute_floor, floor_conclusion, matmul_rate
 
 
 def test_matmul_rate_is_measured_and_positive():

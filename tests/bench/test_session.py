@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import make_tiny_generator
 
-from bench.harness import Candidate, make_inputs, run_benchmark
-from bench.session import BenchArgs, run_bench, validate
+import p2p_deploy.bench.session as _session
+from p2p_deploy.bench.harness import Candidate, make_inputs, run_benchmark
+from p2p_deploy.bench.session import BenchArgs, run_bench, validate
 from p2p_deploy.errors import P2PError
 
 QUICK = {"warmup": 0.02, "duration": 0.08, "min_iters": 3}
@@ -19,7 +20,7 @@ QUICK = {"warmup": 0.02, "duration": 0.08, "min_iters": 3}
 @pytest.fixture(scope="module")
 def onnx_64px(tmp_path_factory) -> Path:
     """A 64 px generator's ONNX (the tiny checkpoint is 32 px)."""
-    from export.onnx_export import export_onnx
+    from p2p_deploy.export.onnx_export import export_onnx
 
     path = tmp_path_factory.mktemp("onnx64") / "model.onnx"
     export_onnx(make_tiny_generator(image_size=64, n_down=6), path, precision="fp32")
@@ -29,8 +30,8 @@ def onnx_64px(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def onnx_running(tmp_path_factory, tiny_checkpoint) -> Path:
     """The tiny checkpoint exported in ``running`` mode (its default is ``stats``)."""
-    from export.onnx_export import export_onnx
     from p2p_deploy.checkpoint import load_generator
+    from p2p_deploy.export.onnx_export import export_onnx
 
     path = tmp_path_factory.mktemp("onnx_running") / "model.onnx"
     export_onnx(load_generator(tiny_checkpoint).model, path, test_norm="running")
@@ -39,10 +40,9 @@ def onnx_running(tmp_path_factory, tiny_checkpoint) -> Path:
 
 def test_threads_reach_onnxruntime(tiny_checkpoint, tiny_onnx_fp32, tmp_path, monkeypatch):
     """``--threads 1``: the ONNX Runtime runner the bench opens has one intra-op thread."""
-    import bench.session
 
     opened = []
-    real_plan = bench.session.plan_candidates
+    real_plan = _session.plan_candidates
 
     def plan_and_open(**kwargs):  # the real plan; records what each candidate opens
         cands, skipped = real_plan(**kwargs)
@@ -52,7 +52,7 @@ def test_threads_reach_onnxruntime(tiny_checkpoint, tiny_onnx_fp32, tmp_path, mo
                     opened.append(runner.threads)
         return cands, skipped
 
-    monkeypatch.setattr(bench.session, "plan_candidates", plan_and_open)
+    monkeypatch.setattr(_session, "plan_candidates", plan_and_open)
     args = BenchArgs(onnx=[tiny_onnx_fp32], backends=["onnxruntime"], batch=[1], threads=1, **QUICK)
     args.out = tmp_path / "r"
     report, _ = run_bench(args)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.stats import median_drift, summarize
-from bench.timing import TimingPolicy, time_callable
+from p2p_deploy.bench.stats import median_drift, summarize
+from p2p_deploy.bench.timing import TimingPolicy, time_callable
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,13 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import jsonschema
 import numpy as np
 import pytest
 
-from bench.schema import REPORT_SCHEMA
+from p2p_deploy.bench.schema import REPORT_SCHEMA
 from p2p_deploy.cli import main
 
 
@@ -171,3 +172,19 @@ def test_help_is_real_and_cheap():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
         == "False"
     )
+
+
+def test_default_out_is_under_the_working_folder(tiny_checkpoint, tmp_path, monkeypatch):
+    """Without --out the report goes to ./p2p-bench/<machine>-<date>/, never into the package."""
+    import p2p_deploy
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(
+        ["bench", "--checkpoint", str(tiny_checkpoint), "--backends", "torch", "--batch", "1",
+         "--warmup", "0.01", "--duration", "0.05", "--min-iters", "2", "--threads", "1"]
+    )
+    assert rc == 0
+    (report,) = (tmp_path / "p2p-bench").glob("*/report.json")
+    assert json.loads(report.read_text())["results"]
+    pkg = os.path.dirname(p2p_deploy.__file__)
+    assert not list(Path(pkg).rglob("p2p-bench")), "nothing may be written inside the package"

@@ -16,10 +16,10 @@ import pytest
 import torch
 from torch import nn
 
-from export.command import run_export
-from export.parity import check_onnx_parity
 from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import CheckpointError
+from p2p_deploy.export.command import run_export
+from p2p_deploy.export.parity import check_onnx_parity
 from p2p_deploy.sidecar import ModelSidecar
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from helpers import make_tiny_generator
 
-from export.fp16 import inspect_graph_precision, verify_graph_precision
-from export.onnx_export import export_onnx
-from export.parity import check_onnx_parity, ort_session, random_images
 from p2p_deploy.checkpoint import file_sha256, load_generator
 from p2p_deploy.errors import P2PError
+from p2p_deploy.export.fp16 import inspect_graph_precision, verify_graph_precision
+from p2p_deploy.export.onnx_export import export_onnx
+from p2p_deploy.export.parity import check_onnx_parity, ort_session, random_images
 from p2p_deploy.models.inference import prepare_generator
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -151,7 +151,7 @@ def test_bad_arguments_leave_no_file(tmp_path, kwargs, message):
 def test_interface_check_refuses_a_static_batch_graph():
     from onnx import TensorProto, helper
 
-    from export.onnx_export import _check_interface
+    from p2p_deploy.export.onnx_export import _check_interface
 
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])
     y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])

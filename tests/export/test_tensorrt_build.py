@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from export.tensorrt_build import (
+from p2p_deploy.errors import MissingDependency, P2PError
+from p2p_deploy.export.tensorrt_build import (
     BatchProfile,
     EnginePrecision,
     NoTensorRTGpu,
@@ -30,7 +31,6 @@ from export.tensorrt_build import (
     write_plan,
     write_timing_cache,
 )
-from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None

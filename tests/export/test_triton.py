@@ -7,10 +7,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.parity import ort_session, random_images
-from export.tensorrt_build import BatchProfile, engine_sidecar
-from export.triton import config_pbtxt, write_triton_repository
 from p2p_deploy.errors import P2PError
+from p2p_deploy.export.parity import ort_session, random_images
+from p2p_deploy.export.tensorrt_build import BatchProfile, engine_sidecar
+from p2p_deploy.export.triton import config_pbtxt, write_triton_repository
 from p2p_deploy.sidecar import ModelSidecar
 
 

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture
 def tiny_train(tmp_path: Path):
     """Factory: a tiny TrainConfig writing into tmp_path/run (overrides as keyword args)."""
-    from train.config import TrainConfig
+    from p2p_deploy.train.config import TrainConfig
 
     def make(**overrides):
         base = dict(

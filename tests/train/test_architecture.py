@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator
-from train.config import TrainConfig
+from p2p_deploy.train.config import TrainConfig
 
 
 def _count(m: torch.nn.Module) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from p2p_deploy.errors import P2PError
-from train.config import config_to_toml, load_toml, resolve_config
+from p2p_deploy.train.config import config_to_toml, load_toml, resolve_config
 
 
 def test_toml_then_flags(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from p2p_deploy.errors import DataError
-from train.augment import apply_jitter, jitter_params
-from train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
+from p2p_deploy.train.augment import apply_jitter, jitter_params
+from p2p_deploy.train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
 
 OPTS = DataOptions(image_size=32, load_size=36, direction="AtoB", seed=0)
 

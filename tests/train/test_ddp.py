@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from p2p_deploy.checkpoint import load_generator
-from train.checkpointing import load_state
+from p2p_deploy.train.checkpointing import load_state
 
 
 def _free_port() -> int:

@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from train.checkpointing import load_state
+from p2p_deploy.train.checkpointing import load_state
 
 SCRIPT = textwrap.dedent(
     """
     import json, logging, os, signal, sys
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from train.config import TrainConfig
-    from train.loop import train
+    from p2p_deploy.train.config import TrainConfig
+    from p2p_deploy.train.loop import train
 
     cfg = TrainConfig(**json.loads(sys.argv[1]))
     kill_at = int(sys.argv[2])

@@ -8,7 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.synthetic import PALETTE_RGB, synthetic_pair, write_aligned_dataset, write_label_video
+from p2p_deploy.train.synthetic import (
+    PALETTE_RGB,
+    synthetic_pair,
+    write_aligned_dataset,
+    write_label_video,
+)
 
 
 def test_deterministic_and_distinct() -> None:

@@ -11,8 +11,8 @@ import torch
 
 from p2p_deploy.checkpoint import file_sha256, load_generator
 from p2p_deploy.errors import CheckpointError, P2PError
-from train.checkpointing import load_state, recover, save_checkpoint
-from train.loop import TrainingDiverged, train
+from p2p_deploy.train.checkpointing import load_state, recover, save_checkpoint
+from p2p_deploy.train.loop import TrainingDiverged, train
 
 
 def test_run_folder_contents(tiny_train) -> None:
@@ -110,7 +110,7 @@ def test_interrupted_swap_is_recovered(tiny_train, tmp_path: Path) -> None:
 
 
 def test_resumed_optimizer_state_follows_the_parameters(tiny_train) -> None:
-    from train.loop import Trainer, optimizer_state_to_params
+    from p2p_deploy.train.loop import Trainer, optimizer_state_to_params
 
     cfg = tiny_train()
     train(cfg)
@@ -140,7 +140,7 @@ def test_resumed_optimizer_state_follows_the_parameters(tiny_train) -> None:
 
 
 def test_nan_weights_are_never_saved(tiny_train) -> None:
-    from train.loop import Trainer
+    from p2p_deploy.train.loop import Trainer
 
     cfg = tiny_train()
     train(cfg)  # 4 good steps, checkpoint at step 4
