@@ -46,6 +46,7 @@ from p2p_deploy.train.interrupt import stop_on_sigint
 from p2p_deploy.train.losses import discriminator_loss, generator_losses
 from p2p_deploy.train.metrics import RunLog
 from p2p_deploy.train.plots import plot_loss_curve, sample_grid, write_png
+from p2p_deploy.train.run_folder import check_out_folder, mark_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,9 @@ class Trainer:
         t0 = time.perf_counter()
         self._last_saved_step: int | None = None
         try:
-            if self.run_dir.exists() and not self.run_dir.is_dir():
+            if not self.resume:  # resume reads the run's own folder; see _resume
+                check_out_folder(self.run_dir)  # never overwrite the user's files
+            elif self.run_dir.exists() and not self.run_dir.is_dir():
                 raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
             self._build()
             latest = self.ckpt_dir / "latest"
@@ -470,6 +473,7 @@ class Trainer:
             if self.dist.is_main:
                 try:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
+                    mark_run_folder(self.run_dir)  # first: the files below are now ours
                     self._write_config()
                 except OSError as exc:  # --out under a file, a read-only disk, ...
                     raise P2PError(
