@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from p2p_deploy.atomic import write_json, write_text
+from p2p_deploy.atomic import clean_stale_temps, write_json, write_text
 from p2p_deploy.checkpoint import WEIGHTS_NAME
 from p2p_deploy.errors import CheckpointError, P2PError
 from p2p_deploy.imaging import psnr
@@ -474,6 +474,7 @@ class Trainer:
                 try:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
                     mark_run_folder(self.run_dir)  # first: the files below are now ours
+                    clean_stale_temps(self.run_dir)  # temporaries of a killed earlier run
                     self._write_config()
                 except OSError as exc:  # --out under a file, a read-only disk, ...
                     raise P2PError(
@@ -506,6 +507,11 @@ class Trainer:
                 steps_run,
                 list(self.history),
             )
+        except OSError as exc:  # a full disk, a folder gone read-only: one line, no traceback
+            raise P2PError(
+                f"{exc.filename or self.run_dir}: {exc.strerror or exc}; training stopped at "
+                f"step {getattr(self, 'step', 0)}; {self._last_good()}."
+            ) from None
         finally:
             shutdown(self.dist)
 

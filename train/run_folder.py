@@ -70,4 +70,3 @@ def mark_run_folder(run_dir: Path) -> None:
     marker = run_dir / RUN_MARKER
     if not marker.is_file():
         write_json(marker, {"format": "p2p-deploy/run", "pid": os.getpid()})
-

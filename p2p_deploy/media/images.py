@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import atomic_path
+from p2p_deploy.atomic import write_bytes
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
@@ -62,14 +62,19 @@ def write_image(path: str | Path, frame: np.ndarray) -> None:
     """Atomically write (H, W, 3) uint8 BGR ``frame`` to ``path`` (format from its extension).
 
     Raises:
-        DataError: OpenCV cannot encode to this format or the folder is not writable.
+        DataError: OpenCV cannot encode to this format, or the file cannot be written (the
+            OS's reason: ``No space left on device``, ``Permission denied``, ...).
     """
     path = Path(path)
+    # Encode in memory, then write the bytes ourselves: cv2.imwrite only returns False, so a
+    # full disk would read as an encoder problem; a Python write names the OS's reason.
     try:
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), frame):
-                raise DataError(f"{path}: OpenCV could not write this image format.")
+        ok, data = cv2.imencode(path.suffix, frame)
     except cv2.error as exc:
         raise DataError(f"{path}: cannot encode image ({str(exc).strip()[-160:]}).") from None
+    if not ok:
+        raise DataError(f"{path}: OpenCV cannot encode {path.suffix or 'this'} images.")
+    try:
+        write_bytes(path, data.tobytes())
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc}).") from None
