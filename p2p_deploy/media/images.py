@@ -16,6 +16,7 @@ from p2p_deploy.atomic import write_bytes
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
+from p2p_deploy.media.native import captured_native_stderr
 
 # Refuse, rather than silently downscale, images above this many pixels: the model only sees
 # S x S anyway, but --keep-size would make an output as large as the input and a 100 MP frame
@@ -37,7 +38,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if data.size == 0:
         raise DataError(f"{path}: empty file.")
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with captured_native_stderr():  # libpng prints "libpng error: ..." on its own
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise DataError(f"{path}: cannot decode image ({msg[:160]}).") from None

@@ -21,6 +21,7 @@ import numpy as np
 from p2p_deploy.atomic import no_space, set_default_mode, temp_prefix
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
+from p2p_deploy.media.native import captured_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class VideoSource:
         if not self.path.is_file() or self.path.stat().st_size == 0:
             raise DataError(f"{self.path}: empty or missing video file.")
         # CAP_FFMPEG only: the default backend list would open a junk file as an image sequence.
-        self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        with captured_native_stderr():  # "moov atom not found" and the like
+            self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             raise DataError(f"{self.path}: unreadable video (FFmpeg cannot open it).")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -68,7 +70,8 @@ class VideoSource:
     def frames(self) -> Iterator[np.ndarray]:
         """Yield (H, W, 3) uint8 BGR frames until the stream ends (or stops decoding)."""
         while True:
-            ok, frame = self._cap.read()
+            with captured_native_stderr():  # a damaged frame: FFmpeg's decoder complains
+                ok, frame = self._cap.read()
             if not ok or frame is None:
                 return
             yield to_bgr8(frame)
@@ -141,14 +144,17 @@ class VideoSink:
         size = (width + self._pad[0], height + self._pad[1])
         # An unknown FourCC makes OpenCV print "tag ... is not found" straight to fd 2 (no log
         # level covers it); the DataError below says it in one line instead.
-        with _quiet_stderr():
+        with captured_native_stderr():
             if own_mjpeg:
                 self._writer = cv2.VideoWriter(str(self.tmp), cv2.CAP_OPENCV_MJPEG, code, fps, size)
             else:
                 self._writer = cv2.VideoWriter(str(self.tmp), code, fps, size)
         if not self._writer.isOpened():
             self._writer.release()
+            full = no_space(self.tmp)  # the header could not be written: not the codec's fault
             self.tmp.unlink(missing_ok=True)
+            if full is not None:
+                raise DataError(f"{self.path}: cannot write ({full}).")
             works = [c for c in PROBE_CODECS if codec_works(c, self.path.suffix)]
             raise DataError(
                 f"{self.path}: codec {codec!r} cannot open for writing {self.path.suffix} here; "
@@ -191,7 +197,8 @@ class VideoSink:
     def _check_written(self) -> str | None:
         """None when the temporary file opens as a video of ``frames_written`` frames at the
         planned size; else why not (the OS's reason when the disk is full)."""
-        cap = cv2.VideoCapture(str(self.tmp), cv2.CAP_FFMPEG)
+        with captured_native_stderr():  # an unfinished file: "moov atom not found"
+            cap = cv2.VideoCapture(str(self.tmp), cv2.CAP_FFMPEG)
         try:
             got = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else -1
         finally:
@@ -215,29 +222,11 @@ class VideoSink:
             self.tmp.unlink()
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence OpenCV's and FFmpeg's C-level messages while probing (they print to fd 2)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @cache
 def codec_works(codec: str, suffix: str = "") -> bool:
     """True when OpenCV can really write a few frames with ``codec`` into a ``suffix`` file
     and read them back (a tiny write into a temporary folder)."""
-    with _quiet_stderr():
+    with captured_native_stderr():
         return _probe(codec, suffix)
 
 
