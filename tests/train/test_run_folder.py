@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from p2p_deploy.atomic import temp_tag
 from p2p_deploy.errors import P2PError
 from p2p_deploy.train.loop import train
 from p2p_deploy.train.run_folder import RUN_MARKER
@@ -79,6 +80,12 @@ def test_a_run_killed_before_its_first_checkpoint_can_start_again(
     (run / RUN_MARKER).write_text('{"format": "p2p-deploy/run", "pid": 1}')
     (run / "config.toml").write_text("# written by an earlier, killed run\n")
     (run / "losses.csv").write_text("step,epoch,d,g_gan,g_l1,lr\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = temp_tag().split("-")[1]
+    stale = run / f".config.p2ptmp-{host}-{dead.pid}-a1b2c3d4.tmp.toml"  # a SIGKILL's leftover
+    stale.write_text("partial")
     train(tiny_train(max_steps=1))
     assert "resolved p2p train config" in (run / "config.toml").read_text()
+    assert not stale.exists()
     assert os.path.isdir(run / "checkpoints" / "latest")
