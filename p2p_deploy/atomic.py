@@ -27,7 +27,7 @@ _HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest(
 # What every temporary name written by this project holds; see temp_tag.
 _TEMP_RE = re.compile(
     r"^\..*\.p2ptmp-(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]{1,10})-[A-Za-z0-9_]{1,16}"
-    r"(\.tmp(\.[A-Za-z0-9]{1,8})?)?$"
+    r"(\.tmp(\.[A-Za-z0-9]{1,16})?)?$"
 )
 
 
@@ -37,8 +37,9 @@ def temp_tag() -> str:
 
 
 def temp_prefix(stem: str) -> str:
-    """The ``mkstemp``/``mkdtemp`` prefix for a temporary of ``stem``: ``.<stem>.<tag>``."""
-    return f".{stem}.{temp_tag()}"
+    """The ``mkstemp``/``mkdtemp`` prefix for a temporary of ``stem``: ``.<stem>.<tag>``
+    (the stem cut to 120 characters: names stay under the usual 255-byte limit)."""
+    return f".{stem[:120]}.{temp_tag()}"
 
 
 def _pid_alive(pid: int) -> bool:
