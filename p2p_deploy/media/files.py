@@ -141,7 +141,7 @@ def plan_inputs(
         for d in sorted(dirnames):
             if d.startswith("."):
                 plan.hidden.append(here / d)
-            elif (here / d / OUTPUT_MARKER).is_file():
+            elif _is_own_output(here, d, dirnames, filenames):
                 plan.own_outputs.append(here / d)
             else:
                 keep.append(d)
@@ -168,6 +168,21 @@ def plan_inputs(
                 rel_out = f"{rel}{ext}" if twins > 1 and ext else video_output_name(rel_out, codec)
             plan.jobs.append(Job(kind, path, out / rel_out, str(rel)))
     return plan
+
+
+def _is_own_output(here: Path, name: str, dirnames: list[str], filenames: list[str]) -> bool:
+    """Whether folder ``here/name`` holds outputs of an earlier run: it carries the marker, or
+    (outputs of versions before the marker, or whose marker could not be written) it is the
+    default output folder of a sibling: ``x_p2p`` beside ``x.png`` / ``x.mp4`` / folder ``x``.
+    """
+    if (here / name / OUTPUT_MARKER).is_file():
+        return True
+    if not name.endswith("_p2p") or len(name) == 4:
+        return False
+    stem = name[: -len("_p2p")]
+    return stem in dirnames or any(
+        Path(f).stem == stem and media_kind(Path(f)) is not None for f in filenames
+    )
 
 
 def output_collisions(plan: InputPlan) -> dict[Job, Job]:

@@ -304,3 +304,20 @@ def test_hidden_files_are_counted_not_silently_dropped(tmp_path: Path) -> None:
     assert sorted(p.name for p in prepared.plan.hidden) == [".b.png", ".cache"]
     assert summary.hidden == 2 and summary.to_dict()["hidden"] == 2
     assert "hidden 2 (dot files/folders, not read)" in summary.line()
+
+
+def test_output_folders_without_marker_are_recognised_by_their_sibling(tmp_path: Path) -> None:
+    """Outputs of versions before the marker (or whose marker could not be written): the
+    default folder ``x_p2p`` beside ``x.png``, ``photos_p2p`` beside ``photos``; a user's own
+    folder that merely ends in ``_p2p`` is read."""
+    src = tmp_path / "in"
+    for d in ("x_p2p", "photos", "photos_p2p", "holiday_p2p"):
+        (src / d).mkdir(parents=True)
+    cv2.imwrite(str(src / "x.png"), random_bgr(32, 32, 0))
+    for i, rel in enumerate(
+        ("x_p2p/x.png", "photos/p.png", "photos_p2p/p.png", "holiday_p2p/h.png")
+    ):
+        cv2.imwrite(str(src / rel), random_bgr(32, 32, i + 1))
+    plan = plan_inputs(src, tmp_path / "out", "mp4v")
+    assert [j.rel for j in plan.jobs] == ["x.png", "holiday_p2p/h.png", "photos/p.png"]
+    assert sorted(p.name for p in plan.own_outputs) == ["photos_p2p", "x_p2p"]
