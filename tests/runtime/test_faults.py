@@ -321,3 +321,16 @@ def test_output_folders_without_marker_are_recognised_by_their_sibling(tmp_path:
     plan = plan_inputs(src, tmp_path / "out", "mp4v")
     assert [j.rel for j in plan.jobs] == ["x.png", "holiday_p2p/h.png", "photos/p.png"]
     assert sorted(p.name for p in plan.own_outputs) == ["photos_p2p", "x_p2p"]
+
+
+def test_a_remaining_clash_says_which_input_won(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("clip.avi", "clip.mp4", "clip.avi.mp4"):
+        write_video(src / name, 2, codec="mp4v" if name.endswith(".mp4") else "MJPG")
+    _, summary = _run(src, tmp_path / "out")
+    assert summary.done == 2 and [f["reason"] for f in summary.failures] == [
+        f"{src / 'clip.avi.mp4'}: not written, as its output clip.avi.mp4 is clip.avi's "
+        "(rename one of them)."
+    ]
+    assert _files(tmp_path / "out") == ["clip.avi.mp4", "clip.mp4.mp4", "failures.json"]
