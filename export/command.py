@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from p2p_deploy.atomic import clean_stale_temps, temp_prefix
 from p2p_deploy.deps import available
 from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.export.tensorrt_build import (
@@ -70,7 +71,7 @@ def ensure_writable_dir(path: Path) -> None:
         raise P2PError(f"{path}: output path exists and is not a folder.")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".p2p-write-test-"):
+        with tempfile.NamedTemporaryFile(dir=path, prefix=temp_prefix("p2p-write-test")):
             pass
     except OSError as exc:
         raise P2PError(
@@ -80,8 +81,12 @@ def ensure_writable_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def _staging(out_dir: Path) -> Iterator[Path]:
-    """A hidden temporary folder inside ``out_dir`` (same file system: renames are atomic)."""
-    stage = Path(tempfile.mkdtemp(prefix=".p2p-export-", dir=out_dir))
+    """A hidden temporary folder inside ``out_dir`` (same file system: renames are atomic).
+
+    Its name carries the writer's host and pid (``p2p_deploy.atomic.temp_prefix``): staging
+    folders that killed exports left are removed here first, never a live one."""
+    clean_stale_temps(out_dir, recursive=False)
+    stage = Path(tempfile.mkdtemp(prefix=temp_prefix("p2p-export"), dir=out_dir))
     try:
         yield stage
     finally:

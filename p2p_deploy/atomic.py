@@ -1,17 +1,113 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-A reader (or a killed process) never sees a half-written file under the final name.
+A reader (or a killed process) never sees a half-written file under the final name. Temporary
+names carry a tag of their writer, ``.<stem>.p2ptmp-<host>-<pid>-<random>.tmp<ext>``, so that
+the temporary files a killed process (SIGKILL, power loss) left behind can be recognised and
+removed by a later run (:func:`clean_stale_temps`) without touching a file that a running
+process, here or on another machine sharing the folder, may still be writing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# 6 hex digits of the host name: a pid means nothing on another machine (NFS, shared disks).
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+# What every temporary name written by this project holds; see temp_tag.
+_TEMP_RE = re.compile(
+    r"^\..*\.p2ptmp-(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]{1,10})-[A-Za-z0-9_]{1,16}"
+    r"(\.tmp(\.[A-Za-z0-9]{1,16})?)?$"
+)
+
+
+def temp_tag() -> str:
+    """``p2ptmp-<host>-<pid>-``: put in every temporary name (see the module docstring)."""
+    return f"p2ptmp-{_HOST}-{os.getpid()}-"
+
+
+def temp_prefix(stem: str) -> str:
+    """The ``mkstemp``/``mkdtemp`` prefix for a temporary of ``stem``: ``.<stem>.<tag>``
+    (the stem cut to 120 characters: names stay under the usual 255-byte limit)."""
+    return f".{stem[:120]}.{temp_tag()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    except OSError:  # e.g. pid out of range: treat as alive, never delete on doubt
+        return True
+    return True
+
+
+def is_stale_temp(path: Path) -> bool:
+    """True when ``path``'s name is one of this project's temporary names and its writer, a
+    process on this host, is gone. Names of other hosts and of live processes are never stale.
+    """
+    m = _TEMP_RE.match(path.name)
+    if m is None or m["host"] != _HOST:
+        return False
+    pid = int(m["pid"])
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Remove the temporary files and folders that killed p2p processes left in ``folder``.
+
+    Only names matching this project's pattern whose writer is dead are removed (see
+    :func:`is_stale_temp`); errors (a read-only folder, a race with another cleaner) are
+    ignored: cleaning is best effort and must never fail a run. Returns what was removed.
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        for name in [*filenames, *dirnames]:
+            path = here / name
+            if not is_stale_temp(path):
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+        dirnames[:] = [d for d in dirnames if (here / d).is_dir()] if recursive else []
+    return removed
+
+
+def no_space(path: str | os.PathLike[str]) -> str | None:
+    """The OS's reason why nothing more can be written in ``path``'s folder, or None.
+
+    For writers that report failure without an errno (OpenCV's ``imwrite`` and
+    ``VideoWriter``): a full file system reads as ``No space left on device``.
+    """
+    folder = Path(path).parent
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if st.f_bavail == 0 or (st.f_favail == 0 and st.f_files > 0):
+        return os.strerror(errno.ENOSPC)
+    return None
 
 
 @contextlib.contextmanager
@@ -26,7 +122,9 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     sfx = final.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{sfx}", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=temp_prefix(final.stem), suffix=f".tmp{sfx}", dir=final.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -15,6 +15,7 @@ on resume) puts it back. ``state.pt`` holds only tensors and plain containers, s
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from p2p_deploy.atomic import no_space
 from p2p_deploy.checkpoint import WEIGHTS_NAME, exc_summary, save_generator
 from p2p_deploy.errors import CheckpointError
 from p2p_deploy.models.generator import UNetGenerator
@@ -68,13 +70,26 @@ def save_checkpoint(
     tmp = folder.parent / f".{folder.name}.tmp"
     old = folder.parent / f".{folder.name}.old"
     tmp.mkdir()
-    save_generator(generator, tmp / WEIGHTS_NAME, meta)
-    if state is not None:
-        with open(tmp / STATE_NAME, "wb") as f:
-            torch.save({"format": STATE_FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    try:
+        save_generator(generator, tmp / WEIGHTS_NAME, meta)
+        if state is not None:
+            with open(tmp / STATE_NAME, "wb") as f:
+                torch.save({"format": STATE_FORMAT, **state}, f)
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(tmp)
+    except Exception as exc:
+        # safetensors (SafetensorError) and torch.save (RuntimeError "unexpected pos") report
+        # a full disk without an errno: name the OS's reason when that is what happened
+        # (looked at before the partial files are removed, which frees the space again).
+        # safetensors names the errno in its message, but its temporary file is gone already.
+        full = not isinstance(exc, OSError) and (
+            no_space(tmp / WEIGHTS_NAME) is not None or os.strerror(errno.ENOSPC) in str(exc)
+        )
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint stays as it was
+        if not full:
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder)) from None
     if folder.exists():
         os.rename(folder, old)
     os.rename(tmp, folder)

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset, Sampler
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
+from p2p_deploy.media.native import captured_native_stderr
 from p2p_deploy.train.augment import apply_jitter, jitter_params
 from p2p_deploy.train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
@@ -59,7 +60,8 @@ def list_images(folder: Path) -> list[Path]:
 
 def read_rgb(path: Path) -> np.ndarray | None:
     """(H, W, 3) uint8 RGB, or None when OpenCV cannot decode the file."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    with captured_native_stderr():  # libpng prints its own "libpng error: ..." lines
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         return None
     try:
@@ -146,7 +148,8 @@ def _scan_image(path: Path) -> tuple[np.ndarray | None, str | None]:
         return None, "unreadable"
     if jpeg_data_truncated(data):
         return None, "truncated JPEG"
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    with captured_native_stderr():  # the file is named in our own line instead
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     return (None, "unreadable") if img is None else (img, None)
 
 

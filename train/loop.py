@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from p2p_deploy.atomic import write_json, write_text
+from p2p_deploy.atomic import clean_stale_temps, write_json, write_text
 from p2p_deploy.checkpoint import WEIGHTS_NAME
 from p2p_deploy.errors import CheckpointError, P2PError
 from p2p_deploy.imaging import psnr
@@ -46,6 +46,7 @@ from p2p_deploy.train.interrupt import stop_on_sigint
 from p2p_deploy.train.losses import discriminator_loss, generator_losses
 from p2p_deploy.train.metrics import RunLog
 from p2p_deploy.train.plots import plot_loss_curve, sample_grid, write_png
+from p2p_deploy.train.run_folder import check_out_folder, mark_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,9 @@ class Trainer:
         t0 = time.perf_counter()
         self._last_saved_step: int | None = None
         try:
-            if self.run_dir.exists() and not self.run_dir.is_dir():
+            if not self.resume:  # resume reads the run's own folder; see _resume
+                check_out_folder(self.run_dir)  # never overwrite the user's files
+            elif self.run_dir.exists() and not self.run_dir.is_dir():
                 raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
             self._build()
             latest = self.ckpt_dir / "latest"
@@ -470,6 +473,8 @@ class Trainer:
             if self.dist.is_main:
                 try:
                     self.run_dir.mkdir(parents=True, exist_ok=True)
+                    mark_run_folder(self.run_dir)  # first: the files below are now ours
+                    clean_stale_temps(self.run_dir)  # temporaries of a killed earlier run
                     self._write_config()
                 except OSError as exc:  # --out under a file, a read-only disk, ...
                     raise P2PError(
@@ -502,6 +507,11 @@ class Trainer:
                 steps_run,
                 list(self.history),
             )
+        except OSError as exc:  # a full disk, a folder gone read-only: one line, no traceback
+            raise P2PError(
+                f"{exc.filename or self.run_dir}: {exc.strerror or exc}; training stopped at "
+                f"step {getattr(self, 'step', 0)}; {self._last_good()}."
+            ) from None
         finally:
             shutdown(self.dist)
 

@@ -47,7 +47,8 @@ class RunLog:
 
     def _append(self, path: Path, fields: tuple[str, ...], row: dict[str, Any]) -> None:
         with open(path, "a", newline="") as f:
-            csv.writer(f).writerow([row[k] for k in fields])
+            # csv's default line end is CRLF; the header and _truncate_csv write LF: keep one.
+            csv.writer(f, lineterminator="\n").writerow([row[k] for k in fields])
 
     def losses(self, step: int, epoch: int, values: dict[str, float], lr: float) -> None:
         self._append(

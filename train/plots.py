@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import atomic_path
+from p2p_deploy.atomic import atomic_path, write_bytes
 from p2p_deploy.imaging import tensor_to_bgr8
 
 
@@ -27,10 +27,15 @@ def sample_grid(
 
 
 def write_png(path: Path, bgr: np.ndarray) -> None:
-    """Atomically write an (H, W, 3) uint8 BGR image."""
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise OSError(f"{path}: OpenCV could not write the image")
+    """Atomically write an (H, W, 3) uint8 BGR image.
+
+    Encoded in memory and written by Python, so a full disk raises the OS's own OSError
+    (errno 28), not a bare False from ``cv2.imwrite``.
+    """
+    ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"{path}: OpenCV could not encode the image")
+    write_bytes(path, data.tobytes())
 
 
 def plot_loss_curve(losses_csv: Path, val_csv: Path, out_png: Path) -> bool:

@@ -143,7 +143,8 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
     plan = prepared.plan
     if not plan.jobs:
         raise P2PError(
-            f"{kw['input']}: no images or videos found ({len(plan.ignored)} other files ignored)."
+            f"{kw['input']}: no images or videos found ({len(plan.ignored)} other files, "
+            f"{len(plan.hidden)} hidden ignored)."
         )
     if prepared.skipped:
         typer.echo(
@@ -189,7 +190,9 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
         signal.signal(signal.SIGTERM, old)
 
     typer.echo(summary.line(), err=True)
-    if summary.failures:
+    if summary.failures_error:  # e.g. a full disk: said in one line, the exit code stands
+        typer.echo(f"error: {summary.failures_error}", err=True)
+    elif summary.failures:
         typer.echo(f"failures listed in {plan.out_dir / 'failures.json'}", err=True)
     typer.echo(f"outputs in {plan.out_dir}", err=True)
     if kw["summary_json"] is not None:

@@ -22,27 +22,43 @@ CODEC_CONTAINER: dict[str, str] = {
 }
 
 
+# Written into every output folder `p2p run` makes: a later run over a tree that holds it (the
+# default output of a single image, `in/x.png` -> `in/x_p2p/`, lies inside `in/`) skips it
+# instead of reading the outputs back as inputs.
+OUTPUT_MARKER = ".p2p-output"
+
+
 @dataclass(frozen=True)
 class Job:
     """One input file and the output file it becomes.
 
-    kind: ``image`` or ``video``; ``rel`` is the path relative to the input root (for messages).
+    kind: ``image`` or ``video``; ``rel`` is the path relative to the input root (for messages);
+    ``codec``: the FourCC this video is written with when it differs from the run's (an odd
+    frame size that the run's codec cannot store, see :mod:`p2p_deploy.pipeline.run`).
     """
 
     kind: str
     src: Path
     dst: Path
     rel: str
+    codec: str | None = None
 
 
 @dataclass
 class InputPlan:
-    """Every job found under an INPUT, plus what was left out and why."""
+    """Every job found under an INPUT, plus what was left out and why.
+
+    ignored: files that are neither image nor video; hidden: dot files and dot folders (not
+    read, not descended into); own_outputs: folders holding :data:`OUTPUT_MARKER` (outputs of an
+    earlier run, never read back as inputs).
+    """
 
     root: Path
     out_dir: Path
     jobs: list[Job] = field(default_factory=list)
-    ignored: list[Path] = field(default_factory=list)  # files that are neither image nor video
+    ignored: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+    own_outputs: list[Path] = field(default_factory=list)
 
 
 def media_kind(path: Path) -> str | None:
@@ -80,8 +96,12 @@ def plan_inputs(
 ) -> InputPlan:
     """Find the jobs under ``src`` and their outputs under ``out_dir``.
 
-    A folder is walked recursively (sorted, hidden files and folders skipped) and its tree is
-    mirrored under ``out_dir``. Refuses an ``out_dir`` that would overwrite or re-read inputs.
+    A folder is walked recursively (sorted) and its tree is mirrored under ``out_dir``. Hidden
+    files and folders (a leading dot) are not read and are listed in ``plan.hidden``; folders
+    that an earlier run wrote (holding :data:`OUTPUT_MARKER`) in ``plan.own_outputs``. Videos
+    whose names differ only by extension (``clip.avi``, ``clip.mp4``) keep the extension in
+    the output name (``clip.avi.mp4``, ``clip.mp4.mp4``) so that both are kept. Refuses an
+    ``out_dir`` that would overwrite or re-read inputs.
 
     Raises:
         DataError: ``src`` missing, of an unknown type, or ``out_dir`` unsafe.
@@ -116,19 +136,53 @@ def plan_inputs(
             "back as inputs. Choose an --out outside it."
         )
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                plan.hidden.append(here / d)
+            elif _is_own_output(here, d, dirnames, filenames):
+                plan.own_outputs.append(here / d)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        media: list[tuple[Path, str]] = []
         for name in sorted(filenames):
-            path = Path(dirpath) / name
+            path = here / name
             if name.startswith("."):
+                plan.hidden.append(path)
                 continue
             kind = media_kind(path)
             if kind is None:
                 plan.ignored.append(path)
-                continue
+            else:
+                media.append((path, kind))
+        videos = [p for p, k in media if k == "video"]
+        for path, kind in media:
             rel = path.relative_to(root)
-            rel_out = video_output_name(str(rel), codec) if kind == "video" else str(rel)
+            rel_out = str(rel)
+            if kind == "video":
+                ext = CODEC_CONTAINER.get(codec.lower())
+                twins = sum(v.stem == path.stem for v in videos)
+                # Keep every video when stems clash: the source's extension joins the name.
+                rel_out = f"{rel}{ext}" if twins > 1 and ext else video_output_name(rel_out, codec)
             plan.jobs.append(Job(kind, path, out / rel_out, str(rel)))
     return plan
+
+
+def _is_own_output(here: Path, name: str, dirnames: list[str], filenames: list[str]) -> bool:
+    """Whether folder ``here/name`` holds outputs of an earlier run: it carries the marker, or
+    (outputs of versions before the marker, or whose marker could not be written) it is the
+    default output folder of a sibling: ``x_p2p`` beside ``x.png`` / ``x.mp4`` / folder ``x``.
+    """
+    if (here / name / OUTPUT_MARKER).is_file():
+        return True
+    if not name.endswith("_p2p") or len(name) == 4:
+        return False
+    stem = name[: -len("_p2p")]
+    return stem in dirnames or any(
+        Path(f).stem == stem and media_kind(Path(f)) is not None for f in filenames
+    )
 
 
 def output_collisions(plan: InputPlan) -> dict[Job, Job]:

@@ -12,10 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import atomic_path
+from p2p_deploy.atomic import write_bytes
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
+from p2p_deploy.media.native import captured_native_stderr
 
 # Refuse, rather than silently downscale, images above this many pixels: the model only sees
 # S x S anyway, but --keep-size would make an output as large as the input and a 100 MP frame
@@ -37,7 +38,8 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     if data.size == 0:
         raise DataError(f"{path}: empty file.")
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        with captured_native_stderr():  # libpng prints "libpng error: ..." on its own
+            img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise DataError(f"{path}: cannot decode image ({msg[:160]}).") from None
@@ -62,14 +64,19 @@ def write_image(path: str | Path, frame: np.ndarray) -> None:
     """Atomically write (H, W, 3) uint8 BGR ``frame`` to ``path`` (format from its extension).
 
     Raises:
-        DataError: OpenCV cannot encode to this format or the folder is not writable.
+        DataError: OpenCV cannot encode to this format, or the file cannot be written (the
+            OS's reason: ``No space left on device``, ``Permission denied``, ...).
     """
     path = Path(path)
+    # Encode in memory, then write the bytes ourselves: cv2.imwrite only returns False, so a
+    # full disk would read as an encoder problem; a Python write names the OS's reason.
     try:
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), frame):
-                raise DataError(f"{path}: OpenCV could not write this image format.")
+        ok, data = cv2.imencode(path.suffix, frame)
     except cv2.error as exc:
         raise DataError(f"{path}: cannot encode image ({str(exc).strip()[-160:]}).") from None
+    if not ok:
+        raise DataError(f"{path}: OpenCV cannot encode {path.suffix or 'this'} images.")
+    try:
+        write_bytes(path, data.tobytes())
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc}).") from None

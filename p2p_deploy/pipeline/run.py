@@ -22,17 +22,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from p2p_deploy.media.files import InputPlan, Job, output_collisions, plan_inputs
-from p2p_deploy.media.video import VideoSource
+from p2p_deploy.atomic import clean_stale_temps, write_json
+from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
+from p2p_deploy.media.resize import geometry
+from p2p_deploy.media.video import VideoSource, keeps_odd_sizes
 from p2p_deploy.pipeline.items import DONE, Crash, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.stages import Stopped, Writer, put, read_jobs
-from p2p_deploy.pipeline.summary import RunSummary, write_failures
+from p2p_deploy.pipeline.summary import FAILURES_NAME, RunSummary, write_failures
 from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
@@ -41,46 +43,95 @@ log = logging.getLogger(__name__)
 @dataclass
 class Prepared:
     """A planned run: what will be read (Jobs and pre-failed items), what is skipped, and how
-    many frames are expected (for the progress bar; videos by their container's count)."""
+    many frames are expected (for the progress bar; videos by their container's count).
+    ``cleaned``: temporary files of killed earlier runs removed from the output folder."""
 
     plan: InputPlan
     work: list[Job | Failed]
     skipped: list[Job]
     expected_frames: int
+    cleaned: list[Path] = field(default_factory=list)
 
 
 def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Prepared:
-    """Plan the jobs of ``src``; existing outputs are skipped unless ``opts.overwrite``."""
+    """Plan the jobs of ``src``; existing outputs are skipped unless ``opts.overwrite``.
+
+    Also removes the stale temporary files that killed runs left in the output folder, fails
+    inputs that are links into the output folder (an output would replace its own input), and
+    moves videos whose output has an odd side that the codec cannot store to MJPG/.avi.
+    """
     plan = plan_inputs(src, out_dir, opts.codec)
+    cleaned = clean_stale_temps(plan.out_dir)
+    if cleaned:
+        log.info(
+            "removed %d temporary file(s) that killed runs left in %s", len(cleaned), plan.out_dir
+        )
+    frames: dict[Job, int] = {}
+    jobs = []
+    for job in plan.jobs:
+        if job.kind == "video":
+            job, frames[job] = _probe_video(job, opts)
+        jobs.append(job)
+    plan.jobs = jobs
     clashes = output_collisions(plan)
+    dsts = {job.dst for job in plan.jobs}
     work: list[Job | Failed] = []
     skipped: list[Job] = []
     expected = 0
     for job in plan.jobs:
-        if job in clashes:
+        real = job.src.resolve()
+        if real in dsts or _is_within(real, plan.out_dir):
             work.append(
                 Failed(
                     job,
-                    f"{job.src}: its output {job.dst.name} is already taken by "
-                    f"{clashes[job].src.name}.",
+                    f"{job.src}: is a link to {real}, inside the output folder {plan.out_dir}; "
+                    "an input is never overwritten.",
+                )
+            )
+        elif job in clashes:
+            work.append(
+                Failed(
+                    job,
+                    f"{job.src}: not written, as its output {job.dst.name} is "
+                    f"{clashes[job].src.name}'s (rename one of them).",
                 )
             )
         elif job.dst.exists() and not opts.overwrite:
             skipped.append(job)
         else:
             work.append(job)
-            expected += _frame_estimate(job)
-    return Prepared(plan, work, skipped, expected)
+            expected += frames.get(job, 1)
+    return Prepared(plan, work, skipped, expected, cleaned)
 
 
-def _frame_estimate(job: Job) -> int:
-    if job.kind == "image":
-        return 1
+def _is_within(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _probe_video(job: Job, opts: RunOptions) -> tuple[Job, int]:
+    """The video's frame count (0 when unknown), and its job moved to MJPG/.avi when the
+    output frame would have an odd side that ``opts.codec`` cannot store (OpenCV's FFmpeg
+    writer drops the last column/row). Only with ``keep_size``: model-size outputs are
+    padded by the writer instead (their size depends on the model; see VideoSink)."""
     try:
         with VideoSource(job.src) as v:
-            return v.frame_count
+            count, width, height = v.frame_count, v.width, v.height
     except Exception:  # noqa: BLE001 - the reader reports the real problem in order
-        return 0
+        return job, 0
+    if not opts.keep_size or width <= 0 or height <= 0:
+        return job, count
+    out_h, out_w = geometry(height, width, 256, opts.resize).output_shape(True)
+    if opts.side_by_side:
+        out_w *= 2
+    if (out_w % 2 or out_h % 2) and not keeps_odd_sizes(opts.codec, job.dst.suffix):
+        dst = job.dst.with_suffix(".avi")
+        log.warning(
+            "%s: %dx%d has an odd side, which %s cannot store through OpenCV (it would drop a "
+            "column/row); writing it as MJPG to %s at %dx%d.",
+            job.src, out_w, out_h, opts.codec, dst.name, out_w, out_h,
+        )  # fmt: skip
+        job = replace(job, dst=dst, codec="MJPG")
+    return job, count
 
 
 def run_pipeline(
@@ -97,9 +148,15 @@ def run_pipeline(
     ``on_failure(reason)`` after each failure (for progress bars / messages). Ctrl-C (or any
     exception) stops both threads and removes a half-written video before re-raising.
     """
+    plan = prepared.plan
     summary = RunSummary(
-        runner=runner.describe(), skipped=len(prepared.skipped), ignored=len(prepared.plan.ignored)
+        runner=runner.describe(),
+        skipped=len(prepared.skipped),
+        ignored=len(plan.ignored),
+        hidden=len(plan.hidden),
+        own_outputs=len(plan.own_outputs),
     )
+    mark_output_dir(plan.out_dir)
     in_q: queue.Queue = queue.Queue(maxsize=opts.in_queue_size)
     out_q: queue.Queue = queue.Queue(maxsize=2)  # batches
     stop = threading.Event()
@@ -141,8 +198,27 @@ def run_pipeline(
     finally:
         summary.seconds = time.perf_counter() - t0
     reader_t.join(timeout=5)
-    write_failures(prepared.plan.out_dir, summary)
+    try:
+        write_failures(plan.out_dir, summary)
+    except OSError as exc:  # e.g. the disk that failed the outputs is full
+        summary.failures_error = (
+            f"{plan.out_dir / FAILURES_NAME}: cannot write the list of failures "
+            f"({exc.strerror or exc})"
+        )
     return summary
+
+
+def mark_output_dir(out_dir: Path) -> None:
+    """Create ``out_dir`` with its :data:`OUTPUT_MARKER` (so that a later run over a tree
+    holding it skips it). Best effort: a folder that cannot be written fails each output
+    with the OS's reason instead, one line per input."""
+    marker = out_dir / OUTPUT_MARKER
+    if marker.is_file():
+        return
+    try:
+        write_json(marker, {"format": "p2p-deploy/run-output"})
+    except OSError as exc:
+        log.debug("%s: not written (%s)", marker, exc)
 
 
 def _batch_loop(

@@ -225,7 +225,8 @@ class Writer:
             write_image(item.job.dst, frame)
             return
         if self._sink is None:
+            codec = item.job.codec or self.opts.codec  # MJPG for an odd size, see prepare
             self._sink = VideoSink(
-                item.job.dst, self.opts.codec, self._fps or 25.0, frame.shape[1], frame.shape[0]
+                item.job.dst, codec, self._fps or 25.0, frame.shape[1], frame.shape[0]
             )
         self._sink.write(frame)

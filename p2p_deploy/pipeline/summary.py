@@ -16,20 +16,26 @@ FAILURES_NAME = "failures.json"
 class RunSummary:
     """Counts and timings of one run.
 
-    done/skipped/failed count input files (an image or a whole video); ``frames`` counts frames
-    written; ``seconds`` is wall time from the first read to the last write; ``model_seconds``
-    the time spent inside the runner (conversion included).
+    done/skipped/failed count input files (an image or a whole video); ignored: files that are
+    neither; hidden: dot files and dot folders (not read); own_outputs: output folders of
+    earlier runs met in the input tree (not read); ``frames`` counts frames written;
+    ``seconds`` is wall time from the first read to the last write; ``model_seconds`` the time
+    spent inside the runner (conversion included); ``failures_error``: why ``failures.json``
+    could not be written (one line), or None.
     """
 
     runner: str = ""
     done: int = 0
     skipped: int = 0
     ignored: int = 0
+    hidden: int = 0
+    own_outputs: int = 0
     frames: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0
     model_frames: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    failures_error: str | None = None
 
     @property
     def failed(self) -> int:
@@ -55,7 +61,10 @@ class RunSummary:
         """One line for the terminal."""
         return (
             f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}, "
-            f"ignored {self.ignored} (not images/videos); "
+            f"ignored {self.ignored} (not images/videos)"
+            + (f", hidden {self.hidden} (dot files/folders, not read)" if self.hidden else "")
+            + (f", {self.own_outputs} output folder(s) of earlier runs" if self.own_outputs else "")
+            + "; "
             f"{self.frames} frames in {self.seconds:.1f} s "
             f"= {self.fps:.1f} fps end to end, model {self.model_ms_per_frame:.1f} ms/frame"
         )
@@ -67,6 +76,8 @@ class RunSummary:
             "skipped": self.skipped,
             "failed": self.failed,
             "ignored": self.ignored,
+            "hidden": self.hidden,
+            "own_outputs": self.own_outputs,
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),

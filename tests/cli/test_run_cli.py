@@ -18,6 +18,7 @@ import pytest
 from runtime.media_files import BAD_IMAGES, GOOD_IMAGES, make_image_tree, random_bgr, write_video
 
 from p2p_deploy.cli import main
+from p2p_deploy.media.files import OUTPUT_MARKER
 from p2p_deploy.media.video import codec_works
 
 
@@ -30,6 +31,18 @@ def folder(tmp_path: Path) -> Path:
     (src / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (src / "readme.md").write_text("ignored")
     return src
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under ``root`` (relative), but the output folder's marker."""
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != OUTPUT_MARKER
+    )
+
+
+def _names(root: Path) -> list[str]:
+    """The names in ``root``, but the output folder's marker."""
+    return sorted(p.name for p in root.iterdir() if p.name != OUTPUT_MARKER)
 
 
 def _run(capsys, *args: str) -> tuple[int, str]:
@@ -49,7 +62,7 @@ def test_folder_exit_codes_rerun_and_overwrite(
     assert code == 2, err
     assert f"failed: {folder / 'sub' / 'broken.png'}" in err
     assert "done 2, skipped 0" in err and "ignored 1" in err and "fps end to end" in err
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    files = _files(out)
     assert files == ["a.jpg", "failures.json", "sub/b.png"]  # no temp files left
     assert cv2.imread(str(out / "a.jpg")).shape == (40, 30, 3)
     assert json.loads((out / "failures.json").read_text())["failed"] == 1
@@ -102,7 +115,7 @@ def test_codec_that_cannot_open_is_one_line(capsys, tmp_path: Path, tiny_checkpo
     code, err = _run(capsys, str(clip), "-e", str(tiny_checkpoint), "--codec", "avc1")
     assert code == 1
     assert "codec 'avc1' cannot open" in err and "codecs that work: mp4v" in err
-    assert list((tmp_path / "clip_p2p").iterdir()) == [tmp_path / "clip_p2p" / "failures.json"]
+    assert _files(tmp_path / "clip_p2p") == ["failures.json"]
 
 
 def test_user_errors_are_one_line_exit_1(
@@ -179,7 +192,7 @@ def test_ctrl_c_says_interrupted_keeps_no_partial_video_and_rerun_completes(
     assert proc.returncode == 130, err
     assert err.splitlines()[-1].startswith("interrupted: finished files are kept"), err
     assert "Traceback" not in err
-    assert not out.exists() or list(out.iterdir()) == []  # no half video, no temp file
+    assert not out.exists() or _files(out) == []  # no half video, no temp file
 
     code, err = _run(capsys, str(clip), "-e", str(tiny_onnx_fp32), "-o", str(out))
     assert code == 0 and "done 1" in err, err
@@ -299,7 +312,7 @@ def test_truncated_video_fails_alone_and_is_redone(
     failed = [ln for ln in err.splitlines() if ln.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith(f"failed: {src / 'cut.avi'}: decoded "), err
     assert "of 60 frames" in failed[0] and "done 1," in err
-    assert sorted(p.name for p in out.iterdir()) == ["failures.json", "good.mp4"]  # no partial
+    assert _files(out) == ["failures.json", "good.mp4"]  # no partial
     failures = json.loads((out / "failures.json").read_text())["failures"]
     assert [f["path"] for f in failures] == [str(src / "cut.avi")]
     code, err = _run(capsys, str(src), "-e", str(tiny_onnx_fp32), "-o", str(out))
@@ -322,4 +335,4 @@ def test_unwritable_video_output_fails_alone(capsys, tmp_path: Path, tiny_onnx_f
     assert "done 2," in err
     failures = json.loads((out / "failures.json").read_text())["failures"]
     assert [f["path"] for f in failures] == [str(src / "sub" / "b.avi")]
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "c.png", "failures.json", "sub"]
+    assert _names(out) == ["a.mp4", "c.png", "failures.json", "sub"]

@@ -1,0 +1,146 @@
+"""`p2p run` faults through the real command line (subprocesses, so that what reaches file
+descriptor 2 is what a user sees): a full disk (real tmpfs), a SIGKILL's leftovers, native
+libraries' own stderr lines (issue 11 items 2, 7 and messages)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from runtime.media_files import random_bgr, write_video
+from smallfs import fill, tmpfs
+
+OURS = ("model: ", "failed: ", "done ", "failures listed in ", "outputs in ", "error: ")
+
+
+def p2p_run(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "p2p_deploy", "run", *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _not_ours(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if not ln.startswith(OURS)]
+
+
+def test_full_disk_is_one_line_per_item_and_the_right_exit_code(
+    tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), random_bgr(32, 32, 0))
+    write_video(src / "clip.avi", 4)
+    with tmpfs(tmp_path / "fs", "256k") as fs:
+        out = fs / "out"
+        filler = fill(fs)
+        r = p2p_run(str(src), "-e", str(tiny_onnx_fp32), "-o", str(out))
+        assert r.returncode == 1, r.stderr  # nothing could be written
+        assert "Traceback" not in r.stderr and _not_ours(r.stderr) == [], r.stderr
+        failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed: ")]
+        assert len(failed) == 2 and all("No space left on device" in ln for ln in failed), failed
+        assert (
+            f"error: {out / 'failures.json'}: cannot write the list of failures "
+            "(No space left on device)"
+        ) in r.stderr
+        assert not [p for p in fs.rglob("*") if p.is_file() and p != filler and p.suffix]
+        filler.unlink()
+        r = p2p_run(str(src), "-e", str(tiny_onnx_fp32), "-o", str(out))
+        assert r.returncode == 0 and "done 2, skipped 0" in r.stderr, r.stderr
+
+
+def test_sigkill_leftovers_are_removed_by_the_next_run(
+    tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    clip = write_video(tmp_path / "clip.avi", 400, size=(160, 120))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p2p_deploy", "run", str(clip), "-e", str(tiny_onnx_fp32),
+         "-o", str(out), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while not list(out.glob(".clip.p2ptmp-*.tmp.mp4")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)  # no handler runs: the temporary video stays
+    proc.communicate(timeout=30)
+    left = list(out.glob(".clip.p2ptmp-*.tmp.mp4"))
+    assert len(left) == 1 and not (out / "clip.mp4").exists()
+
+    r = p2p_run(str(clip), "-e", str(tiny_onnx_fp32), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"removed 1 temporary file(s) that killed runs left in {out}" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".p2p-output", "clip.mp4"]
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 400
+    cap.release()
+
+
+def _bad_pngs(folder: Path) -> None:
+    """A PNG with a damaged chunk (libpng: "IDAT: CRC error") and a cut one (OpenCV: "[ WARN
+    ...] PNG input buffer is incomplete")."""
+    png = bytearray(cv2.imencode(".png", random_bgr(48, 48, 0))[1].tobytes())
+    cut = bytes(png[: len(png) // 2])
+    png[100:120] = b"\x00" * 20
+    (folder / "crc.png").write_bytes(bytes(png))
+    (folder / "cut.png").write_bytes(cut)
+
+
+def test_libpng_and_opencv_lines_never_reach_stderr(tmp_path: Path, tiny_onnx_fp32: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    _bad_pngs(src)
+    cv2.imwrite(str(src / "ok.png"), random_bgr(24, 24, 1))
+    r = p2p_run(str(src), "-e", str(tiny_onnx_fp32), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2, r.stderr
+    assert _not_ours(r.stderr) == [], r.stderr
+    assert r.stderr.count("failed: ") == 2
+
+
+def test_training_data_reads_are_quiet_and_other_threads_lines_are_kept(tmp_path: Path) -> None:
+    """The training reader (train/datasets.py) decodes the same way; a line written by another
+    thread while a decode has fd 2 captured still reaches the terminal."""
+    _bad_pngs(tmp_path)
+    script = f"""
+import sys, threading, time
+from pathlib import Path
+from p2p_deploy.train.datasets import read_rgb
+from p2p_deploy.media.images import read_image
+from p2p_deploy.media.native import captured_native_stderr
+
+def chatter():
+    for i in range(50):
+        print(f"thread line {{i}}", file=sys.stderr, flush=True)
+        time.sleep(0.001)
+
+t = threading.Thread(target=chatter)
+t.start()
+for _ in range(20):
+    for name in ("crc.png", "cut.png"):
+        assert read_rgb(Path({str(tmp_path)!r}) / name) is None
+        try:
+            read_image(Path({str(tmp_path)!r}) / name)
+        except Exception as exc:
+            pass
+with captured_native_stderr():
+    print("inside a capture", file=sys.stderr, flush=True)
+t.join()
+print("ours: done", file=sys.stderr)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert "libpng" not in r.stderr and "WARN" not in r.stderr, r.stderr
+    assert sorted(ln for ln in lines if ln.startswith("thread line")) == sorted(
+        f"thread line {i}" for i in range(50)
+    )
+    assert "inside a capture" in lines and lines[-1] == "ours: done"
+    assert np.all([ln.startswith(("thread line", "inside", "ours")) for ln in lines]), lines
