@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from p2p_deploy.deps import require
+from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.runners.base import Runner
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
@@ -109,7 +110,8 @@ class OnnxRuntimeRunner(Runner):
         dev = self._device_arg
         if dev == "cpu":
             return ["CPUExecutionProvider"]
-        index = int(dev.split(":")[1]) if dev and ":" in dev else 0
+        wanted = parse_device(dev, allow_auto=False) if dev else None
+        index = wanted.cuda_index if wanted else 0
         chosen: list = []
         if self.use_trt_provider and "TensorrtExecutionProvider" in have:
             trt_opts = self._trt_provider_options(index)
@@ -117,7 +119,7 @@ class OnnxRuntimeRunner(Runner):
                 chosen.append(("TensorrtExecutionProvider", trt_opts))
         if "CUDAExecutionProvider" in have:
             chosen.append(("CUDAExecutionProvider", {"device_id": index}))
-        if dev and dev.startswith("cuda") and not chosen:
+        if wanted and wanted.is_cuda and not chosen:
             raise P2PError(
                 f"device {dev} requested but onnxruntime has no CUDA provider (it has "
                 f'{", ".join(have)}); install onnxruntime-gpu (pip install "p2p-deploy[gpu]").'
