@@ -10,8 +10,9 @@
 
 :func:`run_e2e` calls exactly those functions, one stage after the other on one thread, so each
 stage's time is its own and they add up to the wall time (the decoded input is held in memory
-between stages: ``max_frames``, default :data:`DEFAULT_MAX_FRAMES`, caps it). Outputs go to a temporary folder that is
-deleted afterwards: encoding is timed for real, nothing is left behind. The threaded pipeline
+between stages: ``max_frames``, default :data:`DEFAULT_MAX_FRAMES`, caps it). Outputs go to a
+temporary folder that is deleted afterwards: encoding is timed for real, nothing is left
+behind. The threaded pipeline
 itself (stages overlapping) runs in :func:`run_pipeline_fps` for the fps a user actually gets;
 the report shows both.
 """
