@@ -164,11 +164,13 @@ def run_export(
     if io == "fp16" and not fp16:
         raise P2PError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
 
-    if (engine or fp32_engine) and not available("tensorrt"):
+    missing = [m for m in ("tensorrt", "polygraphy") if not available(m)]
+    if (engine or fp32_engine) and missing:
         # Asked for explicitly: fail before spending minutes on exports that were not the point.
         which = "model_fp32.plan" if fp32_engine and not engine else "model_fp16.plan"
         raise MissingDependency(
-            f"{which} was asked for, but tensorrt is not installed here: {INSTALL_HINT}."
+            f"{which} was asked for, but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not installed here: {INSTALL_HINT}."
         )
 
     t = time.perf_counter()
@@ -284,14 +286,15 @@ def _build_engines(
                 timing_cache=timing_cache,
                 version_compatible=version_compatible,
                 hardware_compatible=hardware_compatible,
+                reference_onnx=onnx_files["fp32"],  # engine parity against ONNX Runtime fp32
             )
-        except MissingDependency:
+        except MissingDependency as exc:  # tensorrt or polygraphy (named in its message)
+            what = str(exc).split(" (")[0]  # "tensorrt is not installed"
             if required:
                 raise MissingDependency(
-                    f"{plan.name} was asked for, but tensorrt is not installed here: "
-                    f"{INSTALL_HINT}."
+                    f"{plan.name} was asked for, but {what} here: {INSTALL_HINT}."
                 ) from None
-            result.notes.append(skipped_message())
+            result.notes.append(skipped_message(f"{what} here"))
             return plans
         except NoTensorRTGpu as exc:
             if required:

@@ -33,13 +33,22 @@ def _eager(checkpoint: Path, x: np.ndarray, test_norm: str = "stats") -> np.ndar
         return model(torch.from_numpy(x)).numpy()
 
 
-@pytest.fixture(params=["torch", "onnx_fp32", "onnx_fp16"])
-def model_path(request: pytest.FixtureRequest) -> tuple[str, Path]:
+@pytest.fixture(
+    params=["torch", "onnx_fp32", "onnx_fp16", pytest.param("tensorrt", marks=pytest.mark.trt)]
+)
+def model_path(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """(precision, path) of every runner available here; the conformance test runs each."""
     name = request.param
     if name == "torch":
         return "fp32", request.getfixturevalue("tiny_checkpoint")
     if name == "onnx_fp32":
         return "fp32", request.getfixturevalue("tiny_onnx_fp32")
+    if name == "tensorrt":
+        plan = tmp_path_factory.mktemp("trt") / "model.plan"
+        fp16, fp32 = (request.getfixturevalue(f"tiny_onnx_{p}") for p in ("fp16", "fp32"))
+        return "fp16", _build_tiny_engine(fp16, plan, 4, fp32)
     return "fp16", request.getfixturevalue("tiny_onnx_fp16")
 
 
@@ -50,7 +59,8 @@ def test_runner_matches_eager_torch(
     precision, path = model_path
     x = _inputs(n)
     ref = _eager(tiny_checkpoint, x)
-    with open_runner(path, device="cpu") as runner:
+    device = None if path.suffix == ".plan" else "cpu"
+    with open_runner(path, device=device) as runner:
         assert runner.precision == precision
         assert runner.image_size == 32
         out = runner.infer(x)
@@ -170,52 +180,41 @@ def test_torch_and_pycuda_buffers_agree() -> None:
     data = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     results = []
     for mem in (TorchCudaMemory(), PycudaMemory()):
-        host_in = mem.host_empty(data.shape, np.float32)
-        host_out = mem.host_empty(data.shape, np.float32)
-        host_in[:] = data
-        dev = mem.device_empty(data.nbytes)
-        mem.to_device(dev, host_in)
-        mem.to_host(host_out, dev)
-        mem.synchronize()
-        results.append(host_out.copy())
+        with mem.current():
+            host_out = _round_trip(mem, data)
+        mem.close()
+        results.append(host_out)
     assert np.array_equal(results[0], data) and np.array_equal(results[1], data)
 
 
-def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int) -> Path:
-    """A strongly typed engine from the fp16 ONNX (profile batch 1..max_batch) + its sidecar:
-    a minimal build for this test only (the project's builder lives in export/)."""
-    import tensorrt as trt
+def _round_trip(mem, data: np.ndarray) -> np.ndarray:
+    """data -> pinned host -> device -> pinned host on ``mem``'s stream."""
+    host_in = mem.host_empty(data.shape, np.float32)
+    host_out = mem.host_empty(data.shape, np.float32)
+    host_in[:] = data
+    dev = mem.device_empty(data.nbytes)
+    mem.to_device(dev, host_in)
+    mem.to_host(host_out, dev)
+    mem.synchronize()
+    return host_out.copy()
 
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape("input", (1, 3, 32, 32), (max_batch, 3, 32, 32), (max_batch, 3, 32, 32))
-    config.add_optimization_profile(profile)
-    plan.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    major, minor = torch.cuda.get_device_capability()
-    side = ModelSidecar.read(onnx_path)
-    ModelSidecar(
-        **{
-            **side.__dict__,
-            "kind": "tensorrt",
-            "batch_profile": [1, max_batch, max_batch],
-            "tensorrt_version": trt.__version__,
-            "gpu_name": torch.cuda.get_device_name(),
-            "compute_capability": f"{major}.{minor}",
-        }
-    ).write(plan)
+
+def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int, reference: Path) -> Path:
+    """An engine from the fp16 ONNX (profile batch 1..max_batch) + its sidecar, built by the
+    project's own builder (Polygraphy, precision verification, parity against ``reference``,
+    the fp32 ONNX)."""
+    from p2p_deploy.export.tensorrt_build import BatchProfile, build_engine
+
+    profile = BatchProfile(1, max_batch, max_batch)
+    build_engine(onnx_path, plan, profile=profile, reference_onnx=reference)
     return plan
 
 
 @pytest.mark.trt
 def test_tensorrt_runner_matches_eager(
-    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tmp_path: Path
+    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tiny_onnx_fp32: Path, tmp_path: Path
 ) -> None:
-    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", max_batch=4)
+    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", 4, tiny_onnx_fp32)
     x = _inputs(6)  # larger than the profile: split
     ref = _eager(tiny_checkpoint, x)
     for memory in ("torch", "pycuda") if importlib.util.find_spec("pycuda") else ("torch",):
@@ -228,3 +227,22 @@ def test_tensorrt_runner_matches_eager(
 
             via_cpu = tensor_to_bgr8(runner.infer(bgr8_to_tensor(frames))).astype(int)
             assert np.abs(via_gpu - via_cpu).max() <= 1
+
+
+@pytest.mark.trt
+def test_tensorrt_cuda_graphs_per_batch_size(
+    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tiny_onnx_fp32: Path, tmp_path: Path
+) -> None:
+    """Graphs captured per batch size on their own contexts: a 6-image batch runs as 4 + 2,
+    then 4 and 2 again (replays), all matching eager torch; the bench's device step too."""
+    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", 4, tiny_onnx_fp32)
+    x = _inputs(6)
+    ref = _eager(tiny_checkpoint, x)
+    with open_runner(plan, memory="torch", cuda_graphs=True) as runner:
+        for _ in range(2):
+            assert np.abs(runner.infer(x) - ref).max() < TOLERANCE["fp16"]
+            assert np.abs(runner.infer(x[:2]) - ref[:2]).max() < TOLERANCE["fp16"]
+        step = runner.device_step(x[:4])
+        assert step is not None
+        step.run()
+        step.stream.synchronize()
