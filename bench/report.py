@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from p2p_deploy.atomic import atomic_path, write_json, write_text
+from p2p_deploy.bench.options import shown_path
 from p2p_deploy.bench.roofline import floor_conclusion
 from p2p_deploy.bench.schema import SCHEMA_VERSION
 
@@ -247,7 +247,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         L += [
             "## End to end",
             "",
-            f"`{e2e['source']}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
+            f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
             f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
             f"Method: {e2e.get('method', '')}."
             + (
@@ -425,7 +425,3 @@ def write_index(reports_dir: str | Path) -> Path:
     write_text(path, "\n".join(lines) + "\n")
     return path
 
-
-def is_finite_number(v: Any) -> bool:
-    """True for an int/float that is neither NaN nor infinite (used by the schema tests)."""
-    return isinstance(v, int | float) and math.isfinite(v)

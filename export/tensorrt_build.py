@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from p2p_deploy.atomic import write_bytes
+from p2p_deploy.atomic import StagedFiles, write_bytes
 from p2p_deploy.deps import require
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -313,8 +310,7 @@ def create_builder(trt: Any, logger: Any) -> Any:
     try:
         builder = trt.Builder(logger)
     except (TypeError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NoTensorRTGpu(no_gpu_message(first[:200])) from None
+        raise NoTensorRTGpu(no_gpu_message(first_line(exc))) from None
     if builder is None:
         raise NoTensorRTGpu(no_gpu_message())
     return builder
@@ -355,20 +351,15 @@ def write_timing_cache(path: str | Path, data: bytes) -> bool:
 
 
 def write_plan(plan_path: str | Path, data: bytes, side: ModelSidecar) -> None:
-    """Write the plan and its sidecar as ``export.command._promote`` does for ONNX files: both
-    staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
-    never leaves a new plan beside an old sidecar (or a plan without its sidecar)."""
+    """Write the plan and its sidecar as ``run_export`` writes ONNX files: both staged beside
+    ``plan_path``, then moved sidecar first, so a failed write never leaves a new plan beside
+    an old sidecar (or a plan without its sidecar)."""
     plan_path = Path(plan_path)
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".p2p-engine-", dir=plan_path.parent))
-    try:
-        staged = stage / plan_path.name
+    with StagedFiles(plan_path.parent, prefix=".p2p-engine-") as stage:
+        staged = stage.path / plan_path.name
         write_bytes(staged, data)
         side.write(staged)
-        os.replace(sidecar_for(staged), sidecar_for(plan_path))
-        os.replace(staged, plan_path)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        stage.promote(sidecar_for(staged), staged)
 
 
 # --- the build -------------------------------------------------------------------------------

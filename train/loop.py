@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2p_deploy.atomic import write_json, write_text
-from p2p_deploy.checkpoint import WEIGHTS_NAME
-from p2p_deploy.errors import CheckpointError, P2PError
+from p2p_deploy.checkpoint import WEIGHTS_NAME, read_weights
+from p2p_deploy.errors import CheckpointError, P2PError, first_line
 from p2p_deploy.imaging import psnr
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights
 from p2p_deploy.models.inference import default_test_norm, prepare_generator
@@ -78,9 +78,7 @@ class TrainResult:
     val_l1_initial: float | None
     val_l1: float | None
     val_psnr: float | None
-    best_val_l1: float | None
     seconds: float
-    steps_run: int
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -169,9 +167,22 @@ class Trainer:
             log.warning("--amp applies to CUDA only; training in float32 on the CPU.")
         self.channels_last = self.cuda  # NHWC convs are faster on tensor cores; CPU keeps NCHW
         self._stop = threading.Event()  # set by the first Ctrl-C while the loop runs
+        self._last_saved_step: int | None = None  # the step checkpoints/latest holds
+        self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        try:
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
+            self._build()
+        except BaseException:
+            shutdown(self.dist)  # run() shuts down otherwise; it never runs after a failed init
+            raise
+        # What trains: the modules themselves, or their DDP wrappers once _wrap() ran.
+        self.g_train: nn.Module = self.G
+        self.d_train: nn.Module = self.D
 
     # ---- setup -------------------------------------------------------------------------
     def _build(self) -> None:
+        """Models, data, optimisers, schedules and the counters (all the training state)."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed)
         self.G = init_weights(UNetGenerator(cfg.generator_config()), generator=g)
@@ -206,8 +217,6 @@ class Trainer:
         # A resumed optimiser state was loaded beside the CPU parameters: follow them.
         optimizer_state_to_params(self.opt_g)
         optimizer_state_to_params(self.opt_d)
-        self.g_train: nn.Module = self.G
-        self.d_train: nn.Module = self.D
         if not self.dist.enabled:
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -267,6 +276,17 @@ class Trainer:
                 self.ckpt_dir / name, self.G, self._meta(val), self._state() if with_state else None
             )
 
+    def _save_latest(self, val: tuple[float, float] | None = None, checked: bool = False) -> None:
+        """Update checkpoints/latest with this step (weights, optimiser state, counters).
+
+        Call on every rank: unless ``checked`` (the caller just did), the NaN/inf check of the
+        weights first runs on all of them at once; only rank 0 writes.
+        """
+        if not checked:
+            self._check_weights_finite()
+        self._save("latest", val)
+        self._last_saved_step = self.step
+
     def _resume(self) -> int:
         latest = self.ckpt_dir / "latest"
         if self.dist.is_main:
@@ -284,7 +304,7 @@ class Trainer:
                 f"{latest}: the checkpoint's architecture differs from this run's config "
                 "(ngf/ndf/norm/image size/layers); resume with the run's own options."
             )
-        g_state = self._load_generator_weights(latest / WEIGHTS_NAME)
+        g_state = read_weights(latest / WEIGHTS_NAME)  # checked against state.pt above
         try:
             self.G.load_state_dict(g_state)
             self.D.load_state_dict(state["discriminator"])
@@ -303,9 +323,8 @@ class Trainer:
                     group["initial_lr"] = self.cfg.lr
                     group["lr"] = self.cfg.lr * rule(sched.last_epoch)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            msg = (str(exc).splitlines() or [repr(exc)])[0]
             raise CheckpointError(
-                f"{latest}: training state does not fit this run ({msg[:160]})."
+                f"{latest}: training state does not fit this run ({first_line(exc, 160)})."
             ) from None
         self.best_val = state.get("best_val_l1")
         self.history = list(state.get("history", []))
@@ -316,22 +335,6 @@ class Trainer:
                 self.dist.world,
             )
         return self.step
-
-    @staticmethod
-    def _load_generator_weights(weights: Path) -> dict[str, torch.Tensor]:
-        """The generator's tensors from ``weights``, straight into a state dict (the
-        architecture was checked against ``state.pt`` already; no throwaway U-Net is built)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        if not weights.is_file():
-            raise CheckpointError(f"{weights}: no generator weights to resume from.")
-        try:
-            return load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"{weights}: corrupt or truncated safetensors file ({exc})."
-            ) from None
 
     # ---- one step ----------------------------------------------------------------------
     def _last_good(self) -> str:
@@ -413,7 +416,7 @@ class Trainer:
         write_text(self.run_dir / "config.toml", config_to_toml(self.cfg))
 
     def _samples(self, runlog: RunLog | None) -> None:
-        if runlog is None:
+        if runlog is None or self._last_batch is None:
             return
         a, f, b = (t.detach().float().cpu().numpy() for t in self._last_batch)
         grid = sample_grid(a, f, b)
@@ -431,8 +434,7 @@ class Trainer:
                     {"step": self.step, "epoch": self.epoch, "val_l1": val[0], "val_psnr": val[1]}
                 )
                 log.info("epoch %d step %d  val L1 %.4f  PSNR %.2f dB", self.epoch, self.step, *val)
-            self._save("latest", val)
-            self._last_saved_step = self.step
+            self._save_latest(val, checked=True)
             if val is not None and (self.best_val is None or val[0] < self.best_val):
                 self.best_val = val[0]
                 self._save("best", val, with_state=False)
@@ -451,11 +453,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         t0 = time.perf_counter()
-        self._last_saved_step: int | None = None
         try:
-            if self.run_dir.exists() and not self.run_dir.is_dir():
-                raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
-            self._build()
             latest = self.ckpt_dir / "latest"
             if not self.resume and (latest.exists() or (self.ckpt_dir / ".latest.old").exists()):
                 raise P2PError(
@@ -485,7 +483,7 @@ class Trainer:
                 if v0 is not None:
                     log.info("untrained generator: val L1 %.4f  PSNR %.2f dB", *v0)
             with stop_on_sigint(enabled=self.dist.world == 1) as self._stop:
-                steps_run = self._loop(runlog)
+                self._loop(runlog)
             if runlog is not None:
                 runlog.close()
             last = self.history[-1] if self.history else {}
@@ -497,9 +495,7 @@ class Trainer:
                 val_initial,
                 last.get("val_l1"),
                 last.get("val_psnr"),
-                self.best_val,
                 time.perf_counter() - t0,
-                steps_run,
                 list(self.history),
             )
         finally:
@@ -508,9 +504,7 @@ class Trainer:
     def _stop_now(self) -> None:
         """After a Ctrl-C: make sure ``latest`` holds this step, then raise KeyboardInterrupt."""
         if self._last_saved_step != self.step:
-            self._check_weights_finite()
-            self._save("latest", None)
-            self._last_saved_step = self.step
+            self._save_latest()
         raise KeyboardInterrupt
 
     def _loop(self, runlog: RunLog | None) -> int:
@@ -573,9 +567,7 @@ class Trainer:
                     and self.step % cfg.checkpoint_every == 0
                     and self.batch_in_epoch < self.steps_per_epoch
                 ):
-                    self._check_weights_finite()
-                    self._save("latest", None)
-                    self._last_saved_step = self.step
+                    self._save_latest()
             if self.batch_in_epoch >= self.steps_per_epoch:  # the epoch is complete
                 self.epoch += 1
                 self.batch_in_epoch = 0

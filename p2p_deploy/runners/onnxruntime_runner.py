@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from p2p_deploy.deps import require
-from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.errors import EngineMismatch, P2PError, first_line
 from p2p_deploy.runners.base import Runner, batch_slices
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -168,11 +168,7 @@ class OnnxRuntimeRunner(Runner):
                 str(self.path), sess_options=so, providers=providers
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
-            first = (
-                str(exc).strip().splitlines()[0][:240]
-                if str(exc).strip()
-                else exc.__class__.__name__
-            )
+            first = first_line(exc, 240)
             raise EngineMismatch(
                 f"{self.path}: ONNX Runtime cannot load this model ({first})."
             ) from None

@@ -106,18 +106,18 @@ def test_unwritable_out_and_bad_flags(tiny_checkpoint, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker)
-    assert code == 1 and "a_file: output path exists and is not a folder" in err
+    assert code == 64 and "a_file: output path exists and is not a folder" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker / "sub")
-    assert code == 1 and "output folder cannot be written" in err
+    assert code == 64 and "output folder cannot be written" in err
 
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--batch", "8:4:1")
-    assert code == 1 and "--batch '8:4:1'" in err
+    assert code == 64 and "--batch '8:4:1'" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--opset", "13")
-    assert code == 1 and "opset 13 is too old" in err
+    assert code == 64 and "opset 13 is too old" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--io", "fp16")
-    assert code == 1 and "--io fp16 needs --fp16" in err
+    assert code == 64 and "--io fp16 needs --fp16" in err
     code, _, _ = _run(capsys, tiny_checkpoint, "--test-norm", "batch")
-    assert code == 2  # usage error
+    assert code == 64  # usage error
     assert not (tmp_path / "o" / "model.onnx").exists()
 
 
@@ -147,10 +147,10 @@ def test_opset_newer_than_onnx_and_bad_workspace(tiny_checkpoint, tmp_path, caps
     # and exit 0; bad flags are now refused before the output folder is created.
     out_dir = tmp_path / "o"
     code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--opset", "99")
-    assert code == 1 and "opset 99 is newer than this onnx" in err
+    assert code == 64 and "opset 99 is newer than this onnx" in err
     assert len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--workspace", "-1")
-    assert code == 1 and "--workspace -1.0: must be a positive number" in err
+    assert code == 64 and "--workspace -1.0: must be a positive number" in err
     assert not out_dir.exists()
 
 
