@@ -247,7 +247,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         L += [
             "## End to end",
             "",
-            f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
+            f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, "
+            f"batch {e2e['batch']}, "
             f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
             f"Method: {e2e.get('method', '')}."
             + (
