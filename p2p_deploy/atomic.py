@@ -128,7 +128,7 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def _try_write(path: Path, folder: Path, what: str) -> None:
+def _try_write(path: Path, folder: Path, flag: str, what: str) -> None:
     """Create and remove a temporary file in ``folder``: the one test root cannot bypass
     (a read-only file system), and it names the OS's reason."""
     from p2p_deploy.errors import UsageError
@@ -139,7 +139,8 @@ def _try_write(path: Path, folder: Path, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".p2p-write-test-"):
             pass
     except OSError as exc:
-        raise UsageError(f"{what} {path}: {exc.strerror or exc} ({folder}).") from None
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"{flag} {path}: {what} ({reason}: {folder}).") from None
 
 
 def check_writable_dir(path: str | os.PathLike[str], flag: str) -> None:
@@ -155,7 +156,7 @@ def check_writable_dir(path: str | os.PathLike[str], flag: str) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path}: output path exists and is not a folder.")
-    _try_write(path, _nearest_existing(path), f"{flag}: output folder cannot be written:")
+    _try_write(path, _nearest_existing(path), flag, "output folder cannot be written")
 
 
 def check_writable_file(path: str | os.PathLike[str], flag: str) -> None:
@@ -169,4 +170,4 @@ def check_writable_file(path: str | os.PathLike[str], flag: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{flag} {path}: is a folder; give a file name.")
-    _try_write(path, _nearest_existing(path.parent), f"{flag}: cannot be written:")
+    _try_write(path, _nearest_existing(path.parent), flag, "file cannot be written")

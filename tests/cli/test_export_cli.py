@@ -168,3 +168,45 @@ def test_pickled_module_and_truncated_pth_one_line(tmp_path, capsys):
     code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
     assert code == 1 and err.strip().endswith("failed finding central directory).")
     assert not (tmp_path / "o").exists()
+
+
+def _sha(path) -> str:
+    return json.loads((path.parent / (path.name + ".json")).read_text())["checkpoint_sha256"]
+
+
+def test_export_into_another_export_is_refused_then_replaced_whole(
+    tiny_checkpoint, tmp_path, capsys
+):
+    """Issue 11.4: checkpoint A with --fp16, then B without it, must not leave A's
+    model_fp16.onnx beside B's model.onnx."""
+    from helpers import make_tiny_generator
+
+    from p2p_deploy.checkpoint import file_sha256, save_generator
+
+    other = save_generator(make_tiny_generator(seed=1), tmp_path / "b" / "generator.safetensors")
+    out = tmp_path / "o"
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", out, "--fp16", "--skip-parity")
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"model.onnx", "model_fp16.onnx"} <= set(before)
+
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity")
+    assert code == 64 and "holds an export already (model.onnx, model_fp16.onnx" in err
+    assert "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity", "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
+    assert _sha(out / "model.onnx") == file_sha256(other) != file_sha256(tiny_checkpoint)
+
+
+def test_triton_at_a_file_fails_before_any_work(tiny_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "triton_file"
+    blocker.write_text("x")
+    out = tmp_path / "o"
+    for triton in (blocker, blocker / "repo"):
+        code, _, err = _run(capsys, tiny_checkpoint, "--out", out, "--triton", triton)
+        assert code == 64 and f"--triton {triton}" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not out.exists()  # checked before model.onnx was written
