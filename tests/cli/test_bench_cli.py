@@ -188,3 +188,25 @@ def test_default_out_is_under_the_working_folder(tiny_checkpoint, tmp_path, monk
     assert json.loads(report.read_text())["results"]
     pkg = os.path.dirname(p2p_deploy.__file__)
     assert not list(Path(pkg).rglob("p2p-bench")), "nothing may be written inside the package"
+
+
+def test_unwritable_out_fails_before_the_timing(tiny_checkpoint, tmp_path, capsys, read_only_dir):
+    """Issue 11.6: the report is written after all the timing; its folder is checked first."""
+    from p2p_deploy.bench.session import BenchArgs, validate
+    from p2p_deploy.errors import UsageError
+
+    a_file = tmp_path / "report.md"
+    a_file.write_text("x")
+    for out, reason in (
+        (a_file, "exists and is not a folder"),
+        (a_file / "r", "Not a directory"),
+        (read_only_dir / "r", "Read-only file system"),
+    ):
+        # validate() runs before the model is even loaded, let alone timed.
+        with pytest.raises(UsageError, match=reason):
+            validate(BenchArgs(checkpoint=tiny_checkpoint, out=out))
+        rc = main(["bench", "-c", str(tiny_checkpoint), "--duration", "60", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 64 and err.startswith(f"error: --out {out}: ") and reason in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert a_file.read_text() == "x" and list(read_only_dir.iterdir()) == []
