@@ -138,7 +138,43 @@ def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6: a zip archive
+PICKLE_PROTOCOLS = range(2, 6)  # the legacy format: a pickle stream, b"\x80" + protocol
+
+
+def _check_pth_container(weights: Path) -> None:
+    """Say what a ``.pth`` is when it is no torch file at all, or a cut one, before torch's
+    own messages ("[Errno 22] Invalid argument", "pickled Python objects" for random bytes).
+
+    Raises:
+        CheckpointError: empty, neither a zip archive nor a pickle, or a zip cut short.
+    """
+    import zipfile
+
+    try:
+        with open(weights, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{weights}: cannot read file ({exc.strerror or exc}).") from None
+    size = weights.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{weights}: empty file, not a torch checkpoint.")
+    if head == ZIP_MAGIC:
+        if not zipfile.is_zipfile(weights):  # the central directory sits at the very end
+            raise CheckpointError(
+                f"{weights}: truncated torch checkpoint (a zip archive whose end is missing; "
+                f"{size:,} bytes); copy or download it again."
+            )
+        return
+    if not (head[:1] == b"\x80" and len(head) > 1 and head[1] in PICKLE_PROTOCOLS):
+        raise CheckpointError(
+            f"{weights}: not a torch checkpoint (neither the zip archive torch.save writes nor a "
+            f"legacy pickle; it starts with bytes {head.hex(' ')})."
+        )
+
+
 def _load_pth(weights: Path) -> LoadedGenerator:
+    _check_pth_container(weights)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad pickle/zip
@@ -151,7 +187,7 @@ def _load_pth(weights: Path) -> LoadedGenerator:
                 "weights_only=True, since unpickling can run arbitrary code."
             ) from None
         raise CheckpointError(
-            f"{weights}: not a readable torch checkpoint ({first_line(exc, sentence=True)})."
+            f"{weights}: corrupt or truncated torch checkpoint ({first_line(exc, sentence=True)})."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -81,7 +82,7 @@ def _write(path, data: bytes):
     ("make", "message"),
     [
         (lambda d: d / "missing.safetensors", "no such file or folder"),
-        (lambda d: _write(d / "junk.pth", b"hello"), "not a readable torch"),
+        (lambda d: _write(d / "junk.pth", b"hello"), "not a torch checkpoint"),
         (lambda d: _write(d / "w.safetensors", b"\x00" * 3), "no architecture sidecar"),
     ],
 )
@@ -163,10 +164,27 @@ def test_pickled_module_and_truncated_pth_one_line(tmp_path, capsys):
     # torch's own text asks to retry with weights_only=False, in terminal escape codes.
     assert code == 1 and "holds pickled Python objects" in err and "\x1b" not in err
     assert "weights_only=False" not in err and len(err.strip().splitlines()) == 1
-    cut = tmp_path / "cut.pth"
-    cut.write_bytes(whole.read_bytes()[:200])
-    code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
-    assert code == 1 and err.strip().endswith("failed finding central directory).")
+    # Issue 11 (messages): a truncated .pth said "[Errno 22] Invalid argument" or torch's zip
+    # internals, random bytes "holds pickled Python objects".
+    data = whole.read_bytes()
+    for n in (200, len(data) // 2, len(data) - 1):
+        cut = tmp_path / "cut.pth"
+        cut.write_bytes(data[:n])
+        code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
+        assert code == 1 and err.startswith(f"error: {cut}: truncated torch checkpoint ("), err
+        assert len(err.strip().splitlines()) == 1
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(64)}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:-40])
+    code, _, err = _run(capsys, legacy, "--out", tmp_path / "o")
+    assert code == 1 and "corrupt or truncated torch checkpoint (" in err, err
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        noise = tmp_path / f"noise{i}.pth"
+        noise.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        code, _, err = _run(capsys, noise, "--out", tmp_path / "o")
+        assert code == 1 and f"{noise}: not a torch checkpoint (neither the zip" in err, err
+        assert "pickled Python objects" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

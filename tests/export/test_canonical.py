@@ -212,8 +212,8 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     torch.save({"epoch": 3, "lr": torch.tensor(0.1)}, tmp_path / "foreign.pth")
     torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "linear.pth")
     expected = {
-        "truncated.pth": "not a readable torch checkpoint",
-        "text.pth": "not a readable torch checkpoint",
+        "truncated.pth": "truncated torch checkpoint",
+        "text.pth": "not a torch checkpoint",
         "foreign.pth": "not a plain state_dict of tensors",
         "linear.pth": "not a pix2pix U-Net generator state_dict",
     }
