@@ -127,6 +127,36 @@ def evaluate(
     return float(np.mean(l1s)), float(np.mean(psnrs))
 
 
+# The architecture keys a flag sets, as that flag (the discriminator's ``n_layers``:
+# --n-layers-d); the others (channels, n_down) follow from these.
+_ARCH_FLAGS = {
+    "ngf": "--ngf",
+    "norm": "--norm",
+    "image_size": "--image-size",
+    "dropout": "--dropout",
+    "ndf": "--ndf",
+    "n_layers": "--n-layers-d",
+}
+
+
+def _config_diffs(saved: Any, wanted: dict[str, Any]) -> list[str]:
+    """``["--ngf 8 in the checkpoint, 16 now"]``: each architecture value that differs."""
+    if not isinstance(saved, dict):
+        return ["no architecture saved in it"]
+    out = [
+        f"{flag} {saved.get(key)} in the checkpoint, {wanted[key]} now"
+        for key, flag in _ARCH_FLAGS.items()
+        if key in wanted and saved.get(key) != wanted[key]
+    ]
+    if not out and saved != wanted:
+        out = [
+            f"{k} {saved.get(k)} in the checkpoint, {v} now"
+            for k, v in wanted.items()
+            if saved.get(k) != v
+        ]
+    return out
+
+
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -299,10 +329,15 @@ class Trainer:
             self.cfg.generator_config().to_dict(),
             self.cfg.discriminator_config().to_dict(),
         )
-        if state.get("generator_config") != want_g or state.get("discriminator_config") != want_d:
+        diffs = _config_diffs(state.get("generator_config"), want_g)
+        diffs += [
+            d for d in _config_diffs(state.get("discriminator_config"), want_d) if d not in diffs
+        ]  # --norm sets both
+        if diffs:
             raise CheckpointError(
-                f"{latest}: the checkpoint's architecture differs from this run's config "
-                "(ngf/ndf/norm/image size/layers); resume with the run's own options."
+                f"{latest}: the checkpoint's architecture differs from this run's options ("
+                + "; ".join(diffs)
+                + "); resume with the run's own values, or train into another --out."
             )
         g_state = read_weights(latest / WEIGHTS_NAME)  # checked against state.pt above
         try:
