@@ -60,6 +60,13 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
+def _rate(v: float | None) -> str:
+    """A rate with three significant digits (``96``, ``1,380``, ``0.042``); never a bare 0."""
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def conclusions(report: dict[str, Any]) -> list[str]:
     """The sentences a user reads first: which backend at which batch, best throughput,
     accuracy and measurement caveats. Derived only from the report's own numbers."""
@@ -225,7 +232,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt(lat["p99"]),
             _fmt(r.get("model_ms")),
             _fmt(r["throughput_ips"], 1),
-            _fmt(r.get("achieved_gflops"), 0),
+            _rate(r.get("achieved_gflops")),
             sp_s,
             err_s,
             acc,
