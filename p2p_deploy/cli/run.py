@@ -24,7 +24,7 @@ HELP = (
     "Outputs mirror the input tree in the output folder; videos keep frame count and rate. "
     "Existing outputs are skipped (--overwrite redoes them); writes are atomic. Inputs that "
     "fail are listed one per line and in OUT/failures.json. Exit code: 0 all done, 2 some "
-    "failed, 1 nothing could be processed or the model could not load."
+    "failed, 1 nothing could be processed or the model could not load, 64 a bad flag."
 )
 
 
