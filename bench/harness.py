@@ -135,6 +135,7 @@ def _latency_row(
         "iterations": e2e.iterations,
         "warmup_iterations": e2e.warmup_iterations,
         "median_stable": e2e.stable,
+        "load": e2e.load.to_dict() if e2e.load is not None else None,
         "median_drift_pct": round(100 * e2e.median_drift, 2)
         if np.isfinite(e2e.median_drift)
         else None,

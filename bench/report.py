@@ -60,6 +60,30 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
+def _load_warning(report: dict[str, Any]) -> str | None:
+    """The first conclusion when other processes competed for the CPU, else None."""
+    rows = report["results"]
+    before = report.get("config", {}).get("load_before") or {}
+    bad = [r for r in rows if r.get("disturbed")]
+    if not bad and not before.get("disturbed"):
+        return None
+    parts = []
+    if before.get("disturbed"):
+        parts.append(
+            f"before timing, other processes used {before['other_cores']:.1f} of "
+            f"{before['usable_cores']} cores (1-min load {before.get('load_avg_1m')})"
+        )
+    parts.append(
+        f"{len(bad)} of {len(rows)} rows were timed while other processes competed for the CPU"
+        " (marked †)"
+    )
+    return (
+        "WARNING, timed under load: " + "; ".join(parts) + ". Their latencies say more about "
+        "the other processes than about the backend, so no speed-up is stated from them; re-run "
+        "on a quiet machine (`--quiet-wait 120` waits for one)."
+    )
+
+
 def _rate(v: float | None) -> str:
     """A rate with three significant digits (``96``, ``1,380``, ``0.042``); never a bare 0."""
     if v is None:
@@ -74,6 +98,9 @@ def conclusions(report: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if not rows:
         return ["No backend could run; see the skipped list for the reasons."]
+    load_line = _load_warning(report)
+    if load_line:
+        out.append(load_line)
     batches = sorted({r["batch"] for r in rows})
     for b in batches:
         at_b = [r for r in rows if r["batch"] == b]
@@ -98,7 +125,7 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         gains = []
         for name, rs in by_series.items():
             rs = sorted(rs, key=lambda r: r["batch"])
-            if len(rs) > 1:
+            if len(rs) > 1 and not any(r.get("disturbed") for r in rs):  # no ratio from load
                 gains.append(f"{name} {rs[-1]['throughput_ips'] / rs[0]['throughput_ips']:.2f}x")
         if gains:
             out.append(
@@ -192,6 +219,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report."""
     cfg, rows = report["config"], report["results"]
     L: list[str] = ["# p2p-deploy benchmark", ""]
+    warning = _load_warning(report)
+    if warning:
+        L += [f"> **{warning}**", ""]
     L += ["## Conclusions", ""] + [f"- {c}" for c in report["conclusions"]] + [""]
     L += ["## Environment", ""] + _env_lines(report["environment"]) + [""]
     L += [
@@ -221,7 +251,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         err = r.get("max_abs_err")
         err_s = "–" if err is None else f"{err:.2e}"
         sp_s = "–" if sp is None else f"{sp:.2f}x"
-        stable = "" if r.get("median_stable", True) else " ⚠"
+        stable = ("" if r.get("median_stable", True) else " ⚠") + (
+            " †" if r.get("disturbed") else ""
+        )
         cells = [
             r.get("label") or r["backend"],
             r["precision"],
@@ -242,6 +274,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         L.append("| " + " | ".join(cells) + " |")
     L += ["", "⚠ = median not stable (see conclusions).", ""]
+    if any(r.get("disturbed") for r in rows):
+        L[-1:] = [
+            "† = timed while other processes used the CPU (the row's `load` in report.json): "
+            "not this backend's speed, and no speed-up is given for it.",
+            "",
+        ]
     L += [f"![latency]({LATENCY_PNG})", "", f"![throughput]({THROUGHPUT_PNG})", ""]
     if report.get("skipped"):
         L += ["### Not measured", ""]

@@ -62,6 +62,7 @@ def annotate_rows(rows: list[dict[str, Any]], gflop_per_image: float) -> None:
 
 def floor_conclusion(rows: list[dict[str, Any]], floor: dict[str, Any]) -> str | None:
     """One sentence: the fastest batch-1 row against the fp32 (and fp16) floor."""
+    rows = [r for r in rows if not r.get("disturbed")]  # a loaded row is not the backend's speed
     if not rows or not floor.get("rates_gflops"):
         return None
     b = min(r["batch"] for r in rows)

@@ -18,6 +18,7 @@ from p2p_deploy.atomic import check_writable_dir
 from p2p_deploy.bench import environment
 from p2p_deploy.bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
 from p2p_deploy.bench.harness import HarnessResult, Skipped, make_inputs, run_benchmark
+from p2p_deploy.bench.load import mark_disturbed, wait_for_quiet
 from p2p_deploy.bench.options import BenchArgs, shown_path
 from p2p_deploy.bench.report import build_report, write_index, write_report
 from p2p_deploy.bench.roofline import annotate_rows, compute_floor
@@ -158,6 +159,19 @@ def run_bench(
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.threads)  # OpenCV's pool decodes and resizes in the e2e run
+    # Before anything is timed: is another process using the CPU? Wait for it (bounded).
+    before, waited = wait_for_quiet(args.quiet_wait, sample_s=1.0 if args.quiet_wait else 0.5)
+    if before.disturbed:
+        log.warning(
+            "WARNING: the machine is busy (%s); rows timed under load are marked and give no "
+            "speed-up. Re-run on a quiet machine%s.",
+            before.describe(),
+            "" if args.quiet_wait else " or with --quiet-wait SECONDS",
+        )
     env = environment.collect()
     device = resolve_device(args.device)
     info = _model_info(args)
@@ -201,6 +215,7 @@ def run_bench(
             on_plan(len(cands) * len(batches))
         result = run_benchmark(cands, batches, policy, inputs, on_progress)
         result.skipped[:0] = skipped
+        mark_disturbed(result.rows)
         if not result.rows:
             reasons = "; ".join(f"{s.label}: {s.reason}" for s in result.skipped) or "no candidates"
             raise P2PError(f"no backend could run ({reasons}).")
@@ -222,6 +237,7 @@ def run_bench(
         "min_iters": args.min_iters,
         "model_desc": model_desc,
         "inputs_desc": inputs_desc,
+        "load_before": {**before.to_dict(), "waited_s": round(waited, 1)},
     }
     report = build_report(
         env, config, args.command(), result.rows, [s.to_dict() for s in result.skipped], e2e
