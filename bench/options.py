@@ -36,8 +36,12 @@ class BenchArgs:
         "eager torch fp32 baseline (+ fp16 channels-last / CUDA graphs on a GPU); "
         "without --onnx it is also exported to temporary fp32 and fp16 ONNX files.",
     )
-    onnx: list[Path] = option(factory=list, help="Exported model.onnx (repeatable).")
-    engine: list[Path] = option(factory=list, help="TensorRT model.plan (repeatable; GPU).")
+    onnx: list[Path] = option(
+        factory=list, metavar="PATH", help="Exported model.onnx (repeatable)."
+    )
+    engine: list[Path] = option(
+        factory=list, metavar="PATH", help="TensorRT model.plan (repeatable; GPU)."
+    )
     backends: list[str] | None = option(
         None, comma=True, help="Comma list of backends to include.", shown="all"
     )

@@ -41,6 +41,8 @@ def validate(args: BenchArgs) -> None:
         raise UsageError("give --folder or --video for the end-to-end run, not both.")
     if args.warmup < 0 or args.duration <= 0:
         raise UsageError("--warmup must be >= 0 and --duration > 0 seconds.")
+    if args.test_norm not in (None, "stats", "running"):
+        raise UsageError(f"--test-norm {args.test_norm!r}: use stats or running.")
     if args.quiet_wait < 0:
         raise UsageError(f"--quiet-wait must be >= 0 seconds, got {args.quiet_wait:g}.")
     for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:

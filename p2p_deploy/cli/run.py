@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
 def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command's steps
     import signal
 
-    from p2p_deploy.errors import UsageError
+    from p2p_deploy.errors import P2PError, UsageError
     from p2p_deploy.media.resize import RESIZE_MODES
     from p2p_deploy.media.video import fourcc, quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
@@ -127,7 +127,10 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if args.resize not in RESIZE_MODES:
         raise UsageError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {args.resize!r}.")
-    fourcc(args.codec)  # a DataError (one line) unless it is a four-character code
+    try:
+        fourcc(args.codec)  # one line unless it is a four-character code
+    except P2PError as exc:
+        raise UsageError(str(exc)) from None
     kind = backend_for(args.engine) if args.backend == "auto" else args.backend
     per_backend = args.runner_options()
     chosen = {k: v for k, v in per_backend.get(kind, {}).items() if v is not None}
@@ -159,8 +162,6 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
     if not plan.jobs:
-        from p2p_deploy.errors import P2PError
-
         raise P2PError(
             f"{args.input}: no images or videos found ({len(plan.ignored)} other files ignored)."
         )

@@ -22,6 +22,7 @@ from p2p_deploy.errors import EXIT_USAGE
         (["export", "{tmp}/g.safetensors", "--io", "fp8"], "--io 'fp8': use fp32 or fp16"),
         (["bench", "--batch", "1,x", "--out", "{tmp}/r"], "comma-separated int values"),
         (["bench", "--out", "{tmp}/r"], "nothing to benchmark"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--codec", "h26"], "h26"),
         (["bogus"], "No such command 'bogus'"),
     ],
     ids=[
@@ -34,6 +35,7 @@ from p2p_deploy.errors import EXIT_USAGE
         "export",
         "list",
         "bench",
+        "codec",
         "command",
     ],
 )
