@@ -67,17 +67,33 @@ def existing_export(out_dir: Path) -> list[Path]:
     return sorted({*models, *(sidecar_for(p) for p in models if sidecar_for(p).exists())})
 
 
-def _check_outputs(opts: ExportOptions) -> None:
-    """Every output is checked before any work: --out, --triton, and an earlier export."""
+def _other_checkpoints(models: list[Path], sha: str) -> list[Path]:
+    """The models among ``models`` not exported from the checkpoint whose sha256 is ``sha``
+    (a model without a readable sidecar counts as another's)."""
+    others = []
+    for model in models:
+        try:
+            same = ModelSidecar.read(model).checkpoint_sha256 == sha
+        except P2PError:
+            same = False
+        if not same:
+            others.append(model)
+    return others
+
+
+def _check_outputs(opts: ExportOptions, sha: str) -> None:
+    """Every output is checked before any work: --out, --triton, and an earlier export of
+    another checkpoint (``sha``: this checkpoint's sha256)."""
     check_writable_dir(opts.out, "--out")
     if opts.triton is not None:
         check_writable_dir(opts.triton, "--triton")
-    old = [p.name for p in existing_export(opts.out) if p.suffix != ".json"]
-    if old and not opts.overwrite:
+    old = [p for p in existing_export(opts.out) if p.suffix != ".json"]
+    others = _other_checkpoints(old, sha)
+    if others and not opts.overwrite:
         raise UsageError(
-            f"{opts.out}: holds an export already ({', '.join(old)}); give --overwrite to "
-            "replace that whole set, or choose another --out (one folder never mixes the "
-            "models of two exports)."
+            f"{opts.out}: holds an export of another checkpoint "
+            f"({', '.join(p.name for p in others)}); give --overwrite to replace that whole "
+            "set, or choose another --out (one folder never mixes the models of two exports)."
         )
 
 
@@ -86,16 +102,17 @@ def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None
 
     Writes into ``opts.out``: ``model.onnx`` (always), ``model_fp16.onnx`` and
     ``model_fp16.plan`` (with ``fp16``), ``model_fp32.plan`` (with ``fp32_engine``), each with
-    ``<name>.json``. An earlier export there is refused unless ``opts.overwrite``; then its
-    models are all removed just before the new ones are moved in, so the folder never holds
-    models of two exports. ``on_step`` is called with a short description before each stage.
+    ``<name>.json``. An earlier export there of another checkpoint is refused unless
+    ``opts.overwrite``; an earlier export's models (all of them) are removed just before the new
+    ones are moved in, so the folder never holds models of two exports. ``on_step`` is called
+    with a short description before each stage.
 
     Raises:
         P2PError (UsageError, CheckpointError, MissingDependency, ...): a one-line reason.
     """
     import torch
 
-    from p2p_deploy.checkpoint import file_sha256, load_generator
+    from p2p_deploy.checkpoint import file_sha256, load_generator, resolve_checkpoint
     from p2p_deploy.export.onnx_export import check_opset, export_onnx
     from p2p_deploy.export.parity import check_onnx_parity
     from p2p_deploy.models.inference import prepare_generator
@@ -113,7 +130,7 @@ def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None
         raise MissingDependency(
             f"{which} was asked for, but tensorrt is not installed here: {INSTALL_HINT}."
         )
-    _check_outputs(opts)
+    _check_outputs(opts, file_sha256(resolve_checkpoint(opts.checkpoint)))
 
     t = time.perf_counter()
     step("loading checkpoint")

@@ -209,7 +209,7 @@ def test_export_into_another_export_is_refused_then_replaced_whole(
     assert {"model.onnx", "model_fp16.onnx"} <= set(before)
 
     code, _, err = _run(capsys, other, "--out", out, "--skip-parity")
-    assert code == 64 and "holds an export already (model.onnx, model_fp16.onnx" in err
+    assert code == 64 and "holds an export of another checkpoint (model.onnx, model_fp16" in err
     assert "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
 
@@ -217,6 +217,12 @@ def test_export_into_another_export_is_refused_then_replaced_whole(
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
     assert _sha(out / "model.onnx") == file_sha256(other) != file_sha256(tiny_checkpoint)
+    # The same checkpoint again, now with --fp16: its own earlier set is replaced whole.
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity", "--fp16")
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".onnx")
+    assert names == ["model.onnx", "model_fp16.onnx"]
+    assert {_sha(out / n) for n in names} == {file_sha256(other)}
 
 
 def test_triton_at_a_file_fails_before_any_work(tiny_checkpoint, tmp_path, capsys):
