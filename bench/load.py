@@ -80,8 +80,8 @@ class LoadSample:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("wall_s", "own_cores", "other_cores"):
-            d[k] = round(d[k], 3)
+        for k in ("wall_s", "own_cores", "other_cores", "load_avg_1m"):
+            d[k] = round(d[k], 3) if d[k] is not None else None
         d["disturbed"] = self.disturbed
         return d
 

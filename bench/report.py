@@ -71,7 +71,8 @@ def _load_warning(report: dict[str, Any]) -> str | None:
     if before.get("disturbed"):
         parts.append(
             f"before timing, other processes used {before['other_cores']:.1f} of "
-            f"{before['usable_cores']} cores (1-min load {before.get('load_avg_1m')})"
+            f"{before['usable_cores']} cores"
+            + (f" (1-min load {before['load_avg_1m']:.1f})" if before.get("load_avg_1m") else "")
         )
     parts.append(
         f"{len(bad)} of {len(rows)} rows were timed while other processes competed for the CPU"
@@ -82,6 +83,11 @@ def _load_warning(report: dict[str, Any]) -> str | None:
         "the other processes than about the backend, so no speed-up is stated from them; re-run "
         "on a quiet machine (`--quiet-wait 120` waits for one)."
     )
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """`` †`` after a row timed under load (see the first conclusion)."""
+    return " †" if row.get("disturbed") else ""
 
 
 def _rate(v: float | None) -> str:
@@ -108,13 +114,14 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         sp = best.get("speedup_vs_eager")
         extra = f", {sp:.2f}x eager fp32" if sp is not None and not best.get("baseline") else ""
         out.append(
-            f"Batch {b}: fastest is {series_name(best)} on {best['device']} "
+            f"Batch {b}: fastest is {series_name(best)}{_mark(best)} on {best['device']} "
             f"(p50 {_fmt(best['latency_ms']['p50'])} ms, "
             f"{_fmt(best['throughput_ips'], 1)} img/s{extra})."
         )
     top = max(rows, key=lambda r: r["throughput_ips"])
     out.append(
-        f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)} on "
+        f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)}"
+        f"{_mark(top)} on "
         f"{top['device']} at batch {top['batch']}."
     )
     # Does batching pay off? Compare each series' smallest and largest batch.
