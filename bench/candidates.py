@@ -92,7 +92,7 @@ def plan_candidates(
         device: ``cpu`` or ``cuda[:N]`` (already resolved).
         test_norm: forced test-time normalisation for the torch runners and exports
             (None: the checkpoint's default), so every backend computes the same function.
-        threads: ONNX Runtime intra-op threads on the CPU (None: the runner's default; torch's
+        threads: ONNX Runtime intra-op threads, every provider (None: the runner's default; torch's
             thread count is set by the caller, it is process-wide).
         loaded: the checkpoint already loaded (reused for the temporary exports), or None.
     """
@@ -188,12 +188,12 @@ def plan_candidates(
             (
                 "onnxruntime CUDA",
                 "CUDAExecutionProvider",
-                {"device": device, "use_trt_provider": False},
+                {"device": device, "use_trt_provider": False, "threads": threads},
             ),
             (
                 "onnxruntime TensorRT-EP",
                 "TensorrtExecutionProvider",
-                {"device": device, "use_trt_provider": True},
+                {"device": device, "use_trt_provider": True, "threads": threads},
             ),
         ]
         for m in models:

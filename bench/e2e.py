@@ -33,6 +33,7 @@ import numpy as np
 
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import bgr8_to_tensor
+from p2p_deploy.media import files as files_mod
 from p2p_deploy.media.files import IMAGE_EXTS
 from p2p_deploy.media.images import read_image
 from p2p_deploy.media.resize import fit
@@ -55,7 +56,7 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted; DataError when there are none."""
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder.")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    files = files_mod.list_images(folder)
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in this folder.")
     return files

@@ -72,10 +72,8 @@ def git_commit(repo: Path = SOURCE_ROOT) -> dict[str, Any]:
 
 def gpu_info() -> dict[str, Any] | None:
     """GPU name, memory, compute capability, CUDA (torch's build), driver; None without CUDA."""
-    try:
-        import torch
-    except ImportError:
-        return None
+    import torch
+
     if not torch.cuda.is_available():
         return None
     idx = torch.cuda.current_device()
@@ -121,12 +119,9 @@ def collect() -> dict[str, Any]:
         },
         "git": git_commit(),
     }
-    try:
-        import torch
+    import torch
 
-        env["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        env["torch_threads"] = None
+    env["torch_threads"] = torch.get_num_threads()
     return env
 
 

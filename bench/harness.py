@@ -21,7 +21,7 @@ from p2p_deploy.bench.accuracy import compare
 from p2p_deploy.bench.memory import PeakMemory
 from p2p_deploy.bench.stats import summarize
 from p2p_deploy.bench.timing import TimingPolicy, TimingResult, time_callable
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def _latency_row(
         "iterations": e2e.iterations,
         "warmup_iterations": e2e.warmup_iterations,
         "median_stable": e2e.stable,
+        "load": e2e.load.to_dict() if e2e.load is not None else None,
         "median_drift_pct": round(100 * e2e.median_drift, 2)
         if np.isfinite(e2e.median_drift)
         else None,
@@ -172,11 +173,10 @@ def run_benchmark(
 
 def _one_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name for a backend's own error)."""
-    text = str(exc).strip()
-    first = text.splitlines()[0][:300] if text else ""
-    if isinstance(exc, P2PError):
-        return first or type(exc).__name__
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    first = first_line(exc, 300)
+    if isinstance(exc, P2PError) or first == type(exc).__name__:
+        return first
+    return f"{type(exc).__name__}: {first}"
 
 
 def _run_candidate(

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
-exec "$PY" -m p2p_deploy.bench.make_cpu_report --workdir "${WORKDIR:-/tmp/p2p-bench-cpu}" "$@"
+exec "$PY" -m p2p_deploy.bench.make_cpu_report --workdir "${WORKDIR:-bench-cpu-work}" "$@"

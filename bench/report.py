@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from p2p_deploy.atomic import atomic_path, write_json, write_text
+from p2p_deploy.bench.options import shown_path
 from p2p_deploy.bench.roofline import floor_conclusion
 from p2p_deploy.bench.schema import SCHEMA_VERSION
 
@@ -60,6 +60,43 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
+def _load_warning(report: dict[str, Any]) -> str | None:
+    """The first conclusion when other processes competed for the CPU, else None."""
+    rows = report["results"]
+    before = report.get("config", {}).get("load_before") or {}
+    bad = [r for r in rows if r.get("disturbed")]
+    if not bad and not before.get("disturbed"):
+        return None
+    parts = []
+    if before.get("disturbed"):
+        parts.append(
+            f"before timing, other processes used {before['other_cores']:.1f} of "
+            f"{before['usable_cores']} cores"
+            + (f" (1-min load {before['load_avg_1m']:.1f})" if before.get("load_avg_1m") else "")
+        )
+    parts.append(
+        f"{len(bad)} of {len(rows)} rows were timed while other processes competed for the CPU"
+        " (marked †)"
+    )
+    return (
+        "WARNING, timed under load: " + "; ".join(parts) + ". Their latencies say more about "
+        "the other processes than about the backend, so no speed-up is stated from them; re-run "
+        "on a quiet machine (`--quiet-wait 120` waits for one)."
+    )
+
+
+def _mark(row: dict[str, Any]) -> str:
+    """`` †`` after a row timed under load (see the first conclusion)."""
+    return " †" if row.get("disturbed") else ""
+
+
+def _rate(v: float | None) -> str:
+    """A rate with three significant digits (``96``, ``1,380``, ``0.042``); never a bare 0."""
+    if v is None:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def conclusions(report: dict[str, Any]) -> list[str]:
     """The sentences a user reads first: which backend at which batch, best throughput,
     accuracy and measurement caveats. Derived only from the report's own numbers."""
@@ -67,6 +104,9 @@ def conclusions(report: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if not rows:
         return ["No backend could run; see the skipped list for the reasons."]
+    load_line = _load_warning(report)
+    if load_line:
+        out.append(load_line)
     batches = sorted({r["batch"] for r in rows})
     for b in batches:
         at_b = [r for r in rows if r["batch"] == b]
@@ -74,13 +114,14 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         sp = best.get("speedup_vs_eager")
         extra = f", {sp:.2f}x eager fp32" if sp is not None and not best.get("baseline") else ""
         out.append(
-            f"Batch {b}: fastest is {series_name(best)} on {best['device']} "
+            f"Batch {b}: fastest is {series_name(best)}{_mark(best)} on {best['device']} "
             f"(p50 {_fmt(best['latency_ms']['p50'])} ms, "
             f"{_fmt(best['throughput_ips'], 1)} img/s{extra})."
         )
     top = max(rows, key=lambda r: r["throughput_ips"])
     out.append(
-        f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)} on "
+        f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)}"
+        f"{_mark(top)} on "
         f"{top['device']} at batch {top['batch']}."
     )
     # Does batching pay off? Compare each series' smallest and largest batch.
@@ -91,7 +132,7 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         gains = []
         for name, rs in by_series.items():
             rs = sorted(rs, key=lambda r: r["batch"])
-            if len(rs) > 1:
+            if len(rs) > 1 and not any(r.get("disturbed") for r in rs):  # no ratio from load
                 gains.append(f"{name} {rs[-1]['throughput_ips'] / rs[0]['throughput_ips']:.2f}x")
         if gains:
             out.append(
@@ -185,6 +226,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report."""
     cfg, rows = report["config"], report["results"]
     L: list[str] = ["# p2p-deploy benchmark", ""]
+    warning = _load_warning(report)
+    if warning:
+        L += [f"> **{warning}**", ""]
     L += ["## Conclusions", ""] + [f"- {c}" for c in report["conclusions"]] + [""]
     L += ["## Environment", ""] + _env_lines(report["environment"]) + [""]
     L += [
@@ -214,7 +258,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         err = r.get("max_abs_err")
         err_s = "–" if err is None else f"{err:.2e}"
         sp_s = "–" if sp is None else f"{sp:.2f}x"
-        stable = "" if r.get("median_stable", True) else " ⚠"
+        stable = ("" if r.get("median_stable", True) else " ⚠") + (
+            " †" if r.get("disturbed") else ""
+        )
         cells = [
             r.get("label") or r["backend"],
             r["precision"],
@@ -225,7 +271,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             _fmt(lat["p99"]),
             _fmt(r.get("model_ms")),
             _fmt(r["throughput_ips"], 1),
-            _fmt(r.get("achieved_gflops"), 0),
+            _rate(r.get("achieved_gflops")),
             sp_s,
             err_s,
             acc,
@@ -235,6 +281,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
         L.append("| " + " | ".join(cells) + " |")
     L += ["", "⚠ = median not stable (see conclusions).", ""]
+    if any(r.get("disturbed") for r in rows):
+        L[-1:] = [
+            "† = timed while other processes used the CPU (the row's `load` in report.json): "
+            "not this backend's speed, and no speed-up is given for it.",
+            "",
+        ]
     L += [f"![latency]({LATENCY_PNG})", "", f"![throughput]({THROUGHPUT_PNG})", ""]
     if report.get("skipped"):
         L += ["### Not measured", ""]
@@ -247,7 +299,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         L += [
             "## End to end",
             "",
-            f"`{e2e['source']}` ({e2e['kind']}), {e2e['frames']} frames, batch {e2e['batch']}, "
+            f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, "
+            f"batch {e2e['batch']}, "
             f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
             f"Method: {e2e.get('method', '')}."
             + (
@@ -425,7 +478,3 @@ def write_index(reports_dir: str | Path) -> Path:
     write_text(path, "\n".join(lines) + "\n")
     return path
 
-
-def is_finite_number(v: Any) -> bool:
-    """True for an int/float that is neither NaN nor infinite (used by the schema tests)."""
-    return isinstance(v, int | float) and math.isfinite(v)

@@ -55,11 +55,14 @@ def compute_floor(gflop_per_image: float, device: str) -> dict[str, Any]:
 def annotate_rows(rows: list[dict[str, Any]], gflop_per_image: float) -> None:
     """Add ``achieved_gflops`` (sustained rate from the row's throughput) to every row."""
     for r in rows:
-        r["achieved_gflops"] = round(gflop_per_image * r["throughput_ips"], 1)
+        # Four significant digits, not one decimal: a tiny model's eager row runs at well
+        # under 0.05 GFLOP/s, which a fixed rounding turned into 0.
+        r["achieved_gflops"] = float(f"{gflop_per_image * r['throughput_ips']:.4g}")
 
 
 def floor_conclusion(rows: list[dict[str, Any]], floor: dict[str, Any]) -> str | None:
     """One sentence: the fastest batch-1 row against the fp32 (and fp16) floor."""
+    rows = [r for r in rows if not r.get("disturbed")]  # a loaded row is not the backend's speed
     if not rows or not floor.get("rates_gflops"):
         return None
     b = min(r["batch"] for r in rows)

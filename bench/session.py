@@ -7,116 +7,61 @@ stays a thin layer (argument parsing, progress bar, printing).
 from __future__ import annotations
 
 import logging
-import shlex
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from p2p_deploy.atomic import check_writable_dir
 from p2p_deploy.bench import environment
 from p2p_deploy.bench.candidates import BENCH_BACKENDS, plan_candidates, resolve_device
 from p2p_deploy.bench.harness import HarnessResult, Skipped, make_inputs, run_benchmark
+from p2p_deploy.bench.load import mark_disturbed, wait_for_quiet
+from p2p_deploy.bench.options import BenchArgs, shown_path
 from p2p_deploy.bench.report import build_report, write_index, write_report
 from p2p_deploy.bench.roofline import annotate_rows, compute_floor
 from p2p_deploy.bench.timing import TimingPolicy
 from p2p_deploy.devices import parse_device
-from p2p_deploy.errors import DataError, P2PError
+from p2p_deploy.errors import DataError, P2PError, UsageError
 from p2p_deploy.models.flops import generator_flops
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class BenchArgs:
-    """Everything ``p2p bench`` takes (the report's ``config`` section)."""
-
-    checkpoint: Path | None = None
-    onnx: list[Path] = field(default_factory=list)
-    engine: list[Path] = field(default_factory=list)
-    backends: list[str] = field(default_factory=lambda: list(BENCH_BACKENDS))
-    batch: list[int] = field(default_factory=lambda: [1, 4])
-    warmup: float = 2.0
-    duration: float = 10.0
-    min_iters: int = 10
-    device: str = "auto"
-    test_norm: str | None = None
-    folder: Path | None = None
-    video: Path | None = None
-    e2e_batch: int | None = None
-    max_frames: int | None = None
-    seed: int = 0
-    threads: int | None = None
-    out: Path | None = None
-
-    def command(self) -> str:
-        """The ``p2p bench`` command line that reproduces this run."""
-        parts = ["p2p", "bench"]
-        if self.checkpoint:
-            parts += ["--checkpoint", str(self.checkpoint)]
-        for p in self.onnx:
-            parts += ["--onnx", str(p)]
-        for p in self.engine:
-            parts += ["--engine", str(p)]
-        parts += ["--backends", ",".join(self.backends), "--batch", ",".join(map(str, self.batch))]
-        parts += ["--warmup", f"{self.warmup:g}", "--duration", f"{self.duration:g}"]
-        parts += ["--min-iters", str(self.min_iters), "--device", self.device]
-        if self.test_norm:
-            parts += ["--test-norm", self.test_norm]
-        if self.folder:
-            parts += ["--folder", str(self.folder)]
-        if self.video:
-            parts += ["--video", str(self.video)]
-        if self.e2e_batch:
-            parts += ["--e2e-batch", str(self.e2e_batch)]
-        if self.max_frames:
-            parts += ["--max-frames", str(self.max_frames)]
-        if self.seed:
-            parts += ["--seed", str(self.seed)]
-        if self.threads:
-            parts += ["--threads", str(self.threads)]
-        if self.out:
-            parts += ["--out", str(self.out)]
-        return shlex.join(parts)
-
-    def to_config(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {
-            k: (
-                str(v)
-                if isinstance(v, Path)
-                else [str(x) for x in v]
-                if k in ("onnx", "engine")
-                else v
-            )
-            for k, v in d.items()
-        }
-
-
 def validate(args: BenchArgs) -> None:
     """Check the arguments before anything runs; raises P2PError naming the bad one."""
     if args.checkpoint is None and not args.onnx and not args.engine:
-        raise P2PError("nothing to benchmark: give --checkpoint, --onnx or --engine.")
+        raise UsageError("nothing to benchmark: give --checkpoint, --onnx or --engine.")
     if not args.batch or min(args.batch) < 1:
-        raise P2PError(f"batch sizes must be positive integers, got {args.batch}.")
+        raise UsageError(f"--batch: sizes must be positive integers, got {args.batch}.")
     if args.folder is not None and args.video is not None:
-        raise P2PError("give --folder or --video for the end-to-end run, not both.")
+        raise UsageError("give --folder or --video for the end-to-end run, not both.")
     if args.warmup < 0 or args.duration <= 0:
-        raise P2PError("--warmup must be >= 0 and --duration > 0 seconds.")
+        raise UsageError("--warmup must be >= 0 and --duration > 0 seconds.")
+    if args.test_norm not in (None, "stats", "running"):
+        raise UsageError(f"--test-norm {args.test_norm!r}: use stats or running.")
+    if args.quiet_wait < 0:
+        raise UsageError(f"--quiet-wait must be >= 0 seconds, got {args.quiet_wait:g}.")
     for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:
         if p is not None and not Path(p).exists():
             raise P2PError(f"{p}: no such file or folder.")
+    # The report is written after all the timing: an unwritable --out must fail now.
+    check_writable_dir(args.out or Path.cwd() / environment.DEFAULT_REPORTS, "--out")
     if args.video is not None:
         from p2p_deploy.media.video import VideoSource
 
         with VideoSource(args.video):  # unreadable: say so now, not after every row is timed
             pass
-    parse_device(args.device)  # auto, cpu, cuda or cuda:N (the one device grammar)
+    try:
+        parse_device(args.device)  # auto, cpu, cuda or cuda:N (the one device grammar)
+    except P2PError as exc:
+        raise UsageError(str(exc)) from None
     if args.threads is not None and args.threads < 1:
-        raise P2PError(f"--threads must be at least 1, got {args.threads}.")
-    unknown = set(args.backends) - set(BENCH_BACKENDS)
+        raise UsageError(f"--threads must be at least 1, got {args.threads}.")
+    unknown = set(args.backends or ()) - set(BENCH_BACKENDS)
     if unknown:
-        raise P2PError(
+        raise UsageError(
             f"unknown backend(s) {', '.join(sorted(unknown))}: use {', '.join(BENCH_BACKENDS)}."
         )
 
@@ -149,7 +94,7 @@ def _model_info(args: BenchArgs) -> ModelInfo:
         desc = (
             f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
             f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per image "
-            f"(`{args.checkpoint}`)"
+            f"(`{shown_path(args.checkpoint)}`)"
         )
         return ModelInfo(cfg.image_size, tn, desc, gflop, loaded)
     model = (args.onnx or args.engine)[0]
@@ -158,7 +103,7 @@ def _model_info(args: BenchArgs) -> ModelInfo:
     gflop = generator_flops(side.generator_config) / 1e9
     desc = (
         f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
-        f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{model}`)"
+        f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{shown_path(model)}`)"
     )
     return ModelInfo(side.image_size, side.test_norm, desc, gflop)
 
@@ -216,6 +161,19 @@ def run_bench(
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.threads)  # OpenCV's pool decodes and resizes in the e2e run
+    # Before anything is timed: is another process using the CPU? Wait for it (bounded).
+    before, waited = wait_for_quiet(args.quiet_wait, sample_s=1.0 if args.quiet_wait else 0.5)
+    if before.disturbed:
+        log.warning(
+            "WARNING: the machine is busy (%s); rows timed under load are marked and give no "
+            "speed-up. Re-run on a quiet machine%s.",
+            before.describe(),
+            "" if args.quiet_wait else " or with --quiet-wait SECONDS",
+        )
     env = environment.collect()
     device = resolve_device(args.device)
     info = _model_info(args)
@@ -231,7 +189,7 @@ def run_bench(
 
         images = load_folder_inputs(args.folder, image_size, max(batches))
         inputs_desc = (
-            f"{len(images)} images of `{args.folder}` fitted to {image_size} px "
+            f"{len(images)} images of `{shown_path(args.folder)}` fitted to {image_size} px "
             "(repeated to fill a batch)"
         )
     inputs = make_inputs(image_size, max(batches), args.seed, images)
@@ -243,7 +201,11 @@ def run_bench(
             onnx=onnx,
             engines=engines,
             # --onnx given but none matches: no temporary export stands in for them.
-            backends=[b for b in args.backends if b != "onnxruntime" or onnx or not args.onnx],
+            backends=[
+                b
+                for b in (args.backends or BENCH_BACKENDS)
+                if b != "onnxruntime" or onnx or not args.onnx
+            ],
             device=device,
             test_norm=args.test_norm,
             workdir=Path(tmp),
@@ -255,6 +217,7 @@ def run_bench(
             on_plan(len(cands) * len(batches))
         result = run_benchmark(cands, batches, policy, inputs, on_progress)
         result.skipped[:0] = skipped
+        mark_disturbed(result.rows)
         if not result.rows:
             reasons = "; ".join(f"{s.label}: {s.reason}" for s in result.skipped) or "no candidates"
             raise P2PError(f"no backend could run ({reasons}).")
@@ -276,6 +239,7 @@ def run_bench(
         "min_iters": args.min_iters,
         "model_desc": model_desc,
         "inputs_desc": inputs_desc,
+        "load_before": {**before.to_dict(), "waited_s": round(waited, 1)},
     }
     report = build_report(
         env, config, args.command(), result.rows, [s.to_dict() for s in result.skipped], e2e

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from p2p_deploy.bench.load import LoadMeter, LoadSample
 from p2p_deploy.bench.stats import median_drift
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class TimingResult:
         elapsed_s: wall time of the timed phase.
         median_drift: relative first-half/second-half median difference of ``samples_ms``.
         stable: ``median_drift <= policy.stable_tol``.
+        load: the CPU this process got and the CPU other processes took during the timed
+            phase (:mod:`bench.load`); its ``disturbed`` marks a timing that competed.
     """
 
     samples_ms: list[float]
@@ -65,6 +68,7 @@ class TimingResult:
     elapsed_s: float
     median_drift: float
     stable: bool
+    load: LoadSample | None = None
 
 
 def time_callable(
@@ -103,6 +107,7 @@ def time_callable(
         def make_event() -> Any:  # noqa: F811 - one definition per branch
             return torch.cuda.Event(enable_timing=True)
 
+    meter = LoadMeter().start()
     start = time.perf_counter()
     deadline = start + policy.duration_s
     hard_deadline = start + policy.duration_s * max(policy.extend_factor, 1.0)
@@ -129,6 +134,7 @@ def time_callable(
             if drift <= policy.stable_tol or now >= hard_deadline:
                 break
     elapsed = time.perf_counter() - start
+    load = meter.stop()
     drift = median_drift(samples)
     stable = drift <= policy.stable_tol
     if not stable:
@@ -139,4 +145,6 @@ def time_callable(
             100 * drift,
         )
     model = [float(a.elapsed_time(b)) for a, b in events] if events else None
-    return TimingResult(samples, model, warm, len(samples), elapsed, drift, stable)
+    if load.disturbed:
+        log.warning("timed under load: %s", load.describe())
+    return TimingResult(samples, model, warm, len(samples), elapsed, drift, stable, load)

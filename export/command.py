@@ -6,24 +6,20 @@ name only after its checks passed, so a failed export never leaves a file that l
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
-import shutil
-import tempfile
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from p2p_deploy.atomic import clean_stale_temps, temp_prefix
+from p2p_deploy.atomic import StagedFiles, check_writable_dir
 from p2p_deploy.deps import available
-from p2p_deploy.errors import MissingDependency, P2PError
+from p2p_deploy.errors import MissingDependency, P2PError, UsageError
+from p2p_deploy.export.options import IO_CHOICES, ExportOptions
 from p2p_deploy.export.tensorrt_build import (
-    DEFAULT_BATCH,
-    DEFAULT_WORKSPACE_GIB,
     INSTALL_HINT,
     BatchProfile,
     NoTensorRTGpu,
@@ -39,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ONNX_NAMES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx"}
-IO_CHOICES = {"fp32": "float32", "fp16": "float16"}
+# Every model an export writes, whatever the precision: model.onnx, model_fp16.plan, ...
+MODEL_FILE = re.compile(r"model(_\w+)?\.(onnx|plan|engine)")
 
 
 @dataclass
@@ -61,145 +58,109 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def ensure_writable_dir(path: Path) -> None:
-    """Create ``path`` if needed and check a file can be written there.
+def existing_export(out_dir: Path) -> list[Path]:
+    """The model files of an earlier export in ``out_dir`` (``model*.onnx``, ``model*.plan``,
+    whatever the precision) and their sidecars."""
+    if not out_dir.is_dir():
+        return []
+    models = [p for p in out_dir.iterdir() if p.is_file() and MODEL_FILE.fullmatch(p.name)]
+    return sorted({*models, *(sidecar_for(p) for p in models if sidecar_for(p).exists())})
+
+
+def _other_checkpoints(models: list[Path], sha: str) -> list[Path]:
+    """The models among ``models`` not exported from the checkpoint whose sha256 is ``sha``
+    (a model without a readable sidecar counts as another's)."""
+    others = []
+    for model in models:
+        try:
+            same = ModelSidecar.read(model).checkpoint_sha256 == sha
+        except P2PError:
+            same = False
+        if not same:
+            others.append(model)
+    return others
+
+
+def _check_outputs(opts: ExportOptions, sha: str) -> None:
+    """Every output is checked before any work: --out, --triton, and an earlier export of
+    another checkpoint (``sha``: this checkpoint's sha256)."""
+    check_writable_dir(opts.out, "--out")
+    if opts.triton is not None:
+        check_writable_dir(opts.triton, "--triton")
+    old = [p for p in existing_export(opts.out) if p.suffix != ".json"]
+    others = _other_checkpoints(old, sha)
+    if others and not opts.overwrite:
+        raise UsageError(
+            f"{opts.out}: holds an export of another checkpoint "
+            f"({', '.join(p.name for p in others)}); give --overwrite to replace that whole "
+            "set, or choose another --out (one folder never mixes the models of two exports)."
+        )
+
+
+def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None) -> ExportResult:
+    """Export a generator checkpoint as ``opts`` says; the function behind ``p2p export``.
+
+    Writes into ``opts.out``: ``model.onnx`` (always), ``model_fp16.onnx`` and
+    ``model_fp16.plan`` (with ``fp16``), ``model_fp32.plan`` (with ``fp32_engine``), each with
+    ``<name>.json``. An earlier export there of another checkpoint is refused unless
+    ``opts.overwrite``; an earlier export's models (all of them) are removed just before the new
+    ones are moved in, so the folder never holds models of two exports. ``on_step`` is called
+    with a short description before each stage.
 
     Raises:
-        P2PError: it is a file, cannot be created, or is not writable.
-    """
-    if path.exists() and not path.is_dir():
-        raise P2PError(f"{path}: output path exists and is not a folder.")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=temp_prefix("p2p-write-test")):
-            pass
-    except OSError as exc:
-        raise P2PError(
-            f"{path}: output folder cannot be written ({exc.strerror or exc})."
-        ) from None
-
-
-@contextlib.contextmanager
-def _staging(out_dir: Path) -> Iterator[Path]:
-    """A hidden temporary folder inside ``out_dir`` (same file system: renames are atomic).
-
-    Its name carries the writer's host and pid (``p2p_deploy.atomic.temp_prefix``): staging
-    folders that killed exports left are removed here first, never a live one."""
-    clean_stale_temps(out_dir, recursive=False)
-    stage = Path(tempfile.mkdtemp(prefix=temp_prefix("p2p-export"), dir=out_dir))
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _promote(staged: Path, out_dir: Path) -> list[Path]:
-    """Move a staged model and its sidecar into ``out_dir`` (sidecar first: a reader that finds
-    the model always finds its matching sidecar)."""
-    final = out_dir / staged.name
-    os.replace(sidecar_for(staged), sidecar_for(final))
-    os.replace(staged, final)
-    return [final, sidecar_for(final)]
-
-
-def run_export(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    *,
-    fp16: bool = False,
-    io: str = "fp32",
-    opset: int = 17,
-    batch: str | BatchProfile = DEFAULT_BATCH,
-    test_norm: str | None = None,
-    engine: bool | None = None,
-    fp32_engine: bool = False,
-    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-    timing_cache: str | Path | None = None,
-    version_compatible: bool = False,
-    hardware_compatible: bool = False,
-    triton_dir: str | Path | None = None,
-    triton_model_name: str = "p2p_generator",
-    skip_parity: bool = False,
-    on_step: Callable[[str], None] | None = None,
-) -> ExportResult:
-    """Export a generator checkpoint; the function behind ``p2p export``.
-
-    Args:
-        checkpoint: run folder, ``.safetensors`` (+ ``.json``), or canonical ``latest_net_G.pth``.
-        out_dir: folder for ``model.onnx`` (always), ``model_fp16.onnx`` and ``model_fp16.plan``
-            (with ``fp16``), ``model_fp32.plan`` (with ``fp32_engine``), each with ``<name>.json``.
-        fp16: also export the fp16 ONNX and (TensorRT permitting) the FP16 engine.
-        io: I/O dtype of the fp16 model, ``fp32`` (Casts inside the graph) or ``fp16``.
-        opset: ONNX opset (>= 17).
-        batch: TensorRT batch profile ``MIN:OPT:MAX``; its max is Triton's max batch size.
-        test_norm: ``stats`` / ``running``; default: ``stats`` for batch norm.
-        engine: ``None`` = build the FP16 engine when ``fp16`` and TensorRT is installed (skipped
-            with a note otherwise); ``True`` = required (implies ``fp16``; missing TensorRT is an
-            error); ``False`` = never.
-        fp32_engine: also build ``model_fp32.plan`` (required: missing TensorRT is an error).
-        workspace_gib / timing_cache / version_compatible / hardware_compatible: TensorRT build.
-        triton_dir: also write a Triton model repository there (the best model exported).
-        skip_parity: skip the ONNX Runtime parity checks.
-        on_step: called with a short description before each stage (for progress display).
-    Raises:
-        P2PError (CheckpointError, MissingDependency, ...): a one-line reason.
+        P2PError (UsageError, CheckpointError, MissingDependency, ...): a one-line reason.
     """
     import torch
 
-    from p2p_deploy.checkpoint import file_sha256, load_generator
+    from p2p_deploy.checkpoint import file_sha256, load_generator, resolve_checkpoint
     from p2p_deploy.export.onnx_export import check_opset, export_onnx
     from p2p_deploy.export.parity import check_onnx_parity
     from p2p_deploy.models.inference import prepare_generator
 
     step = on_step or (lambda _msg: None)
     result = ExportResult()
-    profile = batch if isinstance(batch, BatchProfile) else parse_batch_profile(batch)
-    if io not in IO_CHOICES:
-        raise P2PError(f"--io {io!r}: use fp32 or fp16.")
-    check_opset(opset)  # before out_dir is created: a bad flag leaves nothing behind
-    if not workspace_gib > 0:
-        raise P2PError(f"--workspace {workspace_gib}: must be a positive number of GiB.")
-    if engine:
-        fp16 = True
-    if io == "fp16" and not fp16:
-        raise P2PError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
-
+    try:
+        profile = parse_batch_profile(opts.batch)
+        check_opset(opts.opset)  # before out is created: a bad flag leaves nothing behind
+    except P2PError as exc:
+        raise UsageError(str(exc)) from None
     missing = [m for m in ("tensorrt", "polygraphy") if not available(m)]
-    if (engine or fp32_engine) and missing:
+    if (opts.engine or opts.fp32_engine) and missing:
         # Asked for explicitly: fail before spending minutes on exports that were not the point.
-        which = "model_fp32.plan" if fp32_engine and not engine else "model_fp16.plan"
+        which = "model_fp32.plan" if opts.fp32_engine and not opts.engine else "model_fp16.plan"
         raise MissingDependency(
             f"{which} was asked for, but {' and '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed here: {INSTALL_HINT}."
         )
+    _check_outputs(opts, file_sha256(resolve_checkpoint(opts.checkpoint)))
 
     t = time.perf_counter()
     step("loading checkpoint")
-    loaded = load_generator(checkpoint)  # before touching out_dir: a bad checkpoint writes nothing
+    loaded = load_generator(opts.checkpoint)  # before touching out: a bad one writes nothing
     sha = file_sha256(loaded.path)
     result.seconds["load"] = time.perf_counter() - t
-    out_dir = Path(out_dir)
-    ensure_writable_dir(out_dir)
+    out_dir = Path(opts.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
-    precisions = ["fp32"] + (["fp16"] if fp16 else [])
     finals: dict[str, Path] = {}
     reference = None  # the eager fp32 module in the exports' test-norm mode, built once
-    with _staging(out_dir) as stage:
-        for prec in precisions:
+    with StagedFiles(out_dir, stem="p2p-export") as stage:
+        staged_models = []
+        for prec in opts.precisions:
             t = time.perf_counter()
             step(f"exporting {ONNX_NAMES[prec]}")
-            staged = stage / ONNX_NAMES[prec]
+            staged = stage.path / ONNX_NAMES[prec]
             side = export_onnx(
                 loaded.model,
                 staged,
                 precision=prec,
-                test_norm=test_norm,
-                opset=opset,
-                io_dtype=IO_CHOICES[io] if prec == "fp16" else "float32",
+                test_norm=opts.test_norm,
+                opset=opts.opset,
+                io_dtype=IO_CHOICES[opts.io] if prec == "fp16" else "float32",
                 checkpoint_sha256=sha,
             )
             result.seconds[f"onnx_{prec}"] = time.perf_counter() - t
-            if not skip_parity:
+            if not opts.skip_parity:
                 t = time.perf_counter()
                 step(f"parity check of {ONNX_NAMES[prec]}")
                 if reference is None:
@@ -212,34 +173,27 @@ def run_export(
                 result.seconds[f"parity_{prec}"] = time.perf_counter() - t
                 side = dataclasses.replace(side, extra={**side.extra, "parity": report.to_dict()})
                 side.write(staged)
-            written = _promote(staged, out_dir)
-            finals[prec] = written[0]
-            result.files += written
-            result.models.append(written[0])
+            staged_models.append((prec, staged))
+        # Every new model passed its checks: only now the earlier export goes, as a whole.
+        for old in existing_export(out_dir):
+            old.unlink()
+        for prec, staged in staged_models:
+            # Sidecar first: a reader that finds the model always finds its sidecar.
+            side_final, final = stage.promote(sidecar_for(staged), staged)
+            finals[prec] = final
+            result.files += [final, side_final]
+            result.models.append(final)
 
-    plans = _build_engines(
-        result,
-        finals,
-        out_dir,
-        profile,
-        engine=engine,
-        fp16=fp16,
-        fp32_engine=fp32_engine,
-        workspace_gib=workspace_gib,
-        timing_cache=timing_cache,
-        version_compatible=version_compatible,
-        hardware_compatible=hardware_compatible,
-        step=step,
-    )
-    if triton_dir is not None:
+    plans = _build_engines(result, finals, out_dir, profile, opts, step)
+    if opts.triton is not None:
         from p2p_deploy.export.triton import write_triton_repository
 
         best = plans.get("fp16") or plans.get("fp32") or finals.get("fp16") or finals["fp32"]
         step(f"writing Triton repository for {best.name}")
         config = write_triton_repository(
             best,
-            triton_dir,
-            model_name=triton_model_name,
+            opts.triton,
+            model_name=opts.triton_name,
             max_batch_size=profile.max,
             preferred_batch_sizes=[profile.opt, profile.max],
         )
@@ -252,21 +206,14 @@ def _build_engines(
     onnx_files: dict[str, Path],
     out_dir: Path,
     profile: BatchProfile,
-    *,
-    engine: bool | None,
-    fp16: bool,
-    fp32_engine: bool,
-    workspace_gib: float,
-    timing_cache: str | Path | None,
-    version_compatible: bool,
-    hardware_compatible: bool,
+    opts: ExportOptions,
     step: Callable[[str], None],
 ) -> dict[str, Path]:
     """Build the requested plans; returns precision -> plan path."""
     wanted: list[tuple[str, bool]] = []  # (precision, required)
-    if fp16 and engine is not False:
-        wanted.append(("fp16", bool(engine)))
-    if fp32_engine:
+    if opts.with_fp16 and opts.engine is not False:
+        wanted.append(("fp16", bool(opts.engine)))
+    if opts.fp32_engine:
         wanted.append(("fp32", True))
     plans: dict[str, Path] = {}
     if not wanted:
@@ -282,10 +229,10 @@ def _build_engines(
                 onnx_files[prec],
                 plan,
                 profile=profile,
-                workspace_gib=workspace_gib,
-                timing_cache=timing_cache,
-                version_compatible=version_compatible,
-                hardware_compatible=hardware_compatible,
+                workspace_gib=opts.workspace,
+                timing_cache=opts.timing_cache,
+                version_compatible=opts.version_compatible,
+                hardware_compatible=opts.hardware_compatible,
                 reference_onnx=onnx_files["fp32"],  # engine parity against ONNX Runtime fp32
             )
         except MissingDependency as exc:  # tensorrt or polygraphy (named in its message)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from p2p_deploy.atomic import atomic_path
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.export.fp16 import (
     IO_DTYPES,
     HalfPrecisionGenerator,
@@ -185,15 +185,13 @@ def export_onnx(
                 )
                 program.save(str(tmp))
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise P2PError(f"{out_path}: ONNX export failed ({msg[:300]}).") from None
+            raise P2PError(f"{out_path}: ONNX export failed ({first_line(exc, 300)}).") from None
         proto = onnx.load(str(tmp))
         try:
             onnx.checker.check_model(proto, full_check=True)
         except onnx.checker.ValidationError as exc:
-            first = str(exc).strip().splitlines()[0]
             raise P2PError(
-                f"{out_path}: the exported graph fails onnx.checker ({first[:300]})."
+                f"{out_path}: the exported graph fails onnx.checker ({first_line(exc, 300)})."
             ) from None
         got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         if got_opset != opset:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from p2p_deploy.deps import require
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.imaging import psnr
 from p2p_deploy.sidecar import ModelSidecar
 
@@ -160,8 +160,9 @@ def ort_session(onnx_path: str | Path, threads: int | None = None):
             str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise P2PError(f"{onnx_path}: ONNX Runtime cannot load it ({first[:300]}).") from None
+        raise P2PError(
+            f"{onnx_path}: ONNX Runtime cannot load it ({first_line(exc, 300)})."
+        ) from None
 
 
 def check_onnx_parity(

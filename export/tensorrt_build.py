@@ -18,19 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2p_deploy.atomic import write_bytes
+from p2p_deploy.atomic import StagedFiles, write_bytes
 from p2p_deploy.deps import require
-from p2p_deploy.errors import MissingDependency, P2PError
+from p2p_deploy.errors import MissingDependency, P2PError, first_line
 from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -211,7 +208,7 @@ def write_plan(
     side: ModelSidecar,
     check: Callable[[Path], dict[str, Any]] | None = None,
 ) -> ModelSidecar:
-    """Write the plan and its sidecar as ``export.command._promote`` does for ONNX files: both
+    """Write the plan and its sidecar as ``run_export`` writes ONNX files: both
     staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
     never leaves a new plan beside an old sidecar (or a plan without its sidecar).
 
@@ -220,29 +217,18 @@ def write_plan(
     nothing new is left under ``plan_path``. Returns the sidecar written.
     """
     plan_path = Path(plan_path)
-    plan_path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".p2p-engine-", dir=plan_path.parent))
-    try:
-        staged = stage / plan_path.name
+    with StagedFiles(plan_path.parent, stem="p2p-engine") as stage:
+        staged = stage.path / plan_path.name
         write_bytes(staged, data)
         side.write(staged)
         if check is not None:
             side = dataclasses.replace(side, extra={**side.extra, **check(staged)})
             side.write(staged)
-        os.replace(sidecar_for(staged), sidecar_for(plan_path))
-        os.replace(staged, plan_path)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        stage.promote(sidecar_for(staged), staged)
     return side
 
 
 # --- the build -------------------------------------------------------------------------------
-
-
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception's first line (its type name when it has no text)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def format_parser_errors(parser: Any) -> str:

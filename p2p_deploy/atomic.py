@@ -178,3 +178,98 @@ def write_text(final: str | os.PathLike[str], text: str) -> None:
 def write_json(final: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     write_text(final, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+class StagedFiles:
+    """Stage-then-promote for files that belong together (a model and its sidecar).
+
+    The files are written into a hidden temporary folder inside ``folder`` (same file system,
+    so the moves are atomic renames) and moved under their final names with :meth:`promote`
+    only once complete, in the order given; leaving the ``with`` block removes whatever was
+    not promoted. A failed write therefore never leaves a file that looks finished::
+
+        with StagedFiles(out_dir, stem="p2p-export") as stage:
+            write(stage.path / "model.onnx")
+            stage.promote(stage.path / "model.onnx.json", stage.path / "model.onnx")
+
+    The staging folder's name carries the writer's host and pid (:func:`temp_prefix`), so
+    staging folders that killed processes left in ``folder`` are removed on entering, never a
+    live one.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], stem: str = "p2p-stage") -> None:
+        self.folder = Path(folder)
+        self.stem = stem
+        self.path = Path()  # the staging folder, created on entering the block
+
+    def __enter__(self) -> StagedFiles:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(self.folder, recursive=False)
+        self.path = Path(tempfile.mkdtemp(prefix=temp_prefix(self.stem), dir=self.folder))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def promote(self, *staged: Path) -> list[Path]:
+        """Move each staged file to ``folder`` under its own name, in order; their final paths."""
+        finals = []
+        for src in staged:
+            final = self.folder / Path(src).name
+            set_default_mode(src)
+            os.replace(src, final)
+            finals.append(final)
+        return finals
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself or its closest ancestor that exists."""
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _try_write(path: Path, folder: Path, flag: str, what: str) -> None:
+    """Create and remove a temporary file in ``folder``: the one test root cannot bypass
+    (a read-only file system), and it names the OS's reason."""
+    from p2p_deploy.errors import UsageError
+
+    try:
+        if not folder.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=temp_prefix("p2p-write-test")):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UsageError(f"{flag} {path}: {what} ({reason}: {folder}).") from None
+
+
+def check_writable_dir(path: str | os.PathLike[str], flag: str) -> None:
+    """Before any work: ``path`` is, or can become, a folder this process can write into.
+
+    Creates nothing (a refused command leaves no empty folder behind).
+
+    Raises:
+        UsageError: naming ``flag``: it is a file, lies under a file, or cannot be written.
+    """
+    from p2p_deploy.errors import UsageError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path}: output path exists and is not a folder.")
+    _try_write(path, _nearest_existing(path), flag, "output folder cannot be written")
+
+
+def check_writable_file(path: str | os.PathLike[str], flag: str) -> None:
+    """Before any work: a file can be written at ``path`` (replacing a file, never a folder).
+
+    Raises:
+        UsageError: naming ``flag``: it is a folder, lies under a file, or cannot be written.
+    """
+    from p2p_deploy.errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder; give a file name.")
+    _try_write(path, _nearest_existing(path.parent), flag, "file cannot be written")

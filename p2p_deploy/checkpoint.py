@@ -21,7 +21,7 @@ from p2p_deploy import __version__
 from p2p_deploy.atomic import atomic_path, write_json
 from p2p_deploy.canonical import convert_state_dict, infer_config, is_canonical
 from p2p_deploy.config import GeneratorConfig
-from p2p_deploy.errors import CheckpointError
+from p2p_deploy.errors import CheckpointError, first_line
 from p2p_deploy.models.generator import UNetGenerator
 
 FORMAT = "p2p-deploy/generator"
@@ -39,17 +39,6 @@ class LoadedGenerator:
     path: Path  # the weights file actually read
     meta: dict[str, Any] = field(default_factory=dict)  # the sidecar JSON (empty for canonical)
     source: str = "p2p"  # "p2p" or "canonical"
-
-
-def exc_summary(exc: BaseException, limit: int = 200) -> str:
-    """The first sentence of ``exc``'s first line (at most ``limit`` characters).
-
-    torch's load errors go on for a paragraph ("... This is an internal miniz error. If you
-    are seeing this error, ..."); a one-line user message needs only what went wrong.
-    """
-    text = (str(exc).strip().splitlines() or [""])[0] or exc.__class__.__name__
-    # Without its full stop: callers put it in parentheses before their own.
-    return text.partition(". ")[0].rstrip(".")[:limit]
 
 
 def sidecar_path(weights: Path) -> Path:
@@ -116,9 +105,6 @@ def save_generator(
 
 
 def _load_safetensors(weights: Path) -> LoadedGenerator:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     side = sidecar_path(weights)
     if not side.is_file():
         raise CheckpointError(f"{weights}: no architecture sidecar {side.name} beside it.")
@@ -129,16 +115,66 @@ def _load_safetensors(weights: Path) -> LoadedGenerator:
     if meta.get("format") != FORMAT or "generator" not in meta:
         raise CheckpointError(f"{side}: not a p2p-deploy generator sidecar.")
     cfg = GeneratorConfig.from_dict(meta["generator"])
+    return LoadedGenerator(_build(cfg, read_weights(weights), weights), cfg, weights, meta, "p2p")
+
+
+def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``generator.safetensors``, as a state dict on the CPU (no model built).
+
+    Raises:
+        CheckpointError: missing, truncated or not a safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: no generator weights there.")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{weights}: corrupt or truncated safetensors file ({exc})."
+            f"{weights}: corrupt or truncated safetensors file ({first_line(exc)})."
         ) from None
-    return LoadedGenerator(_build(cfg, state, weights), cfg, weights, meta, "p2p")
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6: a zip archive
+PICKLE_PROTOCOLS = range(2, 6)  # the legacy format: a pickle stream, b"\x80" + protocol
+
+
+def _check_pth_container(weights: Path) -> None:
+    """Say what a ``.pth`` is when it is no torch file at all, or a cut one, before torch's
+    own messages ("[Errno 22] Invalid argument", "pickled Python objects" for random bytes).
+
+    Raises:
+        CheckpointError: empty, neither a zip archive nor a pickle, or a zip cut short.
+    """
+    import zipfile
+
+    try:
+        with open(weights, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"{weights}: cannot read file ({exc.strerror or exc}).") from None
+    size = weights.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{weights}: empty file, not a torch checkpoint.")
+    if head == ZIP_MAGIC:
+        if not zipfile.is_zipfile(weights):  # the central directory sits at the very end
+            raise CheckpointError(
+                f"{weights}: truncated torch checkpoint (a zip archive whose end is missing; "
+                f"{size:,} bytes); copy or download it again."
+            )
+        return
+    if not (head[:1] == b"\x80" and len(head) > 1 and head[1] in PICKLE_PROTOCOLS):
+        raise CheckpointError(
+            f"{weights}: not a torch checkpoint (neither the zip archive torch.save writes nor a "
+            f"legacy pickle; it starts with bytes {head.hex(' ')})."
+        )
 
 
 def _load_pth(weights: Path) -> LoadedGenerator:
+    _check_pth_container(weights)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad pickle/zip
@@ -151,7 +187,7 @@ def _load_pth(weights: Path) -> LoadedGenerator:
                 "weights_only=True, since unpickling can run arbitrary code."
             ) from None
         raise CheckpointError(
-            f"{weights}: not a readable torch checkpoint ({exc_summary(exc)})."
+            f"{weights}: corrupt or truncated torch checkpoint ({first_line(exc, sentence=True)})."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -171,8 +207,9 @@ def _build(cfg: GeneratorConfig, state: dict[str, torch.Tensor], weights: Path) 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()
-        detail = "; ".join(line.strip() for line in first[1:3]) or str(exc)[:200]
+        # torch's first line only says "Error(s) in loading state_dict": the next two name keys.
+        lines = str(exc).splitlines()[1:3]
+        detail = "; ".join(line.strip() for line in lines) or first_line(exc)
         raise CheckpointError(
             f"{weights}: weights do not fit the U-Net in its sidecar ({detail[:300]})."
         ) from None

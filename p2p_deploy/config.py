@@ -9,11 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from p2p_deploy.errors import P2PError
 
-Norm = Literal["batch", "instance"]
 NORMS: tuple[str, ...] = ("batch", "instance")
 # The U-Net needs the four channel-widening levels (ngf..ngf*8) plus an innermost level.
 MIN_DOWNSAMPLINGS = 5

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from p2p_deploy.atomic import no_space
-from p2p_deploy.checkpoint import WEIGHTS_NAME, exc_summary, save_generator
-from p2p_deploy.errors import CheckpointError
+from p2p_deploy.checkpoint import WEIGHTS_NAME, save_generator
+from p2p_deploy.errors import CheckpointError, first_line
 from p2p_deploy.models.generator import UNetGenerator
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def load_state(folder: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad zip/pickle
         raise CheckpointError(
-            f"{path}: corrupt or unreadable training state ({exc_summary(exc, 160)})."
+            f"{path}: corrupt or unreadable training state ({first_line(exc, 160, sentence=True)})."
         ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a p2p-deploy training state (foreign file).")

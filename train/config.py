@@ -17,7 +17,8 @@ import tomllib
 
 from p2p_deploy.config import DiscriminatorConfig, GeneratorConfig
 from p2p_deploy.devices import parse_device
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import P2PError, UsageError
+from p2p_deploy.options import option
 
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
@@ -31,36 +32,38 @@ class TrainConfig:
     aligned A|B format (``train/``, ``val/`` splits) or with paired ``A/`` and ``B/`` subfolders.
     """
 
-    data: str = "synthetic"
-    out: str = "runs/p2p"
-    direction: str = "BtoA"
-    image_size: int = 256
-    ngf: int = 64
-    ndf: int = 64
-    norm: str = "batch"
-    dropout: bool = True
-    n_layers_d: int = 3
-    gan_mode: str = "vanilla"
-    lambda_l1: float = 100.0
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 100
-    epochs_decay: int = 100
-    batch_size: int = 1
-    max_steps: int = 0  # 0 = no limit
-    seed: int = 0
-    jitter: bool = True
-    flip: bool = True
-    device: str = "auto"
-    amp: bool = False
-    num_workers: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    save_every: int = 5  # epochs between checkpoints/epoch_NNNN folders
-    checkpoint_every: int = 0  # steps between mid-epoch updates of checkpoints/latest (0 = off)
-    synthetic_train: int = 400
-    synthetic_val: int = 20
-    max_val: int = 100  # at most this many val pairs are scored per epoch (>= 1)
+    data: str = option("synthetic", help="'synthetic' or a data folder.")
+    out: str = option("runs/p2p", help="Run folder.", short="-o")
+    direction: str = option("BtoA", help="AtoB or BtoA (label->photo on facades).")
+    image_size: int = option(256, help="Crop size; downsamplings follow (256->8).")
+    ngf: int = option(64, help="Generator width.")
+    ndf: int = option(64, help="Discriminator width.")
+    norm: str = option("batch", help="batch or instance.")
+    dropout: bool = option(True, help="Dropout in the decoder.")
+    n_layers_d: int = option(3, help="PatchGAN stride-2 layers (3 = 70x70).")
+    gan_mode: str = option("vanilla", help="vanilla (BCE) or lsgan (MSE).")
+    lambda_l1: float = option(100.0, help="Weight of the L1 term.")
+    lr: float = option(2e-4, help="Adam learning rate.")
+    beta1: float = option(0.5, help="Adam beta1.")
+    epochs: int = option(100, help="Epochs at the initial rate.")
+    epochs_decay: int = option(100, help="Epochs of linear decay to 0.")
+    batch_size: int = option(1, help="Batch size per process.")
+    max_steps: int = option(0, help="Stop after N optimiser steps (0 = no limit).")
+    seed: int = option(0, help="Seed of init, data order, jitter, dropout.")
+    jitter: bool = option(True, help="Resize to 286/256 x size and random-crop.")
+    flip: bool = option(True, help="Random horizontal mirror.")
+    device: str = option("auto", help="auto, cpu or cuda.")
+    amp: bool = option(False, help="Mixed precision (CUDA only).")
+    num_workers: int = option(0, help="Data-loader worker processes.")
+    log_every: int = option(50, help="Log losses every N steps.")
+    sample_every: int = option(500, help="Sample grid PNG every N steps.")
+    save_every: int = option(5, help="checkpoints/epoch_NNNN every N epochs.")
+    checkpoint_every: int = option(
+        0, help="Also update checkpoints/latest every N steps (0 = epoch ends only)."
+    )
+    synthetic_train: int = option(400, help="Synthetic training pairs.")
+    synthetic_val: int = option(20, help="Synthetic val pairs.")
+    max_val: int = option(100, help="Score at most N val pairs per epoch.")
 
     def __post_init__(self) -> None:
         checks = [
@@ -104,11 +107,14 @@ class TrainConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise P2PError(msg + ".")
-        # The one device grammar; no cuda:N here: under torchrun the local rank picks the GPU.
-        parse_device(self.device, allow_index=False)
-        self.generator_config()  # validates image size / ngf / norm now, not mid-run
-        self.discriminator_config()
+                raise UsageError(msg + ".")
+        try:
+            # The one device grammar; no cuda:N here: under torchrun the local rank picks the GPU.
+            parse_device(self.device, allow_index=False)
+            self.generator_config()  # validates image size / ngf / norm now, not mid-run
+            self.discriminator_config()
+        except P2PError as exc:
+            raise UsageError(str(exc)) from None
 
     @property
     def load_size(self) -> int:

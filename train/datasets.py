@@ -32,12 +32,12 @@ from torch.utils.data import Dataset, Sampler
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
+from p2p_deploy.media.files import list_images
 from p2p_deploy.media.native import captured_native_stderr
 from p2p_deploy.train.augment import apply_jitter, jitter_params
 from p2p_deploy.train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,6 @@ class DataOptions:
     flip: bool = True
     seed: int = 0
     train: bool = True  # val/test: no jitter, no flip
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files of ``folder`` (not recursive), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
 def read_rgb(path: Path) -> np.ndarray | None:

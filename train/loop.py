@@ -27,8 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2p_deploy.atomic import clean_stale_temps, write_json, write_text
-from p2p_deploy.checkpoint import WEIGHTS_NAME
-from p2p_deploy.errors import CheckpointError, P2PError
+from p2p_deploy.checkpoint import WEIGHTS_NAME, read_weights
+from p2p_deploy.errors import CheckpointError, P2PError, first_line
 from p2p_deploy.imaging import psnr
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights
 from p2p_deploy.models.inference import default_test_norm, prepare_generator
@@ -79,9 +79,7 @@ class TrainResult:
     val_l1_initial: float | None
     val_l1: float | None
     val_psnr: float | None
-    best_val_l1: float | None
     seconds: float
-    steps_run: int
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -130,6 +128,36 @@ def evaluate(
     return float(np.mean(l1s)), float(np.mean(psnrs))
 
 
+# The architecture keys a flag sets, as that flag (the discriminator's ``n_layers``:
+# --n-layers-d); the others (channels, n_down) follow from these.
+_ARCH_FLAGS = {
+    "ngf": "--ngf",
+    "norm": "--norm",
+    "image_size": "--image-size",
+    "dropout": "--dropout",
+    "ndf": "--ndf",
+    "n_layers": "--n-layers-d",
+}
+
+
+def _config_diffs(saved: Any, wanted: dict[str, Any]) -> list[str]:
+    """``["--ngf 8 in the checkpoint, 16 now"]``: each architecture value that differs."""
+    if not isinstance(saved, dict):
+        return ["no architecture saved in it"]
+    out = [
+        f"{flag} {saved.get(key)} in the checkpoint, {wanted[key]} now"
+        for key, flag in _ARCH_FLAGS.items()
+        if key in wanted and saved.get(key) != wanted[key]
+    ]
+    if not out and saved != wanted:
+        out = [
+            f"{k} {saved.get(k)} in the checkpoint, {v} now"
+            for k, v in wanted.items()
+            if saved.get(k) != v
+        ]
+    return out
+
+
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -170,9 +198,24 @@ class Trainer:
             log.warning("--amp applies to CUDA only; training in float32 on the CPU.")
         self.channels_last = self.cuda  # NHWC convs are faster on tensor cores; CPU keeps NCHW
         self._stop = threading.Event()  # set by the first Ctrl-C while the loop runs
+        self._last_saved_step: int | None = None  # the step checkpoints/latest holds
+        self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        try:
+            if not self.resume:  # resume reads the run's own folder; see _resume
+                check_out_folder(self.run_dir)  # never overwrite the user's files
+            elif self.run_dir.exists() and not self.run_dir.is_dir():
+                raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
+            self._build()
+        except BaseException:
+            shutdown(self.dist)  # run() shuts down otherwise; it never runs after a failed init
+            raise
+        # What trains: the modules themselves, or their DDP wrappers once _wrap() ran.
+        self.g_train: nn.Module = self.G
+        self.d_train: nn.Module = self.D
 
     # ---- setup -------------------------------------------------------------------------
     def _build(self) -> None:
+        """Models, data, optimisers, schedules and the counters (all the training state)."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed)
         self.G = init_weights(UNetGenerator(cfg.generator_config()), generator=g)
@@ -207,8 +250,6 @@ class Trainer:
         # A resumed optimiser state was loaded beside the CPU parameters: follow them.
         optimizer_state_to_params(self.opt_g)
         optimizer_state_to_params(self.opt_d)
-        self.g_train: nn.Module = self.G
-        self.d_train: nn.Module = self.D
         if not self.dist.enabled:
             return
         from torch.nn.parallel import DistributedDataParallel as DDP
@@ -268,6 +309,17 @@ class Trainer:
                 self.ckpt_dir / name, self.G, self._meta(val), self._state() if with_state else None
             )
 
+    def _save_latest(self, val: tuple[float, float] | None = None, checked: bool = False) -> None:
+        """Update checkpoints/latest with this step (weights, optimiser state, counters).
+
+        Call on every rank: unless ``checked`` (the caller just did), the NaN/inf check of the
+        weights first runs on all of them at once; only rank 0 writes.
+        """
+        if not checked:
+            self._check_weights_finite()
+        self._save("latest", val)
+        self._last_saved_step = self.step
+
     def _resume(self) -> int:
         latest = self.ckpt_dir / "latest"
         if self.dist.is_main:
@@ -280,12 +332,17 @@ class Trainer:
             self.cfg.generator_config().to_dict(),
             self.cfg.discriminator_config().to_dict(),
         )
-        if state.get("generator_config") != want_g or state.get("discriminator_config") != want_d:
+        diffs = _config_diffs(state.get("generator_config"), want_g)
+        diffs += [
+            d for d in _config_diffs(state.get("discriminator_config"), want_d) if d not in diffs
+        ]  # --norm sets both
+        if diffs:
             raise CheckpointError(
-                f"{latest}: the checkpoint's architecture differs from this run's config "
-                "(ngf/ndf/norm/image size/layers); resume with the run's own options."
+                f"{latest}: the checkpoint's architecture differs from this run's options ("
+                + "; ".join(diffs)
+                + "); resume with the run's own values, or train into another --out."
             )
-        g_state = self._load_generator_weights(latest / WEIGHTS_NAME)
+        g_state = read_weights(latest / WEIGHTS_NAME)  # checked against state.pt above
         try:
             self.G.load_state_dict(g_state)
             self.D.load_state_dict(state["discriminator"])
@@ -304,9 +361,8 @@ class Trainer:
                     group["initial_lr"] = self.cfg.lr
                     group["lr"] = self.cfg.lr * rule(sched.last_epoch)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            msg = (str(exc).splitlines() or [repr(exc)])[0]
             raise CheckpointError(
-                f"{latest}: training state does not fit this run ({msg[:160]})."
+                f"{latest}: training state does not fit this run ({first_line(exc, 160)})."
             ) from None
         self.best_val = state.get("best_val_l1")
         self.history = list(state.get("history", []))
@@ -317,22 +373,6 @@ class Trainer:
                 self.dist.world,
             )
         return self.step
-
-    @staticmethod
-    def _load_generator_weights(weights: Path) -> dict[str, torch.Tensor]:
-        """The generator's tensors from ``weights``, straight into a state dict (the
-        architecture was checked against ``state.pt`` already; no throwaway U-Net is built)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        if not weights.is_file():
-            raise CheckpointError(f"{weights}: no generator weights to resume from.")
-        try:
-            return load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"{weights}: corrupt or truncated safetensors file ({exc})."
-            ) from None
 
     # ---- one step ----------------------------------------------------------------------
     def _last_good(self) -> str:
@@ -414,7 +454,7 @@ class Trainer:
         write_text(self.run_dir / "config.toml", config_to_toml(self.cfg))
 
     def _samples(self, runlog: RunLog | None) -> None:
-        if runlog is None:
+        if runlog is None or self._last_batch is None:
             return
         a, f, b = (t.detach().float().cpu().numpy() for t in self._last_batch)
         grid = sample_grid(a, f, b)
@@ -432,8 +472,7 @@ class Trainer:
                     {"step": self.step, "epoch": self.epoch, "val_l1": val[0], "val_psnr": val[1]}
                 )
                 log.info("epoch %d step %d  val L1 %.4f  PSNR %.2f dB", self.epoch, self.step, *val)
-            self._save("latest", val)
-            self._last_saved_step = self.step
+            self._save_latest(val, checked=True)
             if val is not None and (self.best_val is None or val[0] < self.best_val):
                 self.best_val = val[0]
                 self._save("best", val, with_state=False)
@@ -452,13 +491,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         t0 = time.perf_counter()
-        self._last_saved_step: int | None = None
         try:
-            if not self.resume:  # resume reads the run's own folder; see _resume
-                check_out_folder(self.run_dir)  # never overwrite the user's files
-            elif self.run_dir.exists() and not self.run_dir.is_dir():
-                raise P2PError(f"{self.run_dir}: --out exists and is not a folder.")
-            self._build()
             latest = self.ckpt_dir / "latest"
             if not self.resume and (latest.exists() or (self.ckpt_dir / ".latest.old").exists()):
                 raise P2PError(
@@ -490,7 +523,7 @@ class Trainer:
                 if v0 is not None:
                     log.info("untrained generator: val L1 %.4f  PSNR %.2f dB", *v0)
             with stop_on_sigint(enabled=self.dist.world == 1) as self._stop:
-                steps_run = self._loop(runlog)
+                self._loop(runlog)
             if runlog is not None:
                 runlog.close()
             last = self.history[-1] if self.history else {}
@@ -502,9 +535,7 @@ class Trainer:
                 val_initial,
                 last.get("val_l1"),
                 last.get("val_psnr"),
-                self.best_val,
                 time.perf_counter() - t0,
-                steps_run,
                 list(self.history),
             )
         except OSError as exc:  # a full disk, a folder gone read-only: one line, no traceback
@@ -518,9 +549,7 @@ class Trainer:
     def _stop_now(self) -> None:
         """After a Ctrl-C: make sure ``latest`` holds this step, then raise KeyboardInterrupt."""
         if self._last_saved_step != self.step:
-            self._check_weights_finite()
-            self._save("latest", None)
-            self._last_saved_step = self.step
+            self._save_latest()
         raise KeyboardInterrupt
 
     def _loop(self, runlog: RunLog | None) -> int:
@@ -583,9 +612,7 @@ class Trainer:
                     and self.step % cfg.checkpoint_every == 0
                     and self.batch_in_epoch < self.steps_per_epoch
                 ):
-                    self._check_weights_finite()
-                    self._save("latest", None)
-                    self._last_saved_step = self.step
+                    self._save_latest()
             if self.batch_in_epoch >= self.steps_per_epoch:  # the epoch is complete
                 self.epoch += 1
                 self.batch_in_epoch = 0

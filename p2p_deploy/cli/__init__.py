@@ -14,12 +14,20 @@ import typer
 
 from p2p_deploy import __version__
 
+# Kept in step with p2p_deploy.errors and the README's "Exit codes".
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 error (a file, a model, a missing package); 2 `p2p run` finished but "
+    "some inputs failed (listed in OUT/failures.json); 3 training diverged; 64 usage error "
+    "(unknown flag or invalid value); 130 interrupted."
+)
+
 app = typer.Typer(
     name="p2p",
     help="pix2pix from training to fast inference: train, export, run, bench, doctor.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    epilog=EXIT_CODES,
 )
 
 # Order is the order shown in --help.
@@ -54,41 +62,45 @@ for _name in COMMAND_MODULES:
 INTERRUPTED = "interrupted: finished files are kept; run the same command again to resume."
 
 
-def _from_ctrl_c(exc: BaseException) -> bool:
-    """True when ``exc`` was raised while handling a KeyboardInterrupt: typer turns Ctrl-C
-    (and the SIGTERM that `p2p run` maps onto it) into a silent ``Exit(130)``."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+def _click_class(name: str) -> type[Exception]:
+    """click's exception class ``name``, whether typer vendors click (0.2x) or uses it."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the app and turns user errors into one line and an exit code."""
-    from p2p_deploy.errors import P2PError
+    """Entry point: runs the app and turns user errors into one line and an exit code.
 
+    Every invalid value, whether the argument parser or a command finds it, is one
+    ``error: ...`` line with exit code 64 (see EXIT_CODES); click's usage box is not used.
+    """
+    from p2p_deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, P2PError
+
+    usage_error, click_error = _click_class("UsageError"), _click_class("ClickException")
+    command = typer.main.get_command(app)
     try:
-        # standalone mode: click prints usage errors itself and exits through SystemExit.
-        app(args=argv, prog_name="p2p")
+        # Not standalone: click raises its usage errors here instead of printing a box.
+        code = command.main(args=argv, prog_name="p2p", standalone_mode=False)
     except P2PError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"{exc.prefix}{exc}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except usage_error as exc:
+        ctx = exc.ctx
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `p2p export` alone: its help
+            typer.echo(ctx.get_help())
+            return 0
+        where = f"p2p {ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
+        message = exc.format_message().rstrip(".")
+        typer.echo(f"error: {where}{message} (see --help).", err=True)
+        return EXIT_USAGE
+    except click_error as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo(INTERRUPTED, err=True)
-        return 130
-    except SystemExit as exc:
-        if _from_ctrl_c(exc):
-            typer.echo(INTERRUPTED, err=True)
-            return 130
-        if exc.code is None or isinstance(exc.code, int):
-            return int(exc.code or 0)
-        typer.echo(str(exc.code), err=True)
-        return 1
-    return 0
+        return EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # typer turns a Ctrl-C inside a command into Exit(130)
+        typer.echo(INTERRUPTED, err=True)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

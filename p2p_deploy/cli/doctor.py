@@ -35,12 +35,14 @@ def _onnxruntime() -> list[str]:
 
 
 def _tensorrt() -> list[str]:
+    from p2p_deploy.errors import first_line
+
     try:
         import tensorrt as trt
     except ImportError:
         return [f"tensorrt: not installed ({GPU_EXTRA}); .plan engines cannot run here"]
     except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) is reported
-        return [f"tensorrt: installed but fails to import ({str(exc).splitlines()[0][:120]})"]
+        return [f"tensorrt: installed but fails to import ({first_line(exc)})"]
     return [f"tensorrt: {trt.__version__}"]
 
 

@@ -3,8 +3,6 @@ stay inside the command)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 HELP = "\n\n".join(
@@ -33,105 +31,33 @@ HELP = "\n\n".join(
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", help=HELP, no_args_is_help=True)
-    def export_cmd(
-        checkpoint: Path = typer.Argument(
-            ..., help="Run folder, .safetensors (+ .json), or canonical latest_net_G.pth."
-        ),
-        out: Path = typer.Option(Path("export_out"), "--out", "-o", help="Output folder."),
-        fp16: bool = typer.Option(
-            False, "--fp16", help="Also write model_fp16.onnx and the FP16 TensorRT engine."
-        ),
-        io: str = typer.Option(
-            "fp32", "--io", help="I/O dtype of the fp16 model: fp32 (Casts in the graph) or fp16."
-        ),
-        opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)."),
-        batch: str = typer.Option(
-            "1:4:16",
-            "--batch",
-            help="TensorRT batch profile MIN:OPT:MAX (max = Triton max_batch_size).",
-        ),
-        test_norm: str | None = typer.Option(
-            None,
-            "--test-norm",
-            help="stats: per-image statistics, the paper's test-time behaviour (default for"
-            " batch norm); running: eval-mode running averages.",
-        ),
-        engine: bool | None = typer.Option(
-            None,
-            "--engine/--no-engine",
-            help="--engine: the FP16 engine is required (implies --fp16; error without"
-            " TensorRT). --no-engine: skip engines silently. Default: build it with --fp16"
-            " when TensorRT is installed.",
-        ),
-        fp32_engine: bool = typer.Option(
-            False, "--fp32-engine", help="Also build model_fp32.plan (requires TensorRT)."
-        ),
-        workspace: float = typer.Option(
-            4.0, "--workspace", help="TensorRT workspace limit in GiB."
-        ),
-        timing_cache: Path | None = typer.Option(
-            None,
-            "--timing-cache",
-            help="TensorRT timing cache file: read if present, updated after each build.",
-        ),
-        version_compatible: bool = typer.Option(
-            False,
-            "--version-compatible",
-            help="Build a version-compatible engine (runs on later TensorRT versions).",
-        ),
-        hardware_compatible: bool = typer.Option(
-            False,
-            "--hardware-compatible",
-            help="Build for all Ampere and newer GPUs (AMPERE_PLUS).",
-        ),
-        triton: Path | None = typer.Option(
-            None,
-            "--triton",
-            help="Also write a Triton model repository here (DIR/p2p_generator/config.pbtxt,"
-            " 1/model.plan or 1/model.onnx).",
-        ),
-        triton_name: str = typer.Option(
-            "p2p_generator", "--triton-name", help="Model name in the Triton repository."
-        ),
-        skip_parity: bool = typer.Option(
-            False, "--skip-parity", help="Skip the ONNX Runtime parity checks."
-        ),
-    ) -> None:
-        from rich.console import Console
+    from p2p_deploy.cli.dataclass_options import build, parameters, with_parameters
+    from p2p_deploy.cli.usage import PlainUsageCommand
+    from p2p_deploy.export.options import ExportOptions
 
-        from p2p_deploy.export.command import run_export
+    def export_cmd(**values: object) -> None:
+        _export(build(ExportOptions, values))
 
-        console = Console(stderr=True)
-        if test_norm is not None and test_norm not in ("stats", "running"):
-            raise typer.BadParameter("use stats or running.", param_hint="--test-norm")
-        with console.status("exporting") as status:
-            result = run_export(
-                checkpoint,
-                out,
-                fp16=fp16,
-                io=io,
-                opset=opset,
-                batch=batch,
-                test_norm=test_norm,
-                engine=engine,
-                fp32_engine=fp32_engine,
-                workspace_gib=workspace,
-                timing_cache=timing_cache,
-                version_compatible=version_compatible,
-                hardware_compatible=hardware_compatible,
-                triton_dir=triton,
-                triton_model_name=triton_name,
-                skip_parity=skip_parity,
-                on_step=lambda msg: status.update(msg),
-            )
-        for report in result.parity:
-            typer.echo(f"parity  {report.summary()}")
-        for note in result.notes:
-            typer.echo(note)
-        for path in result.models:
-            typer.echo(f"wrote   {path}")
-        if triton is not None:
-            typer.echo(f"triton  {result.files[-1]}")
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
-        typer.echo(f"done in {sum(result.seconds.values()):.1f} s ({stages})")
+    app.command("export", help=HELP, no_args_is_help=True, cls=PlainUsageCommand)(
+        with_parameters(export_cmd, parameters(ExportOptions))
+    )
+
+
+def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily above
+    from rich.console import Console
+
+    from p2p_deploy.export.command import run_export
+
+    console = Console(stderr=True)
+    with console.status("exporting") as status:
+        result = run_export(opts, on_step=lambda msg: status.update(msg))
+    for report in result.parity:
+        typer.echo(f"parity  {report.summary()}")
+    for note in result.notes:
+        typer.echo(note)
+    for path in result.models:
+        typer.echo(f"wrote   {path}")
+    if opts.triton is not None:
+        typer.echo(f"triton  {result.files[-1]}")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
+    typer.echo(f"done in {sum(result.seconds.values()):.1f} s ({stages})")

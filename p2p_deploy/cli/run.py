@@ -5,9 +5,12 @@ Only typer and the standard library at import time; the runtime is imported insi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+
+from p2p_deploy.options import option
 
 RESIZE_HELP = (
     "How frames are fitted to the model's square input: stretch (resize, aspect not kept), "
@@ -21,105 +24,100 @@ HELP = (
     "Outputs mirror the input tree in the output folder; videos keep frame count and rate. "
     "Existing outputs are skipped (--overwrite redoes them); writes are atomic. Inputs that "
     "fail are listed one per line and in OUT/failures.json. Exit code: 0 all done, 2 some "
-    "failed, 1 nothing could be processed or the model could not load."
+    "failed, 1 nothing could be processed or the model could not load, 64 a bad flag."
 )
 
 
+@dataclass(frozen=True)
+class RunArgs:
+    """Every flag of ``p2p run``, built once by the command and passed on whole."""
+
+    input: Path = option(
+        argument=True,
+        metavar="INPUT",
+        help="An image, a folder (recursive: jpg jpeg png bmp webp tif tiff, mp4 avi mov mkv) "
+        "or a video.",
+    )
+    engine: Path = option(
+        short="-e",
+        help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime), or a run folder / "
+        ".safetensors / latest_net_G.pth (PyTorch).",
+    )
+    out: Path | None = option(
+        None, short="-o", help="Output folder.", shown="<input>_p2p beside the input"
+    )
+    backend: str = option(
+        "auto", help="auto (by the model's extension), tensorrt, onnxruntime or torch."
+    )
+    device: str | None = option(
+        None, help="cpu, cuda or cuda:N.", shown="the GPU when there is one"
+    )
+    batch: int = option(1, short="-b", min=1, help="Frames per model call.")
+    resize: str = option("stretch", help=RESIZE_HELP)
+    keep_size: bool = option(
+        True,
+        flag="--keep-size/--model-size",
+        help="Write outputs at the input's size, or at the model's size.",
+    )
+    side_by_side: bool = option(
+        False, negative=False, help="Write input and output next to each other."
+    )
+    codec: str = option(
+        "mp4v", help="FourCC of output videos (mp4v works with opencv-python; see `p2p doctor`)."
+    )
+    overwrite: bool = option(
+        False, negative=False, help="Redo outputs that already exist (default: skip them)."
+    )
+    test_norm: str | None = option(
+        None,
+        help="Torch runner only: stats (per-image statistics, the paper) or running.",
+        shown="from the checkpoint",
+    )
+    precision: str | None = option(
+        None, help="Torch runner only: fp32 or fp16 (CUDA).", shown="fp16 on CUDA, fp32 on CPU"
+    )
+    cuda_graphs: bool = option(
+        False, negative=False, help="Capture CUDA graphs per batch size (torch, TensorRT)."
+    )
+    compile: bool = option(
+        False, negative=False, help="Torch runner only: torch.compile the generator."
+    )
+    threads: int | None = option(
+        None, min=1, help="ONNX Runtime only: intra-op threads.", shown="physical cores"
+    )
+    max_pixels: int = option(
+        40_000_000, min=1, help="Refuse (and list as failed) images with more pixels."
+    )
+    progress: bool = option(True, help="Show a progress bar.")
+    summary_json: Path | None = option(None, help="Also write the summary as JSON here.")
+
+    def runner_options(self) -> dict[str, dict[str, object]]:
+        """Options per backend: those that apply to another backend are rejected by name."""
+        return {
+            "torch": {
+                "test_norm": self.test_norm,
+                "precision": self.precision,
+                "compile": self.compile or None,
+            },
+            "onnxruntime": {"threads": self.threads},
+            "tensorrt": {},
+        }
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("run", help=HELP)
-    def run(
-        input: Path = typer.Argument(
-            ...,
-            metavar="INPUT",
-            help="An image, a folder (recursive: jpg jpeg png bmp webp tif tiff, mp4 avi mov mkv) "
-            "or a video.",
-        ),
-        engine: Path = typer.Option(
-            ...,
-            "--engine",
-            "-e",
-            help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime), or a run folder / "
-            ".safetensors / latest_net_G.pth (PyTorch).",
-        ),
-        out: Path | None = typer.Option(
-            None,
-            "--out",
-            "-o",
-            help="Output folder.",
-            show_default="<input>_p2p beside the input",
-        ),
-        backend: str = typer.Option(
-            "auto", help="auto (by the model's extension), tensorrt, onnxruntime or torch."
-        ),
-        device: str | None = typer.Option(
-            None, help="cpu, cuda or cuda:N.", show_default="the GPU when there is one"
-        ),
-        batch: int = typer.Option(1, "--batch", "-b", min=1, help="Frames per model call."),
-        resize: str = typer.Option("stretch", help=RESIZE_HELP),
-        keep_size: bool = typer.Option(
-            True,
-            "--keep-size/--model-size",
-            help="Write outputs at the input's size, or at the model's size.",
-        ),
-        side_by_side: bool = typer.Option(
-            False, "--side-by-side", help="Write input and output next to each other."
-        ),
-        codec: str = typer.Option(
-            "mp4v",
-            help="FourCC of output videos (mp4v works with opencv-python; see `p2p doctor`).",
-        ),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="Redo outputs that already exist (default: skip them)."
-        ),
-        test_norm: str | None = typer.Option(
-            None,
-            help="Torch runner only: stats (per-image statistics, the paper) or running.",
-            show_default="from the checkpoint",
-        ),
-        precision: str | None = typer.Option(
-            None,
-            help="Torch runner only: fp32 or fp16 (CUDA).",
-            show_default="fp16 on CUDA, fp32 on CPU",
-        ),
-        cuda_graphs: bool = typer.Option(
-            False, "--cuda-graphs", help="Capture CUDA graphs per batch size (torch, TensorRT)."
-        ),
-        compile: bool = typer.Option(
-            False, "--compile", help="Torch runner only: torch.compile the generator."
-        ),
-        threads: int | None = typer.Option(
-            None,
-            min=1,
-            help="ONNX Runtime only: intra-op threads.",
-            show_default="physical cores",
-        ),
-        max_pixels: int = typer.Option(
-            40_000_000, min=1, help="Refuse (and list as failed) images with more pixels."
-        ),
-        progress: bool = typer.Option(
-            True, "--progress/--no-progress", help="Show a progress bar."
-        ),
-        summary_json: Path | None = typer.Option(None, help="Also write the summary as JSON here."),
-    ) -> None:
-        """Translate images and videos with an exported model (help text: HELP)."""
-        _run(**locals())
+    from p2p_deploy.cli.dataclass_options import build, parameters, with_parameters
+    from p2p_deploy.cli.usage import PlainUsageCommand
+
+    def run(**values: object) -> None:
+        _run(build(RunArgs, values))
+
+    app.command("run", help=HELP, cls=PlainUsageCommand)(with_parameters(run, parameters(RunArgs)))
 
 
-def _options(kw: dict) -> dict:
-    """Runner options that apply to the backend (others are rejected with a clear line)."""
-    torch_only = {
-        "test_norm": kw["test_norm"],
-        "precision": kw["precision"],
-        "compile": kw["compile"] or None,
-    }
-    ort_only = {"threads": kw["threads"]}
-    return {"torch": torch_only, "onnxruntime": ort_only, "tensorrt": {}}
-
-
-def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
+def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command's steps
     import signal
 
-    from p2p_deploy.errors import P2PError
+    from p2p_deploy.errors import P2PError, UsageError
     from p2p_deploy.media.resize import RESIZE_MODES
     from p2p_deploy.media.video import fourcc, quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
@@ -127,23 +125,45 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
     from p2p_deploy.runners.factory import backend_for, open_runner
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
-    if kw["resize"] not in RESIZE_MODES:
-        raise P2PError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {kw['resize']!r}.")
-    fourcc(kw["codec"])  # a DataError (one line) unless it is a four-character code
+    if args.resize not in RESIZE_MODES:
+        raise UsageError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {args.resize!r}.")
+    try:
+        fourcc(args.codec)  # one line unless it is a four-character code
+    except P2PError as exc:
+        raise UsageError(str(exc)) from None
+    kind = backend_for(args.engine) if args.backend == "auto" else args.backend
+    per_backend = args.runner_options()
+    chosen = {k: v for k, v in per_backend.get(kind, {}).items() if v is not None}
+    for other, values in per_backend.items():
+        bad = [k for k, v in values.items() if v is not None]
+        if other != kind and bad:
+            raise UsageError(
+                f"--{bad[0].replace('_', '-')} applies to the {other} runner, not {kind}."
+            )
+    if args.cuda_graphs:
+        if kind == "onnxruntime":
+            raise UsageError(
+                "--cuda-graphs applies to the torch and tensorrt runners, not onnxruntime."
+            )
+        chosen["cuda_graphs"] = True
+    if args.summary_json is not None:
+        from p2p_deploy.atomic import check_writable_file
+
+        check_writable_file(args.summary_json, "--summary-json")  # before the work, not after
     opts = RunOptions(
-        batch=kw["batch"],
-        resize=kw["resize"],
-        keep_size=kw["keep_size"],
-        side_by_side=kw["side_by_side"],
-        codec=kw["codec"],
-        overwrite=kw["overwrite"],
-        max_pixels=kw["max_pixels"],
+        batch=args.batch,
+        resize=args.resize,
+        keep_size=args.keep_size,
+        side_by_side=args.side_by_side,
+        codec=args.codec,
+        overwrite=args.overwrite,
+        max_pixels=args.max_pixels,
     )
-    prepared = prepare(kw["input"], kw["out"], opts)
+    prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
     if not plan.jobs:
         raise P2PError(
-            f"{kw['input']}: no images or videos found ({len(plan.ignored)} other files, "
+            f"{args.input}: no images or videos found ({len(plan.ignored)} other files, "
             f"{len(plan.hidden)} hidden ignored)."
         )
     if prepared.skipped:
@@ -162,30 +182,15 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
         )
         return
 
-    kind = backend_for(kw["engine"]) if kw["backend"] == "auto" else kw["backend"]
-    chosen = {k: v for k, v in _options(kw).get(kind, {}).items() if v is not None}
-    for other, values in _options(kw).items():
-        if other != kind and any(v is not None for v in values.values()):
-            bad = [k for k, v in values.items() if v is not None]
-            raise P2PError(
-                f"--{bad[0].replace('_', '-')} applies to the {other} runner, not {kind}."
-            )
-    if kw["cuda_graphs"]:
-        chosen["cuda_graphs"] = True
-        if kind == "onnxruntime":
-            raise P2PError(
-                "--cuda-graphs applies to the torch and tensorrt runners, not onnxruntime."
-            )
-
     # A `kill` (SIGTERM) unwinds like Ctrl-C: threads stop, half-written videos are removed.
     def _term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, _term)
     try:
-        with open_runner(kw["engine"], kw["backend"], kw["device"], **chosen) as runner:
-            typer.echo(f"model: {kw['engine']} ({runner.describe()})", err=True)
-            summary = _with_progress(prepared, runner, opts, kw["progress"])
+        with open_runner(args.engine, args.backend, args.device, **chosen) as runner:
+            typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
+            summary = _with_progress(prepared, runner, opts, args.progress)
     finally:
         signal.signal(signal.SIGTERM, old)
 
@@ -195,10 +200,10 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
     elif summary.failures:
         typer.echo(f"failures listed in {plan.out_dir / 'failures.json'}", err=True)
     typer.echo(f"outputs in {plan.out_dir}", err=True)
-    if kw["summary_json"] is not None:
+    if args.summary_json is not None:
         from p2p_deploy.atomic import write_json
 
-        write_json(kw["summary_json"], summary.to_dict())
+        write_json(args.summary_json, summary.to_dict())
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
 

@@ -19,7 +19,9 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("synth", help=HELP)
+    from p2p_deploy.cli.usage import PlainUsageCommand
+
+    @app.command("synth", help=HELP, cls=PlainUsageCommand)
     def synth_cmd(
         out: Path = typer.Argument(..., help="Output folder."),
         train: int = typer.Option(400, "--train", min=0, help="Training pairs."),

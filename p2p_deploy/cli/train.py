@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
@@ -19,134 +20,76 @@ HELP = (
 )
 
 
-# Every option defaults to None so that only flags actually given override --config; the real
-# defaults are therefore written into the help text. Their "[" is escaped ("\\[default: 64]"):
-# rich reads an unescaped "[default: 64]" as a markup tag and drops it from --help.
-
-
 def register(app: typer.Typer) -> None:
-    @app.command("train", help=HELP)
-    def train_cmd(
-        data: str | None = typer.Option(
-            None, help="'synthetic' or a data folder. \\[default: synthetic]"
-        ),
-        out: Path | None = typer.Option(
-            None, "--out", "-o", help="Run folder. \\[default: runs/p2p]"
-        ),
-        config: Path | None = typer.Option(
-            None, "--config", help="TOML file with any option (keys as flags, - or _)."
-        ),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue the run in --out from checkpoints/latest."
-        ),
-        direction: str | None = typer.Option(
-            None, help="AtoB or BtoA (label->photo on facades). \\[default: BtoA]"
-        ),
-        image_size: int | None = typer.Option(
-            None, help="Crop size; downsamplings follow (256->8). \\[default: 256]"
-        ),
-        ngf: int | None = typer.Option(None, help="Generator width. \\[default: 64]"),
-        ndf: int | None = typer.Option(None, help="Discriminator width. \\[default: 64]"),
-        norm: str | None = typer.Option(None, help="batch or instance. \\[default: batch]"),
-        dropout: bool | None = typer.Option(
-            None, "--dropout/--no-dropout", help="Dropout in the decoder. \\[default: on]"
-        ),
-        n_layers_d: int | None = typer.Option(
-            None, help="PatchGAN stride-2 layers (3 = 70x70). \\[default: 3]"
-        ),
-        gan_mode: str | None = typer.Option(
-            None, help="vanilla (BCE) or lsgan (MSE). \\[default: vanilla]"
-        ),
-        lambda_l1: float | None = typer.Option(
-            None, help="Weight of the L1 term. \\[default: 100]"
-        ),
-        lr: float | None = typer.Option(None, help="Adam learning rate. \\[default: 2e-4]"),
-        beta1: float | None = typer.Option(None, help="Adam beta1. \\[default: 0.5]"),
-        epochs: int | None = typer.Option(
-            None, help="Epochs at the initial rate. \\[default: 100]"
-        ),
-        epochs_decay: int | None = typer.Option(
-            None, help="Epochs of linear decay to 0. \\[default: 100]"
-        ),
-        batch_size: int | None = typer.Option(None, help="Batch size per process. \\[default: 1]"),
-        max_steps: int | None = typer.Option(
-            None, help="Stop after N optimiser steps (0 = no limit). \\[default: 0]"
-        ),
-        seed: int | None = typer.Option(
-            None, help="Seed of init, data order, jitter, dropout. \\[default: 0]"
-        ),
-        jitter: bool | None = typer.Option(
-            None,
-            "--jitter/--no-jitter",
-            help="Resize to 286/256 x size and random-crop. \\[default: on]",
-        ),
-        flip: bool | None = typer.Option(
-            None, "--flip/--no-flip", help="Random horizontal mirror. \\[default: on]"
-        ),
-        device: str | None = typer.Option(None, help="auto, cpu or cuda. \\[default: auto]"),
-        amp: bool | None = typer.Option(
-            None, "--amp/--no-amp", help="Mixed precision (CUDA only). \\[default: off]"
-        ),
-        num_workers: int | None = typer.Option(
-            None, help="Data-loader worker processes. \\[default: 0]"
-        ),
-        log_every: int | None = typer.Option(
-            None, help="Log losses every N steps. \\[default: 50]"
-        ),
-        sample_every: int | None = typer.Option(
-            None, help="Sample grid PNG every N steps. \\[default: 500]"
-        ),
-        save_every: int | None = typer.Option(
-            None, help="checkpoints/epoch_NNNN every N epochs. \\[default: 5]"
-        ),
-        checkpoint_every: int | None = typer.Option(
-            None, help="Also update checkpoints/latest every N steps (0 = epoch ends only)."
-        ),
-        synthetic_train: int | None = typer.Option(
-            None, help="Synthetic training pairs. \\[default: 400]"
-        ),
-        synthetic_val: int | None = typer.Option(None, help="Synthetic val pairs. \\[default: 20]"),
-        max_val: int | None = typer.Option(
-            None, help="Score at most N val pairs per epoch. \\[default: 100]"
-        ),
-        progress: bool = typer.Option(
-            True, "--progress/--no-progress", help="Show the live progress bar."
-        ),
-    ) -> None:
-        import logging
+    # TrainConfig is imported from a torch-free module: its fields are the flags. Every option
+    # defaults to None so that only flags actually given override --config; the help shows the
+    # dataclass's defaults.
+    from p2p_deploy.cli.dataclass_options import parameters, with_parameters
+    from p2p_deploy.cli.usage import PlainUsageCommand
+    from p2p_deploy.train.config import TrainConfig
 
-        from p2p_deploy.train.config import TrainConfig, load_toml, read_run_config, resolve_config
+    own = [
+        param(
+            "config",
+            Path | None,
+            typer.Option(
+                None, "--config", help="TOML file with any option (keys as flags, - or _)."
+            ),
+        ),
+        param(
+            "resume",
+            bool,
+            typer.Option(
+                False, "--resume", help="Continue the run in --out from checkpoints/latest."
+            ),
+        ),
+        param(
+            "progress",
+            bool,
+            typer.Option(True, "--progress/--no-progress", help="Show the live progress bar."),
+        ),
+    ]
+    fields = parameters(TrainConfig, given_only=True)
+    # --config and --resume right after --data and --out, as before.
+    app.command("train", help=HELP, cls=PlainUsageCommand)(
+        with_parameters(train_cmd, [*fields[:2], *own[:2], *fields[2:], own[2]])
+    )
 
-        skip = ("config", "resume", "progress", "logging", "resolve_config", "read_run_config")
-        flags = {
-            k: v
-            for k, v in locals().items()
-            if k not in (*skip, "skip", "TrainConfig", "load_toml") and v is not None
-        }
-        if "out" in flags:
-            flags["out"] = str(flags["out"])
-        base: dict = {}
-        if resume:
-            # The run folder comes from the flags or the file given now (an `out` in the TOML
-            # must find its run), then the default.
-            file_out = load_toml(config).get("out") if config is not None else None
-            out_dir = Path(flags.get("out") or file_out or TrainConfig.out)
-            if (out_dir / "config.json").is_file():
-                # defaults < the run's own resolved config < --config file < flags.
-                base = read_run_config(out_dir / "config.json").to_dict()
-        cfg = resolve_config(config, flags, base)
-        interrupted = False
-        try:
-            _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))
-        except KeyboardInterrupt:
-            interrupted = True
-        if interrupted:
-            # The generic Ctrl-C line says "run the same command again", but without --resume
-            # `p2p train` refuses a run folder that holds a run: say what to type instead. Exit
-            # outside the except block, so the generic line (printed for an exit raised while
-            # handling a KeyboardInterrupt) does not follow this one.
-            typer.echo(_interrupted_message(Path(cfg.out)), err=True)
-            raise typer.Exit(130)
+
+def param(name: str, annotation: object, info: object) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=info, annotation=annotation
+    )
+
+
+def train_cmd(config: Path | None, resume: bool, progress: bool, **flags: object) -> None:
+    """Resolve the TrainConfig (defaults < run config < --config file < flags) and train."""
+    import logging
+
+    from p2p_deploy.train.config import TrainConfig, load_toml, read_run_config, resolve_config
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    base: dict = {}
+    if resume:
+        # The run folder comes from the flags or the file given now (an `out` in the TOML
+        # must find its run), then the default.
+        file_out = load_toml(config).get("out") if config is not None else None
+        out_dir = Path(given.get("out") or file_out or TrainConfig.out)
+        if (out_dir / "config.json").is_file():
+            # defaults < the run's own resolved config < --config file < flags.
+            base = read_run_config(out_dir / "config.json").to_dict()
+    cfg = resolve_config(config, given, base)
+    interrupted = False
+    try:
+        _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))
+    except KeyboardInterrupt:
+        interrupted = True
+    if interrupted:
+        # The generic Ctrl-C line says "run the same command again", but without --resume
+        # `p2p train` refuses a run folder that holds a run: say what to type instead.
+        from p2p_deploy.errors import Interrupted
+
+        raise Interrupted(_interrupted_message(Path(cfg.out)))
 
 
 def _interrupted_message(out: Path) -> str:

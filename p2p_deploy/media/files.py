@@ -61,6 +61,11 @@ class InputPlan:
     own_outputs: list[Path] = field(default_factory=list)
 
 
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly in ``folder`` (not recursive; by extension), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
 def media_kind(path: Path) -> str | None:
     """``image``, ``video`` or None, by extension (case-insensitive)."""
     ext = path.suffix.lower()

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from p2p_deploy.atomic import write_bytes
-from p2p_deploy.errors import DataError
+from p2p_deploy.errors import DataError, first_line
 from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
 from p2p_deploy.media.native import captured_native_stderr
@@ -41,8 +41,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         with captured_native_stderr():  # libpng prints "libpng error: ..." on its own
             img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit (CV_IO_MAX_IMAGE_PIXELS)
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
-        raise DataError(f"{path}: cannot decode image ({msg[:160]}).") from None
+        raise DataError(f"{path}: cannot decode image ({first_line(exc, 160)}).") from None
     if img is None:
         raise DataError(f"{path}: corrupt or truncated image (OpenCV cannot decode it).")
     if jpeg_data_truncated(data.tobytes()):

@@ -13,14 +13,12 @@ Dropout is off in both modes: the output must be deterministic.
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-TestNorm = Literal["stats", "running"]
 TEST_NORMS: tuple[str, ...] = ("stats", "running")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.devices import parse_device
-from p2p_deploy.errors import EngineMismatch, MissingDependency, P2PError
+from p2p_deploy.errors import EngineMismatch, MissingDependency, P2PError, first_line
 from p2p_deploy.runners.base import Runner
 from p2p_deploy.runners.ort_providers import (
     DEFAULT_TRT_BATCH,
@@ -188,11 +188,7 @@ class OnnxRuntimeRunner(Runner):
                 str(self.path), sess_options=so, providers=providers
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
-            first = (
-                str(exc).strip().splitlines()[0][:240]
-                if str(exc).strip()
-                else exc.__class__.__name__
-            )
+            first = first_line(exc, 240)
             raise EngineMismatch(
                 f"{self.path}: ONNX Runtime cannot load this model ({first})."
             ) from None

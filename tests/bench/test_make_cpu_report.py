@@ -51,9 +51,12 @@ def test_main_tiny_end_to_end(tmp_path):
             "1",
             "--min-iters",
             "3",
+            "--quiet-wait",  # the last one wins: no waiting for a quiet machine here
+            "0",
         ]
     )
     assert rc == 0
     data = json.loads((out / "report.json").read_text())
     assert [r["backend"] for r in data["results"]] == ["torch"]
     assert data["e2e"]["frames"] == 3 and data["config"]["folder"].endswith("images")
+    assert data["config"]["quiet_wait"] == 0

@@ -107,3 +107,31 @@ def test_index_command(tiny_report, capsys):
     assert index_main([str(root)]) == 0
     assert "README.md" in capsys.readouterr().out
     assert "tiny-machine-2026-01-01" in (root / "README.md").read_text()
+
+
+def test_gflops_column_shows_small_rates_not_zero(tiny_report, tiny_checkpoint):
+    """Issue 11 (messages): the tiny model's torch rows showed 0 GFLOP/s (rounded away)."""
+    import copy
+
+    from p2p_deploy.bench.roofline import annotate_rows
+    from p2p_deploy.checkpoint import load_generator
+    from p2p_deploy.models.flops import generator_flops
+
+    report = copy.deepcopy(tiny_report[0])
+    gflop = generator_flops(load_generator(tiny_checkpoint).config) / 1e9
+    annotate_rows(report["results"], gflop)
+    header, *lines = [
+        ln for ln in render_markdown(report).splitlines() if ln.startswith("| ") and "|--" not in ln
+    ][: 1 + len(report["results"])]
+    col = [c.strip() for c in header.split("|")].index("GFLOP/s")
+    torch_rows = 0
+    for line in lines:
+        cells = [c.strip() for c in line.split("|")]
+        row = next(
+            r for r in report["results"] if f"{r['throughput_ips']:,.1f}" == cells[col - 1]
+        )
+        expected = gflop * row["throughput_ips"]
+        assert float(cells[col].replace(",", "")) == pytest.approx(expected, rel=0.01)
+        assert float(cells[col].replace(",", "")) > 0
+        torch_rows += row["backend"] == "torch"
+    assert torch_rows >= 1

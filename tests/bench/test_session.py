@@ -53,8 +53,14 @@ def test_threads_reach_onnxruntime(tiny_checkpoint, tiny_onnx_fp32, tmp_path, mo
         return cands, skipped
 
     monkeypatch.setattr(_session, "plan_candidates", plan_and_open)
-    args = BenchArgs(onnx=[tiny_onnx_fp32], backends=["onnxruntime"], batch=[1], threads=1, **QUICK)
-    args.out = tmp_path / "r"
+    args = BenchArgs(
+        onnx=[tiny_onnx_fp32],
+        backends=["onnxruntime"],
+        batch=[1],
+        threads=1,
+        out=tmp_path / "r",
+        **QUICK,
+    )
     report, _ = run_bench(args)
     assert opened == [1]
     assert report["results"][0]["backend"] == "onnxruntime"
@@ -69,7 +75,15 @@ def test_bad_device_is_one_line(tiny_checkpoint, device):
 
 @pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1"])
 def test_good_devices_pass(tiny_checkpoint, device):
-    validate(BenchArgs(checkpoint=tiny_checkpoint, device=device))
+    import torch
+
+    from p2p_deploy.bench.candidates import resolve_device
+
+    args = BenchArgs(checkpoint=tiny_checkpoint, device=device)
+    validate(args)  # raises for a bad one (test_bad_device_is_one_line)
+    auto = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert resolve_device(args.device) == {"auto": auto}.get(device, device)
+    assert f"--device {device}" in args.command()
 
 
 def test_models_that_do_not_match_the_checkpoint_are_skipped(
@@ -124,3 +138,29 @@ def test_candidate_failing_mid_run_is_a_skipped_row(tiny_candidates, onnx_64px, 
     assert {r["label"] for r in res.rows} == {"torch eager", "onnxruntime CPU"}
     (skip,) = [s for s in res.skipped if s.label == bad.label]
     assert skip.reason and "\n" not in skip.reason
+
+
+def test_report_names_no_folder_of_the_machine_that_made_it(
+    tiny_onnx_fp32, tmp_path, monkeypatch
+):
+    """Paths inside the working folder are shown relative to it: the reproducing command and
+    the model line of a committed report carry no temporary folder."""
+    import shutil
+
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    for src in (tiny_onnx_fp32, tiny_onnx_fp32.with_name(tiny_onnx_fp32.name + ".json")):
+        shutil.copy(src, work / "models" / src.name)
+    monkeypatch.chdir(work)
+    args = BenchArgs(
+        onnx=[work / "models" / tiny_onnx_fp32.name],
+        backends=["onnxruntime"],
+        batch=[1],
+        out=work / "report",
+        **QUICK,
+    )
+    report, paths = run_bench(args)
+    model = f"models/{tiny_onnx_fp32.name}"
+    assert f"--onnx {model}" in report["command"] and "--out report" in report["command"]
+    md = paths["md"].read_text()
+    assert f"(`{model}`)" in md and str(tmp_path) not in md

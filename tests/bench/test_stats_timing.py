@@ -46,14 +46,11 @@ def test_time_callable_warms_up_and_times_for_the_duration():
         time.sleep(0.002)
 
     pol = TimingPolicy(warmup_s=0.02, duration_s=0.06, min_iters=5, stable_tol=10.0)
-    t0 = time.perf_counter()
     res = time_callable(fn, pol)
-    wall = time.perf_counter() - t0
     assert res.warmup_iterations >= 1
     assert res.iterations == len(res.samples_ms) == len(calls) - res.warmup_iterations
     assert res.iterations >= 5
     assert res.elapsed_s >= 0.06
-    assert wall < 1.0
     assert all(s >= 2.0 for s in res.samples_ms)  # each call sleeps 2 ms
     assert res.model_ms is None and res.stable
 

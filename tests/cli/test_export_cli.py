@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -81,7 +82,7 @@ def _write(path, data: bytes):
     ("make", "message"),
     [
         (lambda d: d / "missing.safetensors", "no such file or folder"),
-        (lambda d: _write(d / "junk.pth", b"hello"), "not a readable torch"),
+        (lambda d: _write(d / "junk.pth", b"hello"), "not a torch checkpoint"),
         (lambda d: _write(d / "w.safetensors", b"\x00" * 3), "no architecture sidecar"),
     ],
 )
@@ -106,18 +107,18 @@ def test_unwritable_out_and_bad_flags(tiny_checkpoint, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker)
-    assert code == 1 and "a_file: output path exists and is not a folder" in err
+    assert code == 64 and "a_file: output path exists and is not a folder" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", blocker / "sub")
-    assert code == 1 and "output folder cannot be written" in err
+    assert code == 64 and "output folder cannot be written" in err
 
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--batch", "8:4:1")
-    assert code == 1 and "--batch '8:4:1'" in err
+    assert code == 64 and "--batch '8:4:1'" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--opset", "13")
-    assert code == 1 and "opset 13 is too old" in err
+    assert code == 64 and "opset 13 is too old" in err
     code, _, err = _run(capsys, tiny_checkpoint, "--out", tmp_path / "o", "--io", "fp16")
-    assert code == 1 and "--io fp16 needs --fp16" in err
+    assert code == 64 and "--io fp16 needs --fp16" in err
     code, _, _ = _run(capsys, tiny_checkpoint, "--test-norm", "batch")
-    assert code == 2  # usage error
+    assert code == 64  # usage error
     assert not (tmp_path / "o" / "model.onnx").exists()
 
 
@@ -147,10 +148,10 @@ def test_opset_newer_than_onnx_and_bad_workspace(tiny_checkpoint, tmp_path, caps
     # and exit 0; bad flags are now refused before the output folder is created.
     out_dir = tmp_path / "o"
     code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--opset", "99")
-    assert code == 1 and "opset 99 is newer than this onnx" in err
+    assert code == 64 and "opset 99 is newer than this onnx" in err
     assert len(err.strip().splitlines()) == 1
     code, _, err = _run(capsys, tiny_checkpoint, "--out", out_dir, "--workspace", "-1")
-    assert code == 1 and "--workspace -1.0: must be a positive number" in err
+    assert code == 64 and "--workspace -1.0: must be a positive number" in err
     assert not out_dir.exists()
 
 
@@ -163,8 +164,73 @@ def test_pickled_module_and_truncated_pth_one_line(tmp_path, capsys):
     # torch's own text asks to retry with weights_only=False, in terminal escape codes.
     assert code == 1 and "holds pickled Python objects" in err and "\x1b" not in err
     assert "weights_only=False" not in err and len(err.strip().splitlines()) == 1
-    cut = tmp_path / "cut.pth"
-    cut.write_bytes(whole.read_bytes()[:200])
-    code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
-    assert code == 1 and err.strip().endswith("failed finding central directory).")
+    # Issue 11 (messages): a truncated .pth said "[Errno 22] Invalid argument" or torch's zip
+    # internals, random bytes "holds pickled Python objects".
+    data = whole.read_bytes()
+    for n in (200, len(data) // 2, len(data) - 1):
+        cut = tmp_path / "cut.pth"
+        cut.write_bytes(data[:n])
+        code, _, err = _run(capsys, cut, "--out", tmp_path / "o")
+        assert code == 1 and err.startswith(f"error: {cut}: truncated torch checkpoint ("), err
+        assert len(err.strip().splitlines()) == 1
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(64)}, legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:-40])
+    code, _, err = _run(capsys, legacy, "--out", tmp_path / "o")
+    assert code == 1 and "corrupt or truncated torch checkpoint (" in err, err
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        noise = tmp_path / f"noise{i}.pth"
+        noise.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        code, _, err = _run(capsys, noise, "--out", tmp_path / "o")
+        assert code == 1 and f"{noise}: not a torch checkpoint (neither the zip" in err, err
+        assert "pickled Python objects" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def _sha(path) -> str:
+    return json.loads((path.parent / (path.name + ".json")).read_text())["checkpoint_sha256"]
+
+
+def test_export_into_another_export_is_refused_then_replaced_whole(
+    tiny_checkpoint, tmp_path, capsys
+):
+    """Issue 11.4: checkpoint A with --fp16, then B without it, must not leave A's
+    model_fp16.onnx beside B's model.onnx."""
+    from helpers import make_tiny_generator
+
+    from p2p_deploy.checkpoint import file_sha256, save_generator
+
+    other = save_generator(make_tiny_generator(seed=1), tmp_path / "b" / "generator.safetensors")
+    out = tmp_path / "o"
+    code, _, err = _run(capsys, tiny_checkpoint, "--out", out, "--fp16", "--skip-parity")
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"model.onnx", "model_fp16.onnx"} <= set(before)
+
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity")
+    assert code == 64 and "holds an export of another checkpoint (model.onnx, model_fp16" in err
+    assert "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity", "--overwrite")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
+    assert _sha(out / "model.onnx") == file_sha256(other) != file_sha256(tiny_checkpoint)
+    # The same checkpoint again, now with --fp16: its own earlier set is replaced whole.
+    code, _, err = _run(capsys, other, "--out", out, "--skip-parity", "--fp16")
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".onnx")
+    assert names == ["model.onnx", "model_fp16.onnx"]
+    assert {_sha(out / n) for n in names} == {file_sha256(other)}
+
+
+def test_triton_at_a_file_fails_before_any_work(tiny_checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "triton_file"
+    blocker.write_text("x")
+    out = tmp_path / "o"
+    for triton in (blocker, blocker / "repo"):
+        code, _, err = _run(capsys, tiny_checkpoint, "--out", out, "--triton", triton)
+        assert code == 64 and f"--triton {triton}" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not out.exists()  # checked before model.onnx was written

@@ -135,9 +135,10 @@ def test_user_errors_are_one_line_exit_1(
             "applies to the onnxruntime runner",
         ),
     ]
+    usage = ("--resize must be one of", "applies to the onnxruntime runner")
     for args, msg in cases:
         code, err = _run(capsys, *args)
-        assert code == 1 and msg in err, (args, err)
+        assert code == (64 if msg in usage else 1) and msg in err, (args, err)
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     bad_ckpt = tmp_path / "bad.safetensors"
     bad_ckpt.write_bytes(b"garbage")
@@ -336,3 +337,23 @@ def test_unwritable_video_output_fails_alone(capsys, tmp_path: Path, tiny_onnx_f
     failures = json.loads((out / "failures.json").read_text())["failures"]
     assert [f["path"] for f in failures] == [str(src / "sub" / "b.avi")]
     assert _names(out) == ["a.mp4", "c.png", "failures.json", "sub"]
+
+
+def test_unwritable_summary_json_fails_before_the_work(
+    capsys, folder: Path, tmp_path: Path, tiny_onnx_fp32: Path, read_only_dir: Path
+) -> None:
+    """Issue 11.6: --summary-json at a folder or an unwritable path is one line and a usage
+    exit code before any input is processed (it used to fail after all the work, exit 1)."""
+    out = tmp_path / "out"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for target, reason in (
+        (tmp_path, "is a folder"),
+        (a_file / "s.json", "Not a directory"),
+        (read_only_dir / "s.json", "Read-only file system"),
+    ):
+        args = (str(folder), "-e", str(tiny_onnx_fp32), "-o", str(out))
+        code, err = _run(capsys, *args, "--summary-json", str(target))
+        assert code == 64 and err.startswith(f"error: --summary-json {target}: "), err
+        assert reason in err and err.count("\n") == 1
+        assert not out.exists()  # nothing was processed

@@ -19,6 +19,7 @@ from torch import nn
 from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import CheckpointError
 from p2p_deploy.export.command import run_export
+from p2p_deploy.export.options import ExportOptions
 from p2p_deploy.export.parity import check_onnx_parity
 from p2p_deploy.sidecar import ModelSidecar
 
@@ -164,7 +165,7 @@ def test_canonical_checkpoint_exports_with_parity(tmp_path, norm, test_norm):
     assert loaded.source == "canonical"
     assert (loaded.config.ngf, loaded.config.n_down, loaded.config.norm) == (4, 6, norm)
 
-    result = run_export(ckpt, tmp_path / "out", test_norm=test_norm, engine=False)
+    result = run_export(ExportOptions(ckpt, tmp_path / "out", test_norm=test_norm, engine=False))
     onnx_path = tmp_path / "out" / "model.onnx"
     assert onnx_path in result.files
     side = ModelSidecar.read(onnx_path)
@@ -181,7 +182,9 @@ def test_canonical_dataparallel_prefix_and_run_folder(tmp_path):
     torch.save(
         {f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "latest_net_G.pth"
     )
-    result = run_export(tmp_path, tmp_path / "out", engine=False)  # a folder holding the .pth
+    result = run_export(
+        ExportOptions(tmp_path, tmp_path / "out", engine=False)
+    )  # a folder holding the .pth
     assert [p.name for p in result.files if p.suffix == ".onnx"] == ["model.onnx"]
     assert check_onnx_parity(tmp_path / "out" / "model.onnx", PerImageTrainMode(net)).passed
 
@@ -193,7 +196,7 @@ def test_state_dict_that_fits_no_unet(tmp_path):
     state[key] = torch.zeros(8, 5, 4, 4)
     torch.save(state, tmp_path / "latest_net_G.pth")
     with pytest.raises(CheckpointError, match=r"latest_net_G\.pth: .*"):
-        run_export(tmp_path / "latest_net_G.pth", tmp_path / "out", engine=False)
+        run_export(ExportOptions(tmp_path / "latest_net_G.pth", tmp_path / "out", engine=False))
     assert not (tmp_path / "out" / "model.onnx").exists()
 
 
@@ -209,14 +212,14 @@ def test_truncated_and_foreign_checkpoints(tmp_path):
     torch.save({"epoch": 3, "lr": torch.tensor(0.1)}, tmp_path / "foreign.pth")
     torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "linear.pth")
     expected = {
-        "truncated.pth": "not a readable torch checkpoint",
-        "text.pth": "not a readable torch checkpoint",
+        "truncated.pth": "truncated torch checkpoint",
+        "text.pth": "not a torch checkpoint",
         "foreign.pth": "not a plain state_dict of tensors",
         "linear.pth": "not a pix2pix U-Net generator state_dict",
     }
     for name, message in expected.items():
         with pytest.raises(CheckpointError, match=message) as info:
-            run_export(tmp_path / name, tmp_path / "out", engine=False)
+            run_export(ExportOptions(tmp_path / name, tmp_path / "out", engine=False))
         assert name in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     shutil.rmtree(tmp_path / "out", ignore_errors=True)

@@ -79,8 +79,13 @@ def test_resume_errors(tiny_train, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoints/latest"):
         train(cfg, resume=True)
     train(cfg)
-    with pytest.raises(CheckpointError, match="architecture differs"):
+    # Issue 11 (messages): both values are named, as the flag that sets them.
+    with pytest.raises(CheckpointError, match="architecture differs") as e:
         train(cfg.replace(ngf=16, epochs=2), resume=True)
+    assert f"(--ngf {cfg.ngf} in the checkpoint, 16 now); resume with" in str(e.value)
+    with pytest.raises(CheckpointError, match="architecture differs") as e:
+        train(cfg.replace(ngf=16, ndf=4, epochs=2), resume=True)
+    assert f"--ngf {cfg.ngf} in the checkpoint, 16 now; --ndf {cfg.ndf} in the" in str(e.value)
     state = Path(cfg.out) / "checkpoints" / "latest" / "state.pt"
     data = state.read_bytes()
     state.write_bytes(data[: len(data) // 2])

@@ -1,0 +1,92 @@
+"""``ExportOptions``: everything ``p2p export`` takes, one frozen object (torch-free module, so
+``p2p export --help`` builds its flags from these fields without importing torch or onnx)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from p2p_deploy.errors import UsageError
+from p2p_deploy.options import option
+
+IO_CHOICES = {"fp32": "float32", "fp16": "float16"}
+TEST_NORMS = ("stats", "running")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """One export: the checkpoint, where to write, which models and how to build them."""
+
+    checkpoint: Path = option(
+        argument=True,
+        metavar="CHECKPOINT",
+        help="Run folder, .safetensors (+ .json), or canonical latest_net_G.pth.",
+    )
+    out: Path = option(Path("export_out"), short="-o", help="Output folder.")
+    overwrite: bool = option(
+        False,
+        negative=False,
+        help="Replace an export of another checkpoint (or with other options) in --out: its"
+        " models are removed, so the folder never mixes two exports.",
+    )
+    fp16: bool = option(
+        False, negative=False, help="Also write model_fp16.onnx and the FP16 TensorRT engine."
+    )
+    io: str = option("fp32", help="I/O dtype of the fp16 model: fp32 (Casts in the graph) or fp16.")
+    opset: int = option(17, help="ONNX opset (17 or newer).")
+    batch: str = option(
+        "1:4:16", help="TensorRT batch profile MIN:OPT:MAX (max = Triton max_batch_size)."
+    )
+    test_norm: str | None = option(
+        None,
+        help="stats: per-image statistics, the paper's test-time behaviour (default for batch"
+        " norm); running: eval-mode running averages.",
+    )
+    engine: bool | None = option(
+        None,
+        help="--engine: the FP16 engine is required (implies --fp16; error without TensorRT)."
+        " --no-engine: skip engines silently. Default: build it with --fp16 when TensorRT is"
+        " installed.",
+    )
+    fp32_engine: bool = option(
+        False, negative=False, help="Also build model_fp32.plan (requires TensorRT)."
+    )
+    workspace: float = option(4.0, help="TensorRT workspace limit in GiB.")
+    timing_cache: Path | None = option(
+        None, help="TensorRT timing cache file: read if present, updated after each build."
+    )
+    version_compatible: bool = option(
+        False,
+        negative=False,
+        help="Build a version-compatible engine (runs on later TensorRT versions).",
+    )
+    hardware_compatible: bool = option(
+        False, negative=False, help="Build for all Ampere and newer GPUs (AMPERE_PLUS)."
+    )
+    triton: Path | None = option(
+        None,
+        help="Also write a Triton model repository here (DIR/p2p_generator/config.pbtxt,"
+        " 1/model.plan or 1/model.onnx).",
+    )
+    triton_name: str = option("p2p_generator", help="Model name in the Triton repository.")
+    skip_parity: bool = option(False, negative=False, help="Skip the ONNX Runtime parity checks.")
+
+    def __post_init__(self) -> None:
+        if self.io not in IO_CHOICES:
+            raise UsageError(f"--io {self.io!r}: use fp32 or fp16.")
+        if self.test_norm is not None and self.test_norm not in TEST_NORMS:
+            raise UsageError(f"--test-norm {self.test_norm!r}: use stats or running.")
+        if not self.workspace > 0:
+            raise UsageError(f"--workspace {self.workspace}: must be a positive number of GiB.")
+        if self.io == "fp16" and not self.with_fp16:
+            raise UsageError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
+
+    @property
+    def with_fp16(self) -> bool:
+        """The fp16 ONNX is exported: ``--fp16``, or ``--engine`` (the FP16 engine needs it)."""
+        return self.fp16 or bool(self.engine)
+
+    @property
+    def precisions(self) -> list[str]:
+        """The ONNX models written, in order: ``fp32`` always, then ``fp16``."""
+        return ["fp32"] + (["fp16"] if self.with_fp16 else [])

@@ -1,0 +1,80 @@
+"""One style for every invalid value (issue 11, messages): one ``error:`` line and exit code 64,
+which no command uses for anything else (`p2p run`'s 2 means "some inputs failed"); plain
+argument names in usage lines; the exit codes listed in ``p2p --help``."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2p_deploy.cli import main
+from p2p_deploy.errors import EXIT_USAGE
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["train", "--ngf", "x"], "--ngf"),  # the parser: not an integer
+        (["train", "--no-such-flag"], "No such option: --no-such-flag"),
+        (["train", "--direction", "up", "--out", "{tmp}/r"], "--direction must be AtoB or BtoA"),
+        (["run"], "Missing argument 'INPUT'"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "-b", "0"], "'--batch' / '-b'"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--resize", "zoom"], "--resize must be one of"),
+        (["export", "{tmp}/g.safetensors", "--io", "fp8"], "--io 'fp8': use fp32 or fp16"),
+        (["bench", "--batch", "1,x", "--out", "{tmp}/r"], "comma-separated int values"),
+        (["bench", "--out", "{tmp}/r"], "nothing to benchmark"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--codec", "h26"], "h26"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+    ids=[
+        "type",
+        "flag",
+        "train-value",
+        "missing",
+        "range",
+        "run-value",
+        "export",
+        "list",
+        "bench",
+        "codec",
+        "command",
+    ],
+)
+def test_invalid_values_are_one_line_with_the_usage_code(tmp_path, capsys, argv, says):
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == EXIT_USAGE == 64, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
+    assert "╭" not in err + out and "Traceback" not in err  # no usage box, no traceback
+    assert not (tmp_path / "r").exists()
+
+
+def test_root_help_lists_the_exit_codes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for code in (
+        "0 done",
+        "1 error",
+        "2 `p2p run` finished but some inputs failed",
+        "3 training diverged",
+        "64 usage error",
+        "130 interrupted",
+    ):
+        assert code in text, code
+
+
+@pytest.mark.parametrize(
+    ("cmd", "usage"),
+    [
+        ("run", "p2p run [OPTIONS] INPUT"),
+        ("export", "p2p export [OPTIONS] CHECKPOINT"),
+        ("synth", "p2p synth [OPTIONS] OUT"),
+        ("train", "p2p train [OPTIONS]"),
+    ],
+)
+def test_usage_lines_name_arguments_plainly(capsys, monkeypatch, cmd, usage):
+    """typer wrote ``{INPUT}``, ``{checkpoint}`` and ``{out}``."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([cmd, "--help"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "Usage:" in ln)
+    assert line.split("Usage:", 1)[1].strip() == usage
