@@ -30,9 +30,13 @@ class Negate(Runner):
     """x -> -x at 64 x 64 (255 - pixel in uint8): exact, and noise stays noise."""
 
     backend = "negate"
-    image_size = 64
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_size = 64
+        self.is_active = True  # nothing to load: usable without a ``with``
+
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         return -batch
 
 
@@ -210,13 +214,15 @@ def test_stale_temporaries_are_removed_live_ones_kept(tmp_path: Path) -> None:
 
 
 def test_export_staging_cleans_stale_folders(tmp_path: Path) -> None:
-    from p2p_deploy.export.command import _staging
+    """Export (and engine) staging goes through StagedFiles, which removes dead writers'
+    staging folders on entering and names its own after its writer."""
+    from p2p_deploy.atomic import StagedFiles
 
     host = temp_tag().split("-")[1]
     old = tmp_path / f".p2p-export.p2ptmp-{host}-{_dead_pid()}-a1b2c3d4"
     (old / "x").mkdir(parents=True)
-    with _staging(tmp_path) as stage:
-        assert stage.name.startswith(f".p2p-export.{temp_tag()}") and stage.is_dir()
+    with StagedFiles(tmp_path, stem="p2p-export") as stage:
+        assert stage.path.name.startswith(f".p2p-export.{temp_tag()}") and stage.path.is_dir()
         assert not old.exists()
     assert list(tmp_path.iterdir()) == []
 
