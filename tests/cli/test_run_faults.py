@@ -4,6 +4,7 @@ libraries' own stderr lines (issue 11 items 2, 7 and messages)."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -139,8 +140,12 @@ print("ours: done", file=sys.stderr)
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     assert "libpng" not in r.stderr and "WARN" not in r.stderr, r.stderr
-    assert sorted(ln for ln in lines if ln.startswith("thread line")) == sorted(
-        f"thread line {i}" for i in range(50)
-    )
+    # Every line of the other thread is kept. A write of the other thread that lands between
+    # two of libpng's own writes (it writes its message and its newline separately) can leave
+    # the tail of libpng's message on that line: fd 2 holds bytes, not writers, so exact
+    # separation is impossible; what is guaranteed is that nothing of ours is lost.
+    kept = [ln for ln in lines if ln.startswith("thread line")]
+    numbers = sorted(int(re.match(r"thread line (\d+)", ln)[1]) for ln in kept)
+    assert numbers == list(range(50)), lines
     assert "inside a capture" in lines and lines[-1] == "ours: done"
     assert np.all([ln.startswith(("thread line", "inside", "ours")) for ln in lines]), lines
