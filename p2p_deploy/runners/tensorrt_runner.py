@@ -83,6 +83,19 @@ def check_engine_fits(
         )
 
 
+def quiet_nvtx(trt: Any, ctx: Any) -> None:
+    """Run ``ctx`` with layer-name NVTX markers only. The exporter builds with
+    ``ProfilingVerbosity.DETAILED`` (for the inspector record in the sidecar), and a context
+    defaults to the build's verbosity, which "will generally increase latency in enqueueV3()"
+    (TensorRT, ``IExecutionContext.nvtx_verbosity``; it "does not affect how IEngineInspector
+    interacts with the engine"). LAYER_NAMES_ONLY is trtexec's default. A TensorRT without the
+    property keeps its default."""
+    try:
+        ctx.nvtx_verbosity = trt.ProfilingVerbosity.LAYER_NAMES_ONLY
+    except (AttributeError, TypeError):
+        pass
+
+
 class ContextPerShape:
     """Execution contexts for CUDA-graph replay: one per batch size, created on first use.
 
@@ -152,6 +165,7 @@ class TensorRTRunner(Runner):
         self.input_name = self.sidecar.input_name
         self.output_name = self.sidecar.output_name
         self.mem: CudaMemory | None = None
+        self._trt: Any = None  # the tensorrt module, once activated
         self._logger: Any = None
         self._runtime: Any = None
         self._engine: Any = None
@@ -175,6 +189,7 @@ class TensorRTRunner(Runner):
             self._load(trt)
 
     def _load(self, trt: Any) -> None:
+        self._trt = trt
         self._logger = trt.Logger(trt.Logger.ERROR)
         self._runtime = trt.Runtime(self._logger)
         if self.sidecar.version_compatible:
@@ -237,6 +252,7 @@ class TensorRTRunner(Runner):
         ctx = self._engine.create_execution_context()
         if ctx is None:
             raise RuntimeError(f"{self.path}: TensorRT could not create an execution context")
+        quiet_nvtx(self._trt, ctx)
         for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
             if not ctx.set_tensor_address(name, buf.ptr):  # TrtRunner._infer_impl checks it
                 raise RuntimeError(f"{self.path}: TensorRT refused the address of {name!r}")

@@ -231,3 +231,22 @@ def test_cuda_graph_bookkeeping_one_context_per_batch_size() -> None:
     assert slots.slots == {}
     slots.graph_for(2)
     assert made == [4, 2, 2]  # recaptured after clear (a closed and reopened runner)
+
+
+def test_contexts_run_with_layer_name_nvtx_markers() -> None:
+    """The exporter builds with ProfilingVerbosity.DETAILED; each runner context lowers its
+    NVTX verbosity (TensorRT's IExecutionContext.nvtx_verbosity: DETAILED "will generally
+    increase latency in enqueueV3()"); a TensorRT without that property is left alone."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.runners.tensorrt_runner import quiet_nvtx
+
+    trt = SimpleNamespace(ProfilingVerbosity=SimpleNamespace(LAYER_NAMES_ONLY="names"))
+    ctx = SimpleNamespace(nvtx_verbosity="detailed")
+    quiet_nvtx(trt, ctx)
+    assert ctx.nvtx_verbosity == "names"
+
+    class OldContext:  # no such property: setting it raises AttributeError, as pybind does
+        __slots__ = ()
+
+    quiet_nvtx(trt, OldContext())
