@@ -32,6 +32,9 @@ from p2p_deploy.sidecar import ModelSidecar
 
 log = logging.getLogger(__name__)
 
+# torch.cuda.graph's capture mode: other threads' CUDA calls do not invalidate our captures.
+CAPTURE_ERROR_MODE = "thread_local"
+
 REBUILD_HINT = (
     "rebuild it on this machine with `p2p export CHECKPOINT --fp16` "
     "(or ship the .onnx and build here)"
@@ -281,13 +284,20 @@ class TensorRTRunner(Runner):
     def _capture(self, ctx: Any, n: int) -> Any:
         """Capture ``ctx``'s run (its shape already set) into a torch CUDA graph on the
         runner's stream. NVIDIA's developer guide ("CUDA Graphs"): enqueue once before
-        capturing, so TensorRT's shape-dependent work happens outside the graph."""
+        capturing, so TensorRT's shape-dependent work happens outside the graph.
+
+        ``capture_error_mode="thread_local"``: in torch's default "global" mode any CUDA call
+        another thread makes during the capture (the bench's GPU-memory sampler polls
+        ``cudaMemGetInfo`` every few ms around the first call at each batch size, which is
+        when the capture happens) invalidates it (vLLM moved every capture path to
+        thread_local for the same reason, vllm-project/vllm#48053). Unsafe calls on this
+        thread, TensorRT's included, still fail the capture."""
         import torch
 
         self._execute(ctx)
         self.mem.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.mem.stream):
+        with torch.cuda.graph(graph, stream=self.mem.stream, capture_error_mode=CAPTURE_ERROR_MODE):
             self._execute(ctx)
         return graph
 
