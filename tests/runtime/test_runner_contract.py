@@ -300,3 +300,20 @@ def test_capture_enqueues_once_outside_then_inside_a_thread_local_capture(monkey
         "enqueue on 7",
         "capture end",
     ]
+
+
+def test_fp32_torch_runner_turns_cudnn_tf32_off_during_its_calls(tiny_checkpoint: Path) -> None:
+    """PyTorch's default torch.backends.cudnn.allow_tf32 = True would make the "fp32" eager
+    baseline compute TF32 convolutions on Ampere+ GPUs; the fp32 runner turns it off for its
+    own calls only (the flag is back afterwards). Checked on the CPU, where the flag is read
+    the same way."""
+    import torch
+
+    seen: list[bool] = []
+    with open_runner(tiny_checkpoint, device="cpu") as runner:
+        assert runner.precision == "fp32"
+        runner._model.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+        before = torch.backends.cudnn.allow_tf32
+        runner.infer(_batch(1, 32))
+        runner.infer_frames(_frames(1, 32))
+        assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before
