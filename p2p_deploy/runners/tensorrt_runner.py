@@ -194,6 +194,14 @@ class TensorRTRunner(Runner):
     def _load(self, trt: Any) -> None:
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.ERROR)
+        # As Polygraphy's EngineFromBytes and NVIDIA's samples do before deserializing: a plan
+        # that uses libnvinfer_plugin layers (an InstanceNormalization built with the plugin,
+        # e.g. by trtexec with --pluginInstanceNorm) finds no creator otherwise. A lean
+        # TensorRT install without the plugin library still loads plugin-free plans.
+        try:
+            trt.init_libnvinfer_plugins(self._logger, "")
+        except (AttributeError, OSError, RuntimeError, TypeError) as exc:
+            log.debug("TensorRT plugins not registered: %s", exc)
         self._runtime = trt.Runtime(self._logger)
         if self.sidecar.version_compatible:
             # A version-compatible plan embeds the lean runtime it runs with (host code):
