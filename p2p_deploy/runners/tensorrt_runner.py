@@ -32,6 +32,9 @@ from p2p_deploy.sidecar import ModelSidecar
 
 log = logging.getLogger(__name__)
 
+# torch.cuda.graph's capture mode: other threads' CUDA calls do not invalidate our captures.
+CAPTURE_ERROR_MODE = "thread_local"
+
 REBUILD_HINT = (
     "rebuild it on this machine with `p2p export CHECKPOINT --fp16` "
     "(or ship the .onnx and build here)"
@@ -81,6 +84,43 @@ def check_engine_fits(
             f"{path}: built for {sidecar.gpu_name or 'a GPU'} (compute capability "
             f"{sidecar.compute_capability}) but this GPU is {name} ({cc}); {REBUILD_HINT}."
         )
+
+
+_LOGGER: Any = None  # one TensorRT logger for the process, never freed (see process_logger)
+
+
+def process_logger(trt: Any) -> Any:
+    """The process's TensorRT logger (errors only), created once, with libnvinfer's plugins
+    registered on it. Once per process and never freed, as Polygraphy's ``get_trt_logger`` and
+    NVIDIA's samples keep theirs: ``init_libnvinfer_plugins`` keeps the logger it is given,
+    so a per-runner logger freed at ``close()`` would leave it a dangling pointer, and
+    TensorRT warns when a runtime gets a logger other than the one it already has. The plugins
+    are registered before any plan is deserialized, as Polygraphy's ``EngineFromBytes`` does:
+    a plan with libnvinfer_plugin layers (an InstanceNormalization built with the plugin, e.g.
+    ``trtexec --pluginInstanceNorm``) finds no creator otherwise; a lean TensorRT without the
+    plugin library still loads plugin-free plans."""
+    global _LOGGER
+    if _LOGGER is None:
+        logger = trt.Logger(trt.Logger.ERROR)
+        try:
+            trt.init_libnvinfer_plugins(logger, "")
+        except (AttributeError, OSError, RuntimeError, TypeError) as exc:
+            log.debug("TensorRT plugins not registered: %s", exc)
+        _LOGGER = logger
+    return _LOGGER
+
+
+def quiet_nvtx(trt: Any, ctx: Any) -> None:
+    """Run ``ctx`` with layer-name NVTX markers only. The exporter builds with
+    ``ProfilingVerbosity.DETAILED`` (for the inspector record in the sidecar), and a context
+    defaults to the build's verbosity, which "will generally increase latency in enqueueV3()"
+    (TensorRT, ``IExecutionContext.nvtx_verbosity``; it "does not affect how IEngineInspector
+    interacts with the engine"). LAYER_NAMES_ONLY is trtexec's default. A TensorRT without the
+    property keeps its default."""
+    try:
+        ctx.nvtx_verbosity = trt.ProfilingVerbosity.LAYER_NAMES_ONLY
+    except (AttributeError, TypeError):
+        pass
 
 
 class ContextPerShape:
@@ -152,6 +192,7 @@ class TensorRTRunner(Runner):
         self.input_name = self.sidecar.input_name
         self.output_name = self.sidecar.output_name
         self.mem: CudaMemory | None = None
+        self._trt: Any = None  # the tensorrt module, once activated
         self._logger: Any = None
         self._runtime: Any = None
         self._engine: Any = None
@@ -175,7 +216,8 @@ class TensorRTRunner(Runner):
             self._load(trt)
 
     def _load(self, trt: Any) -> None:
-        self._logger = trt.Logger(trt.Logger.ERROR)
+        self._trt = trt
+        self._logger = process_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         if self.sidecar.version_compatible:
             # A version-compatible plan embeds the lean runtime it runs with (host code):
@@ -237,6 +279,7 @@ class TensorRTRunner(Runner):
         ctx = self._engine.create_execution_context()
         if ctx is None:
             raise RuntimeError(f"{self.path}: TensorRT could not create an execution context")
+        quiet_nvtx(self._trt, ctx)
         for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
             if not ctx.set_tensor_address(name, buf.ptr):  # TrtRunner._infer_impl checks it
                 raise RuntimeError(f"{self.path}: TensorRT refused the address of {name!r}")
@@ -265,13 +308,20 @@ class TensorRTRunner(Runner):
     def _capture(self, ctx: Any, n: int) -> Any:
         """Capture ``ctx``'s run (its shape already set) into a torch CUDA graph on the
         runner's stream. NVIDIA's developer guide ("CUDA Graphs"): enqueue once before
-        capturing, so TensorRT's shape-dependent work happens outside the graph."""
+        capturing, so TensorRT's shape-dependent work happens outside the graph.
+
+        ``capture_error_mode="thread_local"``: in torch's default "global" mode any CUDA call
+        another thread makes during the capture (the bench's GPU-memory sampler polls
+        ``cudaMemGetInfo`` every few ms around the first call at each batch size, which is
+        when the capture happens) invalidates it (vLLM moved every capture path to
+        thread_local for the same reason, vllm-project/vllm#48053). Unsafe calls on this
+        thread, TensorRT's included, still fail the capture."""
         import torch
 
         self._execute(ctx)
         self.mem.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.mem.stream):
+        with torch.cuda.graph(graph, stream=self.mem.stream, capture_error_mode=CAPTURE_ERROR_MODE):
             self._execute(ctx)
         return graph
 

@@ -231,3 +231,121 @@ def test_cuda_graph_bookkeeping_one_context_per_batch_size() -> None:
     assert slots.slots == {}
     slots.graph_for(2)
     assert made == [4, 2, 2]  # recaptured after clear (a closed and reopened runner)
+
+
+def test_contexts_run_with_layer_name_nvtx_markers() -> None:
+    """The exporter builds with ProfilingVerbosity.DETAILED; each runner context lowers its
+    NVTX verbosity (TensorRT's IExecutionContext.nvtx_verbosity: DETAILED "will generally
+    increase latency in enqueueV3()"); a TensorRT without that property is left alone."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.runners.tensorrt_runner import quiet_nvtx
+
+    trt = SimpleNamespace(ProfilingVerbosity=SimpleNamespace(LAYER_NAMES_ONLY="names"))
+    ctx = SimpleNamespace(nvtx_verbosity="detailed")
+    quiet_nvtx(trt, ctx)
+    assert ctx.nvtx_verbosity == "names"
+
+    class OldContext:  # no such property: setting it raises AttributeError, as pybind does
+        __slots__ = ()
+
+    quiet_nvtx(trt, OldContext())
+
+
+def test_capture_enqueues_once_outside_then_inside_a_thread_local_capture(monkeypatch) -> None:
+    """TensorRT runner's capture, with stand-ins for torch's graph API (no GPU here): one
+    ordinary enqueue and a stream sync first (NVIDIA's "CUDA Graphs" recipe), then the
+    captured enqueue on the runner's stream in thread_local mode, so the bench's memory
+    sampler thread polling cudaMemGetInfo cannot invalidate it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from p2p_deploy.runners.tensorrt_runner import TensorRTRunner
+
+    events: list[str] = []
+
+    class Graph:
+        pass
+
+    class FakeCapture:
+        def __init__(self, graph, stream=None, capture_error_mode="global"):
+            events.append(f"capture on {stream} mode {capture_error_mode}")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("capture end")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", FakeCapture)
+
+    class Ctx:
+        def execute_async_v3(self, stream_handle):
+            events.append(f"enqueue on {stream_handle}")
+            return True
+
+    runner = object.__new__(TensorRTRunner)
+    runner.path = "m.plan"
+    runner.mem = SimpleNamespace(
+        stream="S", stream_handle=7, synchronize=lambda: events.append("sync")
+    )
+    graph = runner._capture(Ctx(), 2)
+    assert isinstance(graph, Graph)
+    assert events == [
+        "enqueue on 7",
+        "sync",
+        "capture on S mode thread_local",
+        "enqueue on 7",
+        "capture end",
+    ]
+
+
+def test_fp32_torch_runner_turns_cudnn_tf32_off_during_its_calls(tiny_checkpoint: Path) -> None:
+    """PyTorch's default torch.backends.cudnn.allow_tf32 = True would make the "fp32" eager
+    baseline compute TF32 convolutions on Ampere+ GPUs; the fp32 runner turns it off for its
+    own calls only (the flag is back afterwards). Checked on the CPU, where the flag is read
+    the same way."""
+    import torch
+
+    seen: list[bool] = []
+    with open_runner(tiny_checkpoint, device="cpu") as runner:
+        assert runner.precision == "fp32"
+        runner._model.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+        before = torch.backends.cudnn.allow_tf32
+        runner.infer(_batch(1, 32))
+        runner.infer_frames(_frames(1, 32))
+        assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before
+
+
+def test_one_tensorrt_logger_per_process_with_plugins_registered_once(monkeypatch) -> None:
+    """init_libnvinfer_plugins keeps the logger it gets: the runner's logger is created once
+    per process and never freed (as Polygraphy's get_trt_logger), plugins registered on it
+    once, before any plan is deserialized; a TensorRT without the plugin library still works."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.runners import tensorrt_runner
+
+    monkeypatch.setattr(tensorrt_runner, "_LOGGER", None)
+    registered: list[object] = []
+
+    class Logger:
+        ERROR = 2
+
+        def __init__(self, severity):
+            self.severity = severity
+
+    trt = SimpleNamespace(
+        Logger=Logger, init_libnvinfer_plugins=lambda lg, ns: registered.append((lg, ns))
+    )
+    first = tensorrt_runner.process_logger(trt)
+    assert tensorrt_runner.process_logger(trt) is first and first.severity == Logger.ERROR
+    assert registered == [(first, "")]
+
+    def no_plugin_library(_lg, _ns):
+        raise OSError("libnvinfer_plugin.so.10: cannot open shared object file")
+
+    monkeypatch.setattr(tensorrt_runner, "_LOGGER", None)
+    lean = SimpleNamespace(Logger=Logger, init_libnvinfer_plugins=no_plugin_library)
+    assert isinstance(tensorrt_runner.process_logger(lean), Logger)
