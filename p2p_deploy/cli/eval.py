@@ -1,0 +1,9 @@
+"""`p2p eval` (being written)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass
