@@ -30,13 +30,15 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from p2p_deploy.errors import DataError
-from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
+from p2p_deploy.imaging import rgb8_to_tensor
 from p2p_deploy.jpeg import jpeg_data_truncated
+
+# The readers live in the core so that evaluation (bench) reads pairs the same way.
+from p2p_deploy.media.pairs import list_images, read_rgb
 from p2p_deploy.train.augment import apply_jitter, jitter_params
 from p2p_deploy.train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
 log = logging.getLogger(__name__)
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,6 @@ class DataOptions:
     flip: bool = True
     seed: int = 0
     train: bool = True  # val/test: no jitter, no flip
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files of ``folder`` (not recursive), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB, or None when OpenCV cannot decode the file."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None
-    try:
-        return cv2.cvtColor(to_bgr8(img), cv2.COLOR_BGR2RGB)
-    except ValueError:
-        return None
 
 
 class PairDataset(Dataset):

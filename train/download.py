@@ -39,6 +39,7 @@ from typing import IO
 from p2p_deploy import __version__
 from p2p_deploy.atomic import write_json
 from p2p_deploy.errors import DataError
+from p2p_deploy.media.pairs import IMAGE_EXTS
 from p2p_deploy.train.dataset_catalog import DEFAULT_MIRROR, CatalogEntry, find_entry
 
 log = logging.getLogger(__name__)
@@ -398,12 +399,11 @@ def _dataset_root(tmp: Path, name: str) -> Path:
 
 def count_splits(folder: Path) -> dict[str, int]:
     """Image files per split folder (``train``, ``val``, ``test``) that exists."""
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
     out = {}
     for split in ("train", "val", "test"):
         d = folder / split
         if d.is_dir():
-            out[split] = sum(1 for p in d.iterdir() if p.suffix.lower() in exts)
+            out[split] = sum(1 for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     return out
 
 
