@@ -46,8 +46,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def make_archive(path: Path, name: str = "facades", extra: list[tarfile.TarInfo] | None = None,
-                 extra_data: bytes = b"x") -> Path:
+def make_archive(
+    path: Path,
+    name: str = "facades",
+    extra: list[tarfile.TarInfo] | None = None,
+    extra_data: bytes = b"x",
+) -> Path:
     """``path``: a gzip'd tar of ``name/{train,val,test}/N.png`` aligned images (+ ``extra``
     members, each holding ``extra_data`` when it is a file)."""
     with tarfile.open(path, "w:gz") as tar:

@@ -28,8 +28,18 @@ def p2p(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:
 def test_data_list() -> None:
     r = p2p("data", "list")
     assert r.returncode == 0, r.stderr
-    for word in ("facades", "cityscapes", "maps", "edges2shoes", "edges2handbags", "night2day",
-                 "BtoA", "AtoB", "unknown", "efrosgans.eecs.berkeley.edu"):
+    for word in (
+        "facades",
+        "cityscapes",
+        "maps",
+        "edges2shoes",
+        "edges2handbags",
+        "night2day",
+        "BtoA",
+        "AtoB",
+        "unknown",
+        "efrosgans.eecs.berkeley.edu",
+    ):
         assert word in r.stdout, word
 
 
@@ -39,8 +49,16 @@ def test_download_then_train(tmp_path: Path) -> None:
     make_archive(mirror / "facades.tar.gz")
     to = tmp_path / "datasets"
     with serve_folder(mirror) as srv:
-        r = p2p("data", "download", "facades", "--to", str(to), "--mirror", srv.base_url,
-                "--no-progress")
+        r = p2p(
+            "data",
+            "download",
+            "facades",
+            "--to",
+            str(to),
+            "--mirror",
+            srv.base_url,
+            "--no-progress",
+        )
     assert r.returncode == 0, r.stderr
     assert "no checksum on the mirror" in r.stderr
     assert "splits: train 3, val 1, test 2" in r.stderr
@@ -48,9 +66,26 @@ def test_download_then_train(tmp_path: Path) -> None:
     assert sorted(p.name for p in (to / "facades").iterdir()) == sorted(SPLITS)
 
     run = tmp_path / "run"
-    r = p2p("train", "--data", str(to / "facades"), "--direction", "BtoA", "--out", str(run),
-            "--image-size", "32", "--ngf", "8", "--ndf", "8", "--max-steps", "2", "--no-progress",
-            "--log-every", "1")
+    r = p2p(
+        "train",
+        "--data",
+        str(to / "facades"),
+        "--direction",
+        "BtoA",
+        "--out",
+        str(run),
+        "--image-size",
+        "32",
+        "--ngf",
+        "8",
+        "--ndf",
+        "8",
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--log-every",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     loaded = load_generator(run)
     assert loaded.meta["direction"] == "BtoA" and loaded.meta["step"] == 2
@@ -60,8 +95,16 @@ def test_download_errors_are_one_line(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     with serve_folder(mirror) as srv:
-        r = p2p("data", "download", "facades", "--to", str(tmp_path / "d"), "--mirror",
-                srv.base_url, "--no-progress")
+        r = p2p(
+            "data",
+            "download",
+            "facades",
+            "--to",
+            str(tmp_path / "d"),
+            "--mirror",
+            srv.base_url,
+            "--no-progress",
+        )
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         f"error: {srv.base_url}/facades.tar.gz: not found on the mirror (HTTP 404)."
