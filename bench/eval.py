@@ -55,6 +55,8 @@ class EvalOptions:
         batch: images per runner call.
         grid: rows in best.png and worst.png.
         device: runner device (None: the runner's default).
+        save_images: also write every output and target (model size, PNG) to
+            ``out/outputs/`` and ``out/targets/`` (for FID with an external tool).
     """
 
     model: Path
@@ -67,6 +69,7 @@ class EvalOptions:
     batch: int = 4
     grid: int = 4
     device: str | None = None
+    save_images: bool = False
 
 
 @dataclass
@@ -248,10 +251,15 @@ def score_model(
                 scores.rows.append(row)
                 if reference is None and opts.baseline is not None:
                     outputs[pair.name] = y
-                if grids is not None:
-                    item = (row["l1"], pair.name, *tensor_to_bgr8(np.stack([cond, y, target])))
+                if grids is not None:  # the model under test, not the baseline
+                    src8, out8, tgt8 = tensor_to_bgr8(np.stack([cond, y, target]))
+                    item = (row["l1"], pair.name, src8, out8, tgt8)
                     _keep(grids[0], opts.grid, item, worst=False)
                     _keep(grids[1], opts.grid, item, worst=True)
+                    if opts.save_images:
+                        png = Path(pair.name).stem + ".png"
+                        _write_png(opts.out / "outputs" / png, out8)
+                        _write_png(opts.out / "targets" / png, tgt8)
             if on_images:
                 on_images(len(chunk))
     return scores, outputs
@@ -294,7 +302,10 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise P2PError(f"{path}: cannot encode the PNG.")
-    write_bytes(path, buf.tobytes())
+    try:
+        write_bytes(path, buf.tobytes())
+    except OSError as exc:
+        raise P2PError(f"{exc.filename or path}: cannot write ({exc.strerror or exc}).") from None
 
 
 def _csv(result: EvalResult) -> str:
@@ -358,9 +369,10 @@ def run_eval(
         _write_png(out / "best.png", grid_image(grids[0].rows))
         _write_png(out / "worst.png", grid_image(grids[1].rows))
         write_text(out / "eval.csv", _csv(result))
-        result.outputs = {
-            k: str(out / k) for k in ("eval.json", "eval.csv", "best.png", "worst.png")
-        }
+        names = ("eval.json", "eval.csv", "best.png", "worst.png")
+        if opts.save_images:
+            names += ("outputs", "targets")
+        result.outputs = {k: str(out / k) for k in names}
         write_json(out / "eval.json", result.to_dict())
     except OSError as exc:
         raise P2PError(f"{exc.filename or out}: cannot write ({exc.strerror or exc}).") from None

@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(
             None, help="cpu, cuda or cuda:N.", show_default="the runner's default"
         ),
+        save_images: bool = typer.Option(
+            False,
+            "--save-images",
+            help="Also write every output and target to OUT/outputs and OUT/targets (for FID).",
+        ),
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show a progress bar."
         ),
@@ -64,6 +69,7 @@ def register(app: typer.Typer) -> None:
             batch=batch,
             grid=grid,
             device=device,
+            save_images=save_images,
         )
         _eval(opts, progress)
 

@@ -203,8 +203,19 @@ def test_paired_layout_limit_and_errors(tmp_path: Path, tiny_checkpoint: Path) -
         (root / "test" / sub).mkdir(parents=True)
         for i, img in enumerate(imgs):
             cv2.imwrite(str(root / "test" / sub / f"p{i}.png"), img)
-    res = run_eval(EvalOptions(tiny_checkpoint, root, out=tmp_path / "o", limit=3))
+    res = run_eval(
+        EvalOptions(tiny_checkpoint, root, out=tmp_path / "o", limit=3, save_images=True)
+    )
     assert [r["name"] for r in res.model.rows] == ["p0", "p1", "p2"]
+    for sub in ("outputs", "targets"):  # for FID with an external tool
+        assert sorted(p.name for p in (tmp_path / "o" / sub).iterdir()) == [
+            "p0.png",
+            "p1.png",
+            "p2.png",
+        ]
+    # The saved target is the A image (BtoA: B is the condition), at the model's size.
+    target = cv2.imread(str(tmp_path / "o" / "targets" / "p1.png"))
+    assert np.array_equal(target, cv2.imread(str(root / "test" / "A" / "p1.png")))
 
     with pytest.raises(DataError, match=r"test2: no such split folder \(it has: test\)"):
         run_eval(EvalOptions(tiny_checkpoint, root, split="test2", out=tmp_path / "o"))
