@@ -434,6 +434,8 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
     except OSError as exc:
         raise DataError(f"{to}: cannot create the folder ({exc.strerror or exc}).") from None
 
+    for stale in to.glob(f".{opts.name}.unpacking-*"):  # left by a run killed mid-extraction
+        shutil.rmtree(stale, ignore_errors=True)
     archive_name = f"{opts.name}.tar.gz"
     url = _url(base, archive_name)
     part = to / f"{archive_name}.part"

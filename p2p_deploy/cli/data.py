@@ -65,11 +65,18 @@ def _list() -> None:
     from p2p_deploy.train.dataset_catalog import CATALOG, DEFAULT_MIRROR
 
     table = Table(title=f"pix2pix datasets ({DEFAULT_MIRROR}/NAME.tar.gz)")
-    for col in ("name", "A (left)", "B (right)", "usual task", "--direction", "images", "size"):
+    table.add_column("name", no_wrap=True)
+    for col in ("A (left)", "B (right)", "usual task"):
         table.add_column(col)
+    table.add_column("--direction", no_wrap=True)
+    table.add_column("images")
+    table.add_column("size", no_wrap=True)
     for e in CATALOG:
         table.add_row(e.name, e.a, e.b, e.usual_task, e.usual_direction, e.images, e.size)
-    Console(soft_wrap=True).print(table)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # a pipe or a file: no terminal width to fit, keep rows whole
+        console.width = 160
+    console.print(table)
 
 
 def _download(opts, show: bool) -> None:  # noqa: ANN001 - DownloadOptions, imported lazily

@@ -12,7 +12,7 @@ from data_server import SPLITS, make_archive, serve_folder
 
 from p2p_deploy.checkpoint import load_generator
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def p2p(*args: str, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -85,6 +85,20 @@ def test_cut_off_download_resumes_with_range(tmp_path: Path, mirror: Path) -> No
     assert res.splits == SPLITS and not part.exists()
 
 
+def test_complete_partial_and_stale_unpacking_folder(tmp_path: Path, mirror: Path) -> None:
+    to = tmp_path / "datasets"
+    to.mkdir()
+    whole = (mirror / "facades.tar.gz").read_bytes()
+    (to / "facades.tar.gz.part").write_bytes(whole)  # killed after the last byte arrived
+    (to / ".facades.unpacking-x1" / "facades").mkdir(parents=True)  # killed mid-extraction
+    with serve_folder(mirror) as srv:
+        res = download_dataset(DownloadOptions("facades", to, srv.base_url))
+        ranges = [r for p, r in srv.requests if p == "/facades.tar.gz"]
+    assert ranges == [f"bytes={len(whole)}-"]  # answered 416: nothing left to fetch
+    assert res.resumed_from == len(whole) and res.downloaded_bytes == 0
+    assert sorted(p.name for p in to.iterdir()) == ["facades"]
+
+
 def test_changed_file_restarts_instead_of_splicing(tmp_path: Path, mirror: Path) -> None:
     to = tmp_path / "datasets"
     with serve_folder(mirror) as srv:
