@@ -110,11 +110,14 @@ class EvalResult:
             ]
             worst, name = max(per_image)
             drops[k] = {"name": name, "drop": worst}
-        agree = [r["psnr_vs_baseline_db"] for r in self.model.rows]
+        # Absent when the two models have different input sizes (outputs not comparable).
+        agree = [r["psnr_vs_baseline_db"] for r in self.model.rows if "psnr_vs_baseline_db" in r]
         return {
             "difference": {k: m[k] - b[k] for k in METRICS},
             "largest_drop": drops,
-            "psnr_vs_baseline_db": {"mean": float(np.mean(agree)), "min": float(np.min(agree))},
+            "psnr_vs_baseline_db": (
+                {"mean": float(np.mean(agree)), "min": float(np.min(agree))} if agree else None
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:

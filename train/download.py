@@ -50,6 +50,7 @@ SPACE_MARGIN = 16 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SHA256 = re.compile(r"\b([0-9a-fA-F]{64})\b")
 
+
 class ArchiveError(DataError):
     """The archive is corrupt, truncated or holds an unsafe member (it is deleted)."""
 
@@ -118,15 +119,18 @@ def _local_path(url: str) -> Path:
     return Path(urllib.request.url2pathname(parsed.path))
 
 
-def _open_file(url: str, offset: int) -> _Response:
+def _open_file(url: str, offset: int, validator: str | None) -> _Response:
     path = _local_path(url)
     if not path.is_file():
         raise DataError(f"{url}: not found on the mirror (no such file).")
-    total = path.stat().st_size
+    st = path.stat()
+    now = f"{st.st_size}-{st.st_mtime_ns}"
     f = open(path, "rb")  # noqa: SIM115 - closed by the caller's contextlib.closing
-    start = offset if 0 < offset <= total else 0
+    # Resume only the same file (size and mtime unchanged since the partial was started).
+    same = validator is None or validator == now
+    start = offset if (0 < offset <= st.st_size and same) else 0
     f.seek(start)
-    return _Response(f, start, total, str(path.stat().st_mtime_ns))
+    return _Response(f, start, st.st_size, now)
 
 
 def _open_http(url: str, offset: int, validator: str | None, timeout: float) -> _Response:
@@ -174,7 +178,7 @@ def _open(url: str, offset: int, validator: str | None, timeout: float) -> _Resp
     """Open ``url`` from byte ``offset`` (from 0 when the source cannot resume)."""
     scheme = urllib.parse.urlparse(url).scheme
     if scheme == "file":
-        return _open_file(url, offset)
+        return _open_file(url, offset, validator)
     if scheme in ("http", "https"):
         return _open_http(url, offset, validator, timeout)
     raise DataError(f"{url}: the mirror must be an http://, https:// or file:// URL.")

@@ -130,9 +130,13 @@ def summary_lines(report: dict) -> list[str]:
             + ", ".join(
                 f"{k} {drop[k]['drop']:+.4g} ({drop[k]['name']})" for k in ("l1", "psnr_db", "ssim")
             ),
-            f"outputs model vs baseline: PSNR mean {b['psnr_vs_baseline_db']['mean']:.2f} dB, "
-            f"min {b['psnr_vs_baseline_db']['min']:.2f} dB",
         ]
+        agree = b.get("psnr_vs_baseline_db")
+        if agree:
+            lines.append(
+                f"outputs model vs baseline: PSNR mean {agree['mean']:.2f} dB, "
+                f"min {agree['min']:.2f} dB"
+            )
     out = report["outputs"]
     lines.append(f"report: {out['eval.json']}, {out['eval.csv']}")
     lines.append(f"grids (input | output | target): {out['best.png']}, {out['worst.png']}")
