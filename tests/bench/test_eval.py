@@ -245,3 +245,19 @@ def test_grid_image_shape() -> None:
     tile = np.zeros((256, 256, 3), np.uint8)
     img = grid_image([(0.1, "x.png", tile, tile, tile)])
     assert img.shape == (18 + 18 + 256, 768, 3)
+
+
+def test_baseline_of_another_size(tmp_path: Path, own_output_data: Path, tiny_checkpoint: Path):
+    from helpers import make_tiny_generator
+
+    from p2p_deploy.checkpoint import save_generator
+
+    big = tmp_path / "g64.safetensors"
+    save_generator(make_tiny_generator(seed=2, image_size=64, n_down=6), big, {"direction": "BtoA"})
+    res = run_eval(EvalOptions(tiny_checkpoint, own_output_data, out=tmp_path / "o", baseline=big))
+    assert res.baseline is not None and res.baseline.image_size == 64
+    cmp = res.comparison()
+    assert cmp is not None and cmp["psnr_vs_baseline_db"] is None  # outputs not comparable
+    assert cmp["difference"]["l1"] == pytest.approx(
+        res.model.mean()["l1"] - res.baseline.mean()["l1"]
+    )
