@@ -43,3 +43,17 @@ Demo done in $(( $(date +%s) - t0 )) s. Results:
   translated       $D/out/images      (input | output side by side), $D/out/video/labels.mp4
   benchmark        $D/bench/report.md (+ report.json, latency.png, throughput.png)
 MSG
+
+# Quality as deployed (`p2p eval`): the generator on the 16 test pairs, and the fp16 ONNX against
+# the fp32 ONNX on the same images (a few seconds each).
+step "eval: the demo generator on its test split ($D/eval), fp16 vs fp32 ONNX ($D/eval_fp16)"
+p2p eval "$D/run" --data "$D/data" --split test --out "$D/eval" --no-progress
+p2p eval "$D/export/model_fp16.onnx" --baseline "$D/export/model.onnx" --data "$D/data" \
+    --split test --direction BtoA --out "$D/eval_fp16" --no-progress
+cat <<MSG
+
+Quality: $D/eval/eval.json (+ eval.csv), grids of input | output | target:
+  best  $D/eval/best.png
+  worst $D/eval/worst.png
+  fp16 vs fp32 ONNX: $D/eval_fp16/eval.json
+MSG

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from p2p_deploy.media.pairs import resize_square
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,7 @@ def apply_jitter(
     out = []
     for img in images:
         size = load_size if jitter else crop_size
-        if img.shape[0] != size or img.shape[1] != size:
-            interp = cv2.INTER_CUBIC if size > img.shape[0] else cv2.INTER_AREA
-            img = cv2.resize(img, (size, size), interpolation=interp)
+        img = resize_square(img, size)  # shared with evaluation (p2p_deploy.media.pairs)
         if jitter:
             img = img[params.y : params.y + crop_size, params.x : params.x + crop_size]
         if params.flip:

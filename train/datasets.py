@@ -30,10 +30,12 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from p2p_deploy.errors import DataError
-from p2p_deploy.imaging import rgb8_to_tensor, to_bgr8
+from p2p_deploy.imaging import rgb8_to_tensor
 from p2p_deploy.jpeg import jpeg_data_truncated
-from p2p_deploy.media.files import list_images
 from p2p_deploy.media.native import captured_native_stderr
+
+# The readers live in the core so that evaluation (bench) reads pairs the same way.
+from p2p_deploy.media.pairs import list_images, read_rgb
 from p2p_deploy.train.augment import apply_jitter, jitter_params
 from p2p_deploy.train.synthetic import SPLIT_OFFSETS, synthetic_pair
 
@@ -51,18 +53,6 @@ class DataOptions:
     flip: bool = True
     seed: int = 0
     train: bool = True  # val/test: no jitter, no flip
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB, or None when OpenCV cannot decode the file."""
-    with captured_native_stderr():  # libpng prints its own "libpng error: ..." lines
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None
-    try:
-        return cv2.cvtColor(to_bgr8(img), cv2.COLOR_BGR2RGB)
-    except ValueError:
-        return None
 
 
 class PairDataset(Dataset):

@@ -23,7 +23,7 @@ EXIT_CODES = (
 
 app = typer.Typer(
     name="p2p",
-    help="pix2pix from training to fast inference: train, export, run, bench, doctor.",
+    help="pix2pix from training to fast inference: train, data, export, run, eval, bench, doctor.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -31,7 +31,7 @@ app = typer.Typer(
 )
 
 # Order is the order shown in --help.
-COMMAND_MODULES = ("train", "synth", "export", "run", "bench", "doctor")
+COMMAND_MODULES = ("train", "synth", "data", "export", "run", "eval", "bench", "doctor")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,382 @@
+"""`p2p eval`: score a model as deployed on a data split, optionally against a baseline model.
+
+The model (run folder, .safetensors, latest_net_G.pth, .onnx, .plan) is opened with the same
+runner `p2p run` uses (:func:`p2p_deploy.runners.factory.open_runner`) and fed through its public
+``infer``, so an fp16 engine or an INT8 ONNX is scored exactly as it will serve. Each pair of
+the split is read with the training code's readers (:mod:`p2p_deploy.media.pairs`), its halves
+resized to the model's size as validation does, the condition translated, and the output
+scored against the target with :mod:`p2p_deploy.bench.metrics` (L1, PSNR, SSIM on [-1, 1]).
+
+Writes ``OUT/eval.json`` (per-image rows and means), ``OUT/eval.csv`` and ``OUT/best.png`` /
+``OUT/worst.png`` (input | output | target rows for the best and worst images by L1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from p2p_deploy.atomic import write_bytes, write_json, write_text
+from p2p_deploy.bench.metrics import image_metrics, psnr_db
+from p2p_deploy.errors import DataError, P2PError
+from p2p_deploy.imaging import rgb8_to_tensor, tensor_to_bgr8
+from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, split_pairs
+
+log = logging.getLogger(__name__)
+
+METRICS = ("l1", "psnr_db", "ssim")
+# For each metric: +1 when higher is better, -1 when lower is better.
+BETTER = {"l1": -1, "psnr_db": 1, "ssim": 1}
+DIRECTIONS = ("AtoB", "BtoA")
+DEFAULT_DIRECTION = "BtoA"
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `p2p eval` was asked to do.
+
+    Attributes:
+        model: anything `p2p run` takes.
+        data: a dataset folder holding ``split`` (aligned A|B images or A/ + B/).
+        split: which split folder to score.
+        out: folder for eval.json, eval.csv, best.png, worst.png.
+        baseline: a second model scored on the same images, for differences.
+        limit: score at most this many pairs (the first by name); None = all.
+        direction: AtoB or BtoA; None = from the model's sidecar, else BtoA.
+        batch: images per runner call.
+        grid: rows in best.png and worst.png.
+        device: runner device (None: the runner's default).
+        save_images: also write every output and target (model size, PNG) to
+            ``out/outputs/`` and ``out/targets/`` (for FID with an external tool).
+    """
+
+    model: Path
+    data: Path
+    split: str = "test"
+    out: Path = Path("eval")
+    baseline: Path | None = None
+    limit: int | None = None
+    direction: str | None = None
+    batch: int = 4
+    grid: int = 4
+    device: str | None = None
+    save_images: bool = False
+
+
+@dataclass
+class ModelScores:
+    """One model's per-image metrics over the split."""
+
+    model: str
+    runner: str
+    image_size: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def mean(self) -> dict[str, float]:
+        return {m: float(np.mean([r[m] for r in self.rows])) for m in METRICS}
+
+
+@dataclass
+class EvalResult:
+    """What `p2p eval` found; ``to_dict()`` is eval.json."""
+
+    options: EvalOptions
+    direction: str
+    direction_source: str
+    model: ModelScores
+    baseline: ModelScores | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def comparison(self) -> dict[str, Any] | None:
+        """Mean difference (model - baseline) per metric and the largest per-image drop."""
+        if self.baseline is None:
+            return None
+        m, b = self.model.mean(), self.baseline.mean()
+        drops = {}
+        for k in METRICS:
+            # A drop is a change for the worse: L1 up, PSNR / SSIM down.
+            per_image = [
+                (BETTER[k] * (rb[k] - rm[k]), rm["name"])
+                for rm, rb in zip(self.model.rows, self.baseline.rows, strict=True)
+            ]
+            worst, name = max(per_image)
+            drops[k] = {"name": name, "drop": worst}
+        # Absent when the two models have different input sizes (outputs not comparable).
+        agree = [r["psnr_vs_baseline_db"] for r in self.model.rows if "psnr_vs_baseline_db" in r]
+        return {
+            "difference": {k: m[k] - b[k] for k in METRICS},
+            "largest_drop": drops,
+            "psnr_vs_baseline_db": (
+                {"mean": float(np.mean(agree)), "min": float(np.min(agree))} if agree else None
+            ),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.options).items()}
+        d: dict[str, Any] = {
+            "model": self.model.model,
+            "runner": self.model.runner,
+            "image_size": self.model.image_size,
+            "data": str(self.options.data),
+            "split": self.options.split,
+            "direction": self.direction,
+            "direction_source": self.direction_source,
+            "count": len(self.model.rows),
+            "mean": self.model.mean(),
+            "images": self.model.rows,
+            "options": opts,
+            "fid": None,  # not computed: needs Inception weights (see README, `p2p eval`)
+        }
+        if self.baseline is not None:
+            d["baseline"] = {
+                "model": self.baseline.model,
+                "runner": self.baseline.runner,
+                "image_size": self.baseline.image_size,
+                "mean": self.baseline.mean(),
+                "images": self.baseline.rows,
+                **(self.comparison() or {}),
+            }
+        d["outputs"] = self.outputs
+        return d
+
+
+# --------------------------------------------------------------------------------- direction
+
+
+def model_direction(model: Path) -> str | None:
+    """The direction recorded beside ``model``: a checkpoint sidecar's ``direction`` (run
+    folder, .safetensors), or an exported model sidecar's ``extra.direction``; None if absent."""
+    candidates: list[Path] = []
+    if model.is_dir():
+        candidates = [model / "checkpoints" / "latest" / "generator.json", model / "generator.json"]
+    elif model.suffix == ".safetensors":
+        candidates = [model.with_suffix(".json")]
+    elif model.suffix in (".onnx", ".plan", ".engine"):
+        candidates = [model.with_name(model.name + ".json")]
+    for side in candidates:
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict):
+            continue
+        value = meta.get("direction") or (meta.get("extra") or {}).get("direction")
+        if value in DIRECTIONS:
+            return value
+    return None
+
+
+def resolve_direction(opts: EvalOptions) -> tuple[str, str]:
+    """``(direction, where it came from)``: the flag, the model's sidecar, the baseline's, or
+    the default (BtoA, the facades convention) with a warning."""
+    if opts.direction is not None:
+        if opts.direction not in DIRECTIONS:
+            raise P2PError(f"--direction must be AtoB or BtoA, got {opts.direction!r}.")
+        return opts.direction, "--direction"
+    for path in (opts.model, opts.baseline):
+        if path is not None and (found := model_direction(path)) is not None:
+            return found, f"{path} sidecar"
+    log.warning(
+        "%s records no direction; assuming %s (label -> photo on facades). Pass --direction "
+        "if the model translates A -> B.",
+        opts.model,
+        DEFAULT_DIRECTION,
+    )
+    return DEFAULT_DIRECTION, "default (not recorded with the model)"
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+def _prepared(pair: PairFiles, direction: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(condition, target) as (3, size, size) float32 in [-1, 1]."""
+    a, b = load_pair(pair)
+    src, dst = (a, b) if direction == "AtoB" else (b, a)
+    return rgb8_to_tensor(resize_square(src, size)), rgb8_to_tensor(resize_square(dst, size))
+
+
+@dataclass
+class _Kept:
+    """Rows kept for a best/worst grid: (l1, name, input, output, target), bgr8 each."""
+
+    rows: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def _keep(kept: _Kept, n: int, item, worst: bool) -> None:  # noqa: ANN001 - tuple above
+    kept.rows.append(item)
+    kept.rows.sort(key=lambda r: r[0], reverse=worst)
+    del kept.rows[n:]
+
+
+def score_model(
+    model: Path,
+    pairs: list[PairFiles],
+    opts: EvalOptions,
+    direction: str,
+    on_images: Callable[[int], None] | None = None,
+    reference: dict[str, np.ndarray] | None = None,
+    grids: tuple[_Kept, _Kept] | None = None,
+) -> tuple[ModelScores, dict[str, np.ndarray]]:
+    """Run ``model`` over ``pairs`` and score every output.
+
+    ``reference`` maps names to another model's outputs ((3, S, S) float32) for the
+    ``psnr_vs_baseline_db`` column (when the sizes agree). Returns the scores and this model's
+    outputs (kept only when a later model compares against them).
+    """
+    from p2p_deploy.runners.factory import open_runner
+
+    outputs: dict[str, np.ndarray] = {}
+    with open_runner(model, "auto", opts.device) as runner:
+        size = runner.image_size
+        scores = ModelScores(str(model), runner.describe(), size)
+        for start in range(0, len(pairs), opts.batch):
+            chunk = pairs[start : start + opts.batch]
+            prepared = [_prepared(p, direction, size) for p in chunk]
+            batch = np.stack([c for c, _ in prepared])
+            out = np.asarray(runner.infer(batch), dtype=np.float32)
+            if out.shape != batch.shape:
+                raise P2PError(f"{model}: the runner returned {out.shape} for {batch.shape}.")
+            for pair, (cond, target), y in zip(chunk, prepared, out, strict=True):
+                row: dict[str, Any] = {"name": pair.name, **image_metrics(y, target)}
+                if reference is not None and pair.name in reference:
+                    ref = reference[pair.name]
+                    if ref.shape == y.shape:
+                        row["psnr_vs_baseline_db"] = psnr_db(y, ref)
+                scores.rows.append(row)
+                if reference is None and opts.baseline is not None:
+                    outputs[pair.name] = y
+                if grids is not None:  # the model under test, not the baseline
+                    src8, out8, tgt8 = tensor_to_bgr8(np.stack([cond, y, target]))
+                    item = (row["l1"], pair.name, src8, out8, tgt8)
+                    _keep(grids[0], opts.grid, item, worst=False)
+                    _keep(grids[1], opts.grid, item, worst=True)
+                    if opts.save_images:
+                        png = Path(pair.name).stem + ".png"
+                        _write_png(opts.out / "outputs" / png, out8)
+                        _write_png(opts.out / "targets" / png, tgt8)
+            if on_images:
+                on_images(len(chunk))
+    return scores, outputs
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+GRID_MIN_TILE = 128  # small models' tiles are enlarged (nearest) so captions fit
+
+
+def _caption(text: str, width: int) -> np.ndarray:
+    strip = np.full((18, width, 3), 255, np.uint8)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    cv2.putText(strip, text, (3, 13), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def grid_image(rows: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """A header, then per row a caption (file name, L1) over input | output | target.
+
+    Each row holds three (S, S, 3) uint8 BGR tiles; tiles under 128 px are enlarged by an
+    integer factor (nearest neighbour) so that the captions fit. Returns (H, 3 * T, 3) uint8
+    BGR with T the tile size.
+    """
+    size = rows[0][2].shape[0]
+    factor = max(1, -(-GRID_MIN_TILE // size))
+    tile = size * factor
+    blocks = [_caption("input | output | target", 3 * tile)]
+    for l1_value, name, src, out, tgt in rows:
+        tiles = [
+            cv2.resize(t, (tile, tile), interpolation=cv2.INTER_NEAREST) if factor > 1 else t
+            for t in (src, out, tgt)
+        ]
+        blocks += [_caption(f"{name}   L1 {l1_value:.4f}", 3 * tile), np.concatenate(tiles, 1)]
+    return np.concatenate(blocks, axis=0)
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise P2PError(f"{path}: cannot encode the PNG.")
+    try:
+        write_bytes(path, buf.tobytes())
+    except OSError as exc:
+        raise P2PError(f"{exc.filename or path}: cannot write ({exc.strerror or exc}).") from None
+
+
+def _csv(result: EvalResult) -> str:
+    cols = ["name", *METRICS]
+    base_rows = {}
+    if result.baseline is not None:
+        cols += [f"baseline_{m}" for m in METRICS] + ["psnr_vs_baseline_db"]
+        base_rows = {r["name"]: r for r in result.baseline.rows}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in result.model.rows:
+        line = [r["name"], *(f"{r[m]:.6f}" for m in METRICS)]
+        if result.baseline is not None:
+            b = base_rows[r["name"]]
+            line += [f"{b[m]:.6f}" for m in METRICS]
+            v = r.get("psnr_vs_baseline_db")
+            line.append("" if v is None else f"{v:.6f}")
+        w.writerow(line)
+    return buf.getvalue()
+
+
+def run_eval(
+    opts: EvalOptions,
+    on_images: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """Score ``opts.model`` (and ``opts.baseline``) on ``opts.data / opts.split`` and write the
+    report files into ``opts.out``.
+
+    ``on_total(n)`` is called once with the number of images to score (the pairs times the
+    number of models), then ``on_images(n)`` after every batch with the number just scored.
+
+    Raises:
+        P2PError / DataError: a missing split, an unreadable image, a model that cannot load.
+    """
+    if opts.batch < 1 or opts.grid < 1 or (opts.limit is not None and opts.limit < 1):
+        raise P2PError("--batch, --grid and --limit must be at least 1.")
+    if not opts.data.is_dir():
+        raise DataError(f"{opts.data}: no such data folder.")
+    pairs = split_pairs(opts.data, opts.split)
+    if opts.limit is not None:
+        pairs = pairs[: opts.limit]
+    direction, source = resolve_direction(opts)
+    if on_total:
+        on_total(len(pairs) * (2 if opts.baseline is not None else 1))
+    if opts.out.exists() and not opts.out.is_dir():
+        raise P2PError(f"{opts.out}: exists and is not a folder.")
+
+    grids = (_Kept(), _Kept())
+    reference = None
+    baseline = None
+    if opts.baseline is not None:
+        baseline, reference = score_model(opts.baseline, pairs, opts, direction, on_images)
+    scores, _ = score_model(opts.model, pairs, opts, direction, on_images, reference, grids)
+    result = EvalResult(opts, direction, source, scores, baseline)
+
+    out = opts.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_png(out / "best.png", grid_image(grids[0].rows))
+        _write_png(out / "worst.png", grid_image(grids[1].rows))
+        write_text(out / "eval.csv", _csv(result))
+        names = ("eval.json", "eval.csv", "best.png", "worst.png")
+        if opts.save_images:
+            names += ("outputs", "targets")
+        result.outputs = {k: str(out / k) for k in names}
+        write_json(out / "eval.json", result.to_dict())
+    except OSError as exc:
+        raise P2PError(f"{exc.filename or out}: cannot write ({exc.strerror or exc}).") from None
+    return result

@@ -1,0 +1,143 @@
+"""`p2p eval`: score a model as deployed (same runners as `p2p run`) on a data split.
+
+Only typer and the standard library at import time; bench.eval and the runners are imported
+inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+HELP = (
+    "Score a model as deployed on a data split: L1, PSNR (dB) and SSIM on [-1, 1], per image "
+    "and on average.\n\n"
+    "MODEL is anything `p2p run` takes (run folder, .safetensors, latest_net_G.pth, .onnx "
+    "fp32/fp16/int8, .plan) and runs through the same runner. DATA/SPLIT holds aligned A|B "
+    "images (or A/ and B/ folders); halves are resized to the model's size. The direction "
+    "comes from --direction, else the model's sidecar, else BtoA. Writes OUT/eval.json, "
+    "OUT/eval.csv, and OUT/best.png / OUT/worst.png (input | output | target, best and worst "
+    "by L1). With --baseline, both models score the same images and the report gives the "
+    "difference per metric and the largest per-image drop. FID is not computed (see README)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval", help=HELP)
+    def eval_cmd(
+        model: Path = typer.Argument(..., metavar="MODEL", help="The model to score."),
+        data: Path = typer.Option(..., "--data", help="Dataset folder holding the split."),
+        split: str = typer.Option("test", "--split", help="Split folder under DATA."),
+        out: Path = typer.Option(Path("eval"), "--out", "-o", help="Report folder."),
+        baseline: Path | None = typer.Option(
+            None, "--baseline", help="A second model scored on the same images."
+        ),
+        limit: int | None = typer.Option(
+            None, "--limit", min=1, help="Score only the first N pairs (by name)."
+        ),
+        direction: str | None = typer.Option(
+            None,
+            "--direction",
+            help="AtoB or BtoA.",
+            show_default="from the model's sidecar, else BtoA",
+        ),
+        batch: int = typer.Option(4, "--batch", "-b", min=1, help="Images per model call."),
+        grid: int = typer.Option(4, "--grid", min=1, help="Rows in best.png and worst.png."),
+        device: str | None = typer.Option(
+            None, help="cpu, cuda or cuda:N.", show_default="the runner's default"
+        ),
+        save_images: bool = typer.Option(
+            False,
+            "--save-images",
+            help="Also write every output and target to OUT/outputs and OUT/targets (for FID).",
+        ),
+        progress: bool = typer.Option(
+            True, "--progress/--no-progress", help="Show a progress bar."
+        ),
+    ) -> None:
+        from p2p_deploy.bench.eval import EvalOptions
+
+        opts = EvalOptions(
+            model=model,
+            data=data,
+            split=split,
+            out=out,
+            baseline=baseline,
+            limit=limit,
+            direction=direction,
+            batch=batch,
+            grid=grid,
+            device=device,
+            save_images=save_images,
+        )
+        _eval(opts, progress)
+
+
+def _eval(opts, show: bool) -> None:  # noqa: ANN001 - EvalOptions, imported lazily
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from p2p_deploy.bench.eval import run_eval
+
+    console = Console(stderr=True)
+    if show:
+        bar = Progress(
+            TextColumn("eval"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        with bar:
+            task = bar.add_task("eval", total=None)
+            result = run_eval(
+                opts,
+                on_images=lambda n: bar.advance(task, n),
+                on_total=lambda n: bar.update(task, total=n),
+            )
+    else:
+        result = run_eval(opts)
+    for line in summary_lines(result.to_dict()):
+        typer.echo(line, err=True)
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The human summary of an eval.json dict (a few lines)."""
+    m = report["mean"]
+    lines = [
+        f"model: {report['model']} ({report['runner']}), {report['count']} images of "
+        f"{report['data']}/{report['split']}, {report['direction']} ({report['direction_source']})",
+        f"mean: L1 {m['l1']:.4f}, PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}",
+    ]
+    b = report.get("baseline")
+    if b:
+        bm, d, drop = b["mean"], b["difference"], b["largest_drop"]
+        lines += [
+            f"baseline: {b['model']} ({b['runner']}): L1 {bm['l1']:.4f}, PSNR "
+            f"{bm['psnr_db']:.2f} dB, SSIM {bm['ssim']:.4f}",
+            f"model - baseline: L1 {d['l1']:+.5f}, PSNR {d['psnr_db']:+.3f} dB, SSIM "
+            f"{d['ssim']:+.5f}",
+            "largest per-image drop: "
+            + ", ".join(
+                f"{k} {drop[k]['drop']:+.4g} ({drop[k]['name']})" for k in ("l1", "psnr_db", "ssim")
+            ),
+        ]
+        agree = b.get("psnr_vs_baseline_db")
+        if agree:
+            lines.append(
+                f"outputs model vs baseline: PSNR mean {agree['mean']:.2f} dB, "
+                f"min {agree['min']:.2f} dB"
+            )
+    out = report["outputs"]
+    lines.append(f"report: {out['eval.json']}, {out['eval.csv']}")
+    lines.append(f"grids (input | output | target): {out['best.png']}, {out['worst.png']}")
+    return lines
