@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from p2p_deploy.deps import available
 from p2p_deploy.errors import MissingDependency, P2PError
@@ -33,6 +33,7 @@ from p2p_deploy.export.tensorrt_build import (
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 if TYPE_CHECKING:
+    from p2p_deploy.export.int8_export import Int8Options
     from p2p_deploy.export.parity import ParityReport
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ExportResult:
     parity: list[ParityReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    int8: Any = None  # the Int8Result of --int8 (gate figure, calibration), else None
 
 
 def ensure_writable_dir(path: Path) -> None:
@@ -116,6 +118,7 @@ def run_export(
     triton_model_name: str = "p2p_generator",
     skip_parity: bool = False,
     on_step: Callable[[str], None] | None = None,
+    int8: Int8Options | None = None,
 ) -> ExportResult:
     """Export a generator checkpoint; the function behind ``p2p export``.
 
@@ -136,6 +139,8 @@ def run_export(
         triton_dir: also write a Triton model repository there (the best model exported).
         skip_parity: skip the ONNX Runtime parity checks.
         on_step: called with a short description before each stage (for progress display).
+        int8: also write ``model_int8.onnx`` (QDQ, calibrated, quality-gated; see
+            export/int8_export.py) and, TensorRT and a GPU permitting, ``model_int8.plan``.
     Raises:
         P2PError (CheckpointError, MissingDependency, ...): a one-line reason.
     """
@@ -159,6 +164,10 @@ def run_export(
     if io == "fp16" and not fp16:
         raise P2PError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
 
+    if int8 is not None:
+        from p2p_deploy.export.int8_export import check_options
+
+        check_options(int8)
     if (engine or fp32_engine) and not available("tensorrt"):
         # Asked for explicitly: fail before spending minutes on exports that were not the point.
         which = "model_fp32.plan" if fp32_engine and not engine else "model_fp16.plan"
@@ -209,6 +218,10 @@ def run_export(
             finals[prec] = written[0]
             result.files += written
             result.models.append(written[0])
+        if int8 is not None:  # the INT8 step lives in export/int8_export.py
+            from p2p_deploy.export.int8_export import export_int8_onnx
+
+            finals["int8"] = export_int8_onnx(result, finals["fp32"], stage, loaded, int8, step)
 
     plans = _build_engines(
         result,
@@ -224,6 +237,20 @@ def run_export(
         hardware_compatible=hardware_compatible,
         step=step,
     )
+    if "int8" in finals and engine is not False:
+        from p2p_deploy.export.int8_export import export_int8_plan
+
+        export_int8_plan(
+            result,
+            finals,
+            int8,
+            step,
+            profile=profile,
+            workspace_gib=workspace_gib,
+            timing_cache=timing_cache,
+            version_compatible=version_compatible,
+            hardware_compatible=hardware_compatible,
+        )
     if triton_dir is not None:
         from p2p_deploy.export.triton import write_triton_repository
 

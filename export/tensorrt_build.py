@@ -176,19 +176,28 @@ class EnginePrecision:
         io: tensor name -> dtype (``fp16``/``fp32``) from ``engine.get_tensor_dtype``.
         layers: count of inner layer output dtypes (outputs that are network outputs excluded).
         non_fp16_layers: names of inner layers whose output is not fp16.
+        conv_inputs: count of the input dtypes of (de)convolution layers: all ``int8`` in an
+            engine built from the INT8 QDQ graph (explicit quantization).
+        non_int8_convs: names of (de)convolution layers whose input is not int8.
     """
 
     io: dict[str, str] = field(default_factory=dict)
     layers: dict[str, int] = field(default_factory=dict)
     non_fp16_layers: list[str] = field(default_factory=list)
+    conv_inputs: dict[str, int] = field(default_factory=dict)
+    non_int8_convs: list[str] = field(default_factory=list)
 
     @property
     def precision(self) -> str:
-        """``fp16`` / ``fp32`` when all inner layers are, ``mixed``, or ``unknown`` (no layer
-        information: the engine was not built with detailed profiling verbosity)."""
+        """``int8`` when every (de)convolution reads int8 (norms and activations stay float in
+        the INT8 graph), ``fp16`` / ``fp32`` when all inner layers are, ``mixed``, or
+        ``unknown`` (no layer information: the engine was not built with detailed profiling
+        verbosity)."""
         kinds = {k for k, v in self.layers.items() if v}
         if not kinds:
             return "unknown"
+        if self.conv_inputs and set(self.conv_inputs) == {"int8"}:
+            return "int8"
         if kinds == {"fp16"}:
             return "fp16"
         if kinds == {"fp32"}:
@@ -205,10 +214,19 @@ def summarize_engine_info(info: str | dict[str, Any], io: dict[str, str]) -> Eng
     data = json.loads(info) if isinstance(info, str) else info
     layers = data.get("Layers", []) if isinstance(data, dict) else []
     counts: Counter[str] = Counter()
+    conv_in: Counter[str] = Counter()
     non_fp16: list[str] = []
+    non_int8: list[str] = []
     for layer in layers:
         if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity gives bare names
             continue
+        # CaskConvolution / CaskDeconvolution (10.x), Convolution / Deconvolution: their data
+        # input's dtype is the compute precision of the quantized ops.
+        if "conv" in str(layer.get("LayerType", "")).lower() and layer.get("Inputs"):
+            word = _entry_dtype(layer["Inputs"][0])
+            conv_in[word] += 1
+            if word != "int8":
+                non_int8.append(str(layer.get("Name", "?")))
         for out in layer.get("Outputs", []):
             if isinstance(out, dict) and out.get("Name") in io:
                 continue
@@ -218,7 +236,13 @@ def summarize_engine_info(info: str | dict[str, Any], io: dict[str, str]) -> Eng
             counts[word] += 1
             if word != "fp16":
                 non_fp16.append(str(layer.get("Name", "?")))
-    return EnginePrecision(io=dict(io), layers=dict(counts), non_fp16_layers=non_fp16)
+    return EnginePrecision(
+        io=dict(io),
+        layers=dict(counts),
+        non_fp16_layers=non_fp16,
+        conv_inputs=dict(conv_in),
+        non_int8_convs=non_int8,
+    )
 
 
 def inspect_engine(trt: Any, engine: Any) -> EnginePrecision:
@@ -241,7 +265,8 @@ def verify_engine_precision(ep: EnginePrecision, want: str, io_dtype: str, name:
     io_word = {"float32": "fp32", "float16": "fp16"}[io_dtype]
     bad_io = {k: v for k, v in ep.io.items() if v != io_word}
     if ep.precision != want or bad_io:
-        layers = ", ".join(ep.non_fp16_layers[:5]) if want == "fp16" else ""
+        examples = {"fp16": ep.non_fp16_layers, "int8": ep.non_int8_convs}.get(want, [])
+        layers = ", ".join(examples[:5])
         raise P2PError(
             f"{name}: the built engine is not {want} (layers {ep.layers or 'without detailed info'}"
             + (f", I/O {bad_io}" if bad_io else "")
@@ -254,7 +279,7 @@ def verify_engine_precision(ep: EnginePrecision, want: str, io_dtype: str, name:
 
 
 def plan_name(precision: str) -> str:
-    """``model_fp16.plan`` / ``model_fp32.plan``."""
+    """``model_fp16.plan`` / ``model_fp32.plan`` / ``model_int8.plan``."""
     return f"model_{precision}.plan"
 
 
