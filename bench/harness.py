@@ -81,34 +81,6 @@ def make_inputs(
     return rng.uniform(-1.0, 1.0, size=(count, 3, image_size, image_size)).astype(np.float32)
 
 
-def _device_timing_target(
-    runner: Runner, batch: np.ndarray
-) -> tuple[Callable[[], Any], Any] | None:
-    """(call, cuda_stream) that runs only the model on device-resident data, when possible.
-
-    * torch on CUDA: ``runner.forward(x)`` on a tensor already on the GPU, timed on torch's
-      current stream (where the runner enqueues its kernels).
-    * TensorRT with torch buffers: the engine's ``execute_async_v3`` on its input buffer
-      (filled by a previous ``infer``), timed on the runner's own stream.
-    Others (CPU runners, ONNX Runtime on CUDA without I/O binding, pycuda buffers) return None:
-    only the end-to-end time is measured and ``model_ms`` stays null.
-    """
-    if not str(runner.device).startswith("cuda"):
-        return None
-    import torch
-
-    if runner.backend == "torch" and hasattr(runner, "forward"):
-        x = torch.from_numpy(batch).to(runner.device)
-        return (lambda: runner.forward(x)), torch.cuda.current_stream(torch.device(runner.device))
-    stream = getattr(getattr(runner, "mem", None), "stream", None)
-    enqueue = getattr(runner, "_enqueue", None)  # the runner's engine-only step (no copies)
-    if runner.backend == "tensorrt" and isinstance(stream, torch.cuda.Stream) and enqueue:
-        runner.infer(batch)  # leaves this batch in the engine's device input buffer
-        n = max(batch.shape[0], getattr(runner, "min_batch", 1))
-        return (lambda: enqueue(n)), stream
-    return None
-
-
 def _latency_row(
     runner: Runner,
     cand: Candidate,
@@ -252,8 +224,10 @@ def _run_candidate(
             with PeakMemory(runner.device) as mem:
                 y = runner.infer(x)
             e2e = time_callable(lambda x=x: runner.infer(x), policy)
-            target = _device_timing_target(runner, x)
-            model = time_callable(target[0], policy, cuda_stream=target[1]) if target else None
+            # The model alone on device-resident data, timed with CUDA events on the runner's
+            # stream, where the runner offers such a step (its public, optional hook).
+            step = runner.device_step(x)
+            model = time_callable(step.run, policy, cuda_stream=step.stream) if step else None
             row = _latency_row(runner, cand, batch, e2e, model)
             row["load_s"] = round(load_s, 3) if i == 0 else None
             row["peak_host_rss_mb"] = round(

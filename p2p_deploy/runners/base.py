@@ -1,39 +1,82 @@
-"""The interface every backend implements, in the spirit of Polygraphy's runners.
+"""The contract every backend implements, in the spirit of Polygraphy's runners.
 
 A runner is built from a path, used as a context manager (``__enter__`` loads the model and
-allocates buffers; ``__exit__`` frees them), and translates batches with ``infer``. Every backend
-has the same contract, checked by the conformance test against eager torch.
+allocates buffers; ``__exit__`` frees them), and translates batches with :meth:`Runner.infer`.
+As in Polygraphy's ``BaseRunner.infer`` -> ``infer_impl``, the base class owns the contract
+(activation, dtype and shape checks, splitting a batch into the runner's limits, padding a
+batch up to the model's smallest accepted batch) and each backend implements one
+:meth:`Runner._infer_chunk` that sees only batches it can take. The conformance test in
+``tests/runtime/test_runners.py`` runs every available runner against eager torch.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
+from typing import Any, ClassVar
 
 import numpy as np
+
+from p2p_deploy.errors import P2PError
+
+
+class BatchError(P2PError, ValueError):
+    """A batch of the wrong dtype or shape (a ValueError too, for callers that catch those)."""
+
+
+@dataclass(frozen=True)
+class DeviceStep:
+    """The model alone on data already on the device, for CUDA-event timing (bench).
+
+    Attributes:
+        run: enqueues one model execution (no host copies); may return before the GPU is done.
+        stream: the ``torch.cuda.Stream`` ``run`` enqueues on: events recorded on it bracket
+            exactly the model's kernels.
+    """
+
+    run: Callable[[], Any]
+    stream: Any
 
 
 class Runner(abc.ABC):
     """Base class of all runners.
 
     Contract of :meth:`infer`:
-        input:  (N, 3, S, S) float32 numpy, RGB in [-1, 1], S = :attr:`image_size`, any N >= 1
-                (a runner splits batches larger than it supports).
+        input:  (N, 3, S, S) float32 numpy, RGB in [-1, 1], S = :attr:`image_size`, any N >= 1.
         output: (N, 3, S, S) float32 numpy, RGB in [-1, 1], row i computed from input row i only.
+    Contract of :meth:`infer_frames`:
+        input:  (N, S, S, 3) uint8 numpy, OpenCV BGR; output the same shape and dtype.
 
-    Attributes set by subclasses:
-        backend: ``torch``, ``onnxruntime`` or ``tensorrt``.
-        precision: ``fp32`` or ``fp16``, as verified from the model, not assumed.
+    Attributes (all set here; subclasses refine them in ``__init__`` or :meth:`_activate`):
+        backend: ``torch``, ``onnxruntime``, ``tensorrt``, ... (class attribute).
+        path: the model file or folder.
         device: ``cpu``, ``cuda:0``, ...
+        precision: ``fp32`` or ``fp16``, as read from the model, not assumed.
         image_size: S.
-        max_batch: the largest batch one call of the model takes (None: unbounded).
+        test_norm: ``stats``, ``running`` or ``unknown`` (what the model was exported with).
+        min_batch: the smallest batch one model call takes; smaller chunks are zero-padded up to
+            it and the padded rows dropped (a static batch axis: min_batch == max_batch).
+        max_batch: the largest batch one model call takes (None: unbounded); larger batches are
+            split into consecutive chunks.
+        is_active: between :meth:`activate` and :meth:`close`.
     """
 
-    backend: str = "base"
-    precision: str = "fp32"
-    device: str = "cpu"
-    image_size: int = 256
-    max_batch: int | None = None
+    backend: ClassVar[str] = "base"
+
+    def __init__(self, path: str | Path | None = None, device: str = "cpu") -> None:
+        self.path: Path | None = Path(path) if path is not None else None
+        self.device = device
+        self.precision = "fp32"
+        self.image_size = 256
+        self.test_norm = "unknown"
+        self.min_batch = 1
+        self.max_batch: int | None = None
+        self.is_active = False
+
+    # -- lifetime -------------------------------------------------------------------------
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -47,29 +90,124 @@ class Runner(abc.ABC):
     ) -> None:
         self.close()
 
-    def activate(self) -> None:  # noqa: B027 - optional hook, default: nothing to load
-        """Load the model and allocate buffers (called by ``__enter__``)."""
+    def activate(self) -> None:
+        """Load the model and allocate buffers (called by ``__enter__``). A failure part-way
+        frees what was allocated (``__exit__`` does not run when ``__enter__`` raises)."""
+        if self.is_active:
+            raise RuntimeError(f"{self.describe()}: already active")
+        try:
+            self._activate()
+        except BaseException:
+            self._close()
+            raise
+        self.is_active = True
 
-    def close(self) -> None:  # noqa: B027 - optional hook, default: nothing to free
-        """Free what :meth:`activate` allocated (called by ``__exit__``)."""
+    def close(self) -> None:
+        """Free what :meth:`activate` allocated (called by ``__exit__``); safe to repeat."""
+        try:
+            self._close()
+        finally:
+            self.is_active = False
 
-    @abc.abstractmethod
+    def _activate(self) -> None:  # noqa: B027 - optional hook: nothing to load by default
+        """Backend part of :meth:`activate`."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook: nothing to free by default
+        """Backend part of :meth:`close`; must tolerate a half-done :meth:`_activate`."""
+
+    # -- inference ------------------------------------------------------------------------
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Translate a batch; see the class docstring for the contract."""
+        """Translate a batch; see the class docstring for the contract.
+
+        Raises:
+            RuntimeError: the runner is not active (use it as a context manager).
+            BatchError: ``batch`` is not (N, 3, S, S) float32.
+        """
+        self._check_active()
+        s = self.image_size
+        check_array(batch, (3, s, s), np.float32, "a batch of 3 x {s} x {s} float32 images")
+        out = self._split_and_pad(batch, self._infer_chunk, (3, s, s))
+        return np.ascontiguousarray(out, dtype=np.float32)
 
     def infer_frames(self, frames: np.ndarray) -> np.ndarray:
         """Translate OpenCV frames: (N, S, S, 3) uint8 BGR -> (N, S, S, 3) uint8 BGR.
 
-        The default converts on the CPU with :mod:`p2p_deploy.imaging`; runners whose model
-        lives on a GPU override it to convert there (one upload of uint8, one download).
+        Raises:
+            RuntimeError: the runner is not active.
+            BatchError: ``frames`` is not (N, S, S, 3) uint8.
         """
+        self._check_active()
+        s = self.image_size
+        check_array(frames, (s, s, 3), np.uint8, "frames of {s} x {s} x 3 uint8 (BGR)")
+        return self._split_and_pad(frames, self._infer_frames_chunk, (s, s, 3))
+
+    @abc.abstractmethod
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        """One model call: (n, 3, S, S) float32 with min_batch <= n <= max_batch -> (n, 3, S, S)
+        float (any float dtype; :meth:`infer` makes it float32)."""
+
+    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
+        """One model call on frames: (n, S, S, 3) uint8 BGR -> the same, min_batch <= n <=
+        max_batch. The default converts on the CPU with :mod:`p2p_deploy.imaging`; runners
+        whose model lives on a GPU override it to convert there (one upload of uint8, one
+        download)."""
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
-        return tensor_to_bgr8(self.infer(bgr8_to_tensor(frames)))
+        return tensor_to_bgr8(self._infer_chunk(bgr8_to_tensor(frames)))
+
+    def _split_and_pad(
+        self, x: np.ndarray, call: Callable[[np.ndarray], np.ndarray], row: tuple[int, ...]
+    ) -> np.ndarray:
+        outs = []
+        for sl in batch_slices(x.shape[0], self.max_batch):
+            chunk = x[sl]
+            n = chunk.shape[0]
+            y = call(pad_rows(chunk, self.min_batch))
+            if y.shape[1:] != row or y.shape[0] < n:
+                raise RuntimeError(
+                    f"{self.describe()}: model returned shape {tuple(y.shape)} for a chunk of "
+                    f"{n} rows of {row}"
+                )
+            outs.append(y[:n])
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def _check_active(self) -> None:
+        if not self.is_active:
+            raise RuntimeError(f"{self.describe()}: not activated; use it as a context manager")
+
+    # -- optional hooks for tools ---------------------------------------------------------
+
+    def device_step(self, batch: np.ndarray) -> DeviceStep | None:
+        """The model alone on ``batch`` already uploaded to the device, for CUDA-event timing.
+
+        ``batch``: (n, 3, S, S) float32, n <= max_batch. Returns None when the runner has no
+        device-side step (CPU runners; ONNX Runtime, whose session does its own copies); the
+        bench then reports end-to-end time only. Needs an active runner.
+        """
+        return None
 
     def describe(self) -> str:
-        """One line for logs and reports, e.g. ``onnxruntime fp32 on cpu``."""
-        return f"{self.backend} {self.precision} on {self.device}"
+        """One line for logs and reports, e.g. ``onnxruntime fp32 on cpu (test-norm stats)``."""
+        extras = ", ".join(self._describe_extras())
+        return f"{self.backend} {self.precision} on {self.device}" + (
+            f" ({extras})" if extras else ""
+        )
+
+    def _describe_extras(self) -> list[str]:
+        return [f"test-norm {self.test_norm}"]
+
+
+def check_array(x: Any, row: tuple[int, ...], dtype: type, what: str) -> None:
+    """Raise :class:`BatchError` unless ``x`` is an (N >= 1, *row) numpy array of ``dtype``.
+    ``what`` describes the expectation; ``{s}`` in it is replaced by ``row``'s image size."""
+    want = what.format(s=max(row))
+    if not isinstance(x, np.ndarray):
+        raise BatchError(f"expected {want} as a numpy array, got {type(x).__name__}")
+    if x.ndim != len(row) + 1 or tuple(x.shape[1:]) != row or x.shape[0] < 1:
+        raise BatchError(f"expected {want}, got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise BatchError(f"expected {want}, got dtype {x.dtype}")
 
 
 def batch_slices(n: int, max_batch: int | None) -> list[slice]:
@@ -77,3 +215,11 @@ def batch_slices(n: int, max_batch: int | None) -> list[slice]:
     if not max_batch or n <= max_batch:
         return [slice(0, n)]
     return [slice(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` with zero rows appended up to ``rows`` rows (``x`` itself when it has enough)."""
+    pad = rows - x.shape[0]
+    if pad <= 0:
+        return x
+    return np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])

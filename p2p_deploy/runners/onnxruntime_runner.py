@@ -17,7 +17,7 @@ import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import EngineMismatch, P2PError
-from p2p_deploy.runners.base import Runner, batch_slices
+from p2p_deploy.runners.base import Runner
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class OnnxRuntimeRunner(Runner):
         spinning: bool = False,
         use_trt_provider: bool = True,
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, device or "cpu")
         if not self.path.is_file():
             raise P2PError(f"{self.path}: no such model file.")
         self._device_arg = device
@@ -99,7 +99,9 @@ class OnnxRuntimeRunner(Runner):
                 sidecar_for(self.path).name,
             )
             self.precision = graph_precision(self.path) or "fp32"
-            self.test_norm = "unknown"
+        self.provider = "not loaded"
+        self.input_name = self.output_name = ""
+        self._in_dtype: type = np.float32
         self._session = None
 
     def _providers(self, ort) -> list:
@@ -149,7 +151,7 @@ class OnnxRuntimeRunner(Runner):
             "trt_engine_cache_path": str(cache),
         }
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         ort = require("onnxruntime")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -196,9 +198,9 @@ class OnnxRuntimeRunner(Runner):
             raise EngineMismatch(
                 f"{self.path}: dynamic image size and no sidecar to say which; re-export it."
             )
-        # A static batch axis caps each call; a symbolic one (e.g. "batch") takes any N.
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.max_batch = self._fixed_batch
+        # A static batch axis fixes each call's size (pad up to it); a symbolic one takes any N.
+        if isinstance(shape[0], int):
+            self.min_batch = self.max_batch = shape[0]
         providers = self._session.get_providers()
         self.provider = providers[0]
         self.device = (
@@ -206,32 +208,12 @@ class OnnxRuntimeRunner(Runner):
         )
         log.debug("onnxruntime runner: %s via %s", self.describe(), ", ".join(providers))
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._session = None
 
-    def run_raw(self, x: np.ndarray) -> np.ndarray:
-        """One session call on exactly the model's batch size (no splitting)."""
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=self._in_dtype)
         return self._session.run([self.output_name], {self.input_name: x})[0]
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self._session is None:
-            raise RuntimeError("runner not activated: use it as a context manager")
-        s = self.image_size
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-            raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {batch.shape}")
-        x = np.ascontiguousarray(batch, dtype=self._in_dtype)
-        n = x.shape[0]
-        outs = []
-        for sl in batch_slices(n, self._fixed_batch):
-            chunk = x[sl]
-            pad = (self._fixed_batch or 0) - chunk.shape[0]
-            if pad > 0:  # a static batch axis: pad the last chunk, drop the padded rows after
-                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(self.run_raw(chunk)[: sl.stop - sl.start])
-        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
-        return np.ascontiguousarray(out, dtype=np.float32)
-
-    def describe(self) -> str:
-        provider = getattr(self, "provider", "not loaded")
-        where = f"{self.device} ({provider}, test-norm {self.test_norm})"
-        return f"{self.backend} {self.precision} on {where}"
+    def _describe_extras(self) -> list[str]:
+        return [self.provider, *super()._describe_extras()]

@@ -4,22 +4,28 @@ TensorRT 10/11 (``num_io_tensors``, ``get_tensor_name``, ``set_input_shape``,
 
 Imports only tensorrt, numpy and (inside :mod:`trt_memory`) torch or pycuda, so a box without
 torch runs ``.plan`` files. Dynamic batch within the engine's optimisation profile; larger
-batches are split. One CUDA stream, pinned host buffers, async copies; optional CUDA-graph
-capture per batch size (torch buffers only: pycuda has no stream-capture API).
+batches are split, smaller ones padded up to the profile's minimum (the base class). One
+CUDA stream, pinned host buffers, async copies; optional CUDA-graph capture per batch size, each
+on its own execution context (torch buffers only: pycuda has no stream-capture API).
+
+Compared line by line with Polygraphy's ``TrtRunner`` (polygraphy/backend/trt/runner.py,
+``activate_impl`` / ``_infer_impl`` / ``deactivate_impl``) and ``EngineFromBytes``
+(polygraphy/backend/trt/loader.py): every ``set_input_shape``, ``set_tensor_address`` and
+``execute_async_v3`` result is checked, as there; the comments below name the line compared.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.gpu import gpu_identity
-from p2p_deploy.runners.base import Runner, batch_slices
+from p2p_deploy.runners.base import DeviceStep, Runner
 from p2p_deploy.runners.trt_memory import CudaMemory, DeviceBuffer, TorchCudaMemory, open_memory
 from p2p_deploy.sidecar import ModelSidecar
 
@@ -76,6 +82,34 @@ def check_engine_fits(
         )
 
 
+class ContextPerShape:
+    """Execution contexts for CUDA-graph replay: one per batch size, created on first use.
+
+    A captured CUDA graph replays the exact kernels, shapes and addresses of its capture, on the
+    context it was captured from; setting another input shape on that context and replaying
+    would run stale kernels. So each batch size gets its own context (its input shape is set
+    once, at creation) and its own graph. ``create(n)`` makes a context with input shape n;
+    ``capture(ctx, n)`` returns its graph. Neither runs here without a GPU, the bookkeeping does.
+    """
+
+    def __init__(self, create: Any, capture: Any) -> None:
+        self._create = create
+        self._capture = capture
+        self.slots: dict[int, tuple[Any, Any]] = {}
+
+    def graph_for(self, n: int) -> Any:
+        """The graph for batch size ``n`` (creating its context and capturing on first use)."""
+        slot = self.slots.get(n)
+        if slot is None:
+            ctx = self._create(n)
+            slot = (ctx, self._capture(ctx, n))
+            self.slots[n] = slot
+        return slot[1]
+
+    def clear(self) -> None:
+        self.slots.clear()
+
+
 class TensorRTRunner(Runner):
     """Runs a TensorRT engine with its ``model.plan.json`` sidecar.
 
@@ -95,17 +129,18 @@ class TensorRTRunner(Runner):
         memory: str = "auto",
         cuda_graphs: bool = False,
     ) -> None:
-        self.path = Path(path)
+        super().__init__(path, device or "cuda:0")
         if not self.path.is_file():
             raise P2PError(f"{self.path}: no such engine file.")
-        if device == "cpu":
+        if self.device == "cpu":
             raise P2PError(
                 f"{self.path}: TensorRT engines run on a CUDA GPU only; use the .onnx for the CPU."
             )
+        if memory not in ("auto", "torch", "pycuda"):
+            raise P2PError(f"memory must be auto, torch or pycuda, got {memory!r}.")
         # Before the sidecar: without TensorRT no sidecar or re-export makes the engine run,
         # so the one thing to say is which extra to install.
         require("tensorrt")
-        self.device = device or "cuda:0"
         self._index = int(self.device.split(":")[1]) if ":" in self.device else 0
         self._memory_pref = memory
         self.cuda_graphs = cuda_graphs
@@ -113,32 +148,42 @@ class TensorRTRunner(Runner):
         self.image_size = self.sidecar.image_size
         self.precision = self.sidecar.precision
         self.test_norm = self.sidecar.test_norm
-        self._engine = None
-        self._context = None
-        self._graphs: dict[int, object] = {}
+        self.input_name = self.sidecar.input_name
+        self.output_name = self.sidecar.output_name
+        self.mem: CudaMemory | None = None
+        self._logger: Any = None
+        self._runtime: Any = None
+        self._engine: Any = None
+        self._context: Any = None  # the context of ordinary (non-graph) runs
+        self._graphs = ContextPerShape(self._graph_context, self._capture)
+        self._in_dtype = np.dtype(np.float32)
+        self._out_dtype = np.dtype(np.float32)
+        self._d_in: DeviceBuffer | None = None
+        self._d_out: DeviceBuffer | None = None
+        self._h_in: np.ndarray | None = None
+        self._h_out: np.ndarray | None = None
 
-    def _on_device(self) -> contextlib.AbstractContextManager:
-        """Make ``cuda:N`` the current device: TensorRT deserializes onto, allocates on and
-        runs on the current device. Torch buffers: ``torch.cuda.device``; pycuda buffers have
-        their device's context pushed for the runner's lifetime (see :class:`PycudaMemory`)."""
-        if isinstance(getattr(self, "mem", None), TorchCudaMemory):
-            import torch
-
-            return torch.cuda.device(self._index)
-        return contextlib.nullcontext()
-
-    def activate(self) -> None:
+    def _activate(self) -> None:
         trt = require("tensorrt")
         check_engine_fits(self.path, self.sidecar, trt.__version__, current_gpu(self._index))
-        self.mem: CudaMemory = open_memory(self._memory_pref, self._index)
-        with self._on_device():
-            self._activate(trt)
+        self.mem = open_memory(self._memory_pref, self._index)
+        if self.cuda_graphs and not isinstance(self.mem, TorchCudaMemory):
+            log.warning("CUDA graphs need torch buffers; running %s without them", self.path)
+            self.cuda_graphs = False
+        with self.mem.current():
+            self._load(trt)
 
-    def _activate(self, trt) -> None:
+    def _load(self, trt: Any) -> None:
         self._logger = trt.Logger(trt.Logger.ERROR)
         self._runtime = trt.Runtime(self._logger)
+        if self.sidecar.version_compatible:
+            # A version-compatible plan embeds the lean runtime it runs with (host code):
+            # TensorRT deserializes it only when allowed. Polygraphy's EngineFromBytes
+            # (backend/trt/loader.py) sets this for every plan; here only where the sidecar says
+            # the plan was built so, since it lets the plan run code of its own.
+            self._runtime.engine_host_code_allowed = True
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if engine is None:
+        if engine is None:  # as EngineFromBytes: None, not an exception, on failure
             raise EngineMismatch(
                 f"{self.path}: TensorRT {trt.__version__} cannot deserialize this engine (other "
                 f"version or GPU, or a damaged file); {REBUILD_HINT}."
@@ -165,19 +210,16 @@ class TensorRTRunner(Runner):
             self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         else:
             self.min_batch = self.max_batch = int(shape[0])
-        self._context = engine.create_execution_context()
-        # One pinned host pair and one device pair sized for the largest batch, reused.
+        # One pinned host pair and one device pair sized for the largest batch, reused by every
+        # context (runs are serial on one stream). Polygraphy's TrtRunner instead grows its
+        # buffers per call; fixed buffers keep addresses stable, which CUDA graphs need.
         per_in = 3 * s * s * self._in_dtype.itemsize
         per_out = 3 * s * s * self._out_dtype.itemsize
-        self._d_in: DeviceBuffer = self.mem.device_empty(per_in * self.max_batch)
-        self._d_out: DeviceBuffer = self.mem.device_empty(per_out * self.max_batch)
+        self._d_in = self.mem.device_empty(per_in * self.max_batch)
+        self._d_out = self.mem.device_empty(per_out * self.max_batch)
         self._h_in = self.mem.host_empty((self.max_batch, 3, s, s), self._in_dtype)
         self._h_out = self.mem.host_empty((self.max_batch, 3, s, s), self._out_dtype)
-        self._context.set_tensor_address(self.input_name, self._d_in.ptr)
-        self._context.set_tensor_address(self.output_name, self._d_out.ptr)
-        if self.cuda_graphs and not isinstance(self.mem, TorchCudaMemory):
-            log.warning("CUDA graphs need torch buffers; running %s without them", self.path)
-            self.cuda_graphs = False
+        self._context = self._new_context()
         log.debug(
             "tensorrt runner: %s, batch %d..%d, %s buffers",
             self.describe(),
@@ -186,88 +228,131 @@ class TensorRTRunner(Runner):
             self.mem.name,
         )
 
-    def close(self) -> None:
-        with self._on_device():  # TensorRT objects are freed on the device they live on
-            self._graphs.clear()
-            self._context = None
-            self._engine = None
-        if getattr(self, "mem", None) is not None:
-            self.mem.close()
+    def _new_context(self) -> Any:
+        """An execution context bound to the runner's buffers (TrtRunner.activate_impl:
+        ``create_execution_context()`` returns None on failure, e.g. out of device memory)."""
+        ctx = self._engine.create_execution_context()
+        if ctx is None:
+            raise RuntimeError(f"{self.path}: TensorRT could not create an execution context")
+        for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
+            if not ctx.set_tensor_address(name, buf.ptr):  # TrtRunner._infer_impl checks it
+                raise RuntimeError(f"{self.path}: TensorRT refused the address of {name!r}")
+        return ctx
+
+    def _set_shape(self, ctx: Any, n: int) -> None:
+        s = self.image_size
+        # TrtRunner._infer_impl: set only when it changed; False when outside the profile.
+        if tuple(ctx.get_tensor_shape(self.input_name)) != (n, 3, s, s):
+            if not ctx.set_input_shape(self.input_name, (n, 3, s, s)):
+                raise RuntimeError(
+                    f"{self.path}: TensorRT refused input shape ({n}, 3, {s}, {s}); the engine "
+                    f"takes batch {self.min_batch}..{self.max_batch}"
+                )
+
+    def _execute(self, ctx: Any) -> None:
+        # TrtRunner._infer_impl: execute_async_v3 returns False on failure, it raises nothing.
+        if not ctx.execute_async_v3(self.mem.stream_handle):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed")
+
+    def _graph_context(self, n: int) -> Any:
+        ctx = self._new_context()
+        self._set_shape(ctx, n)
+        return ctx
+
+    def _capture(self, ctx: Any, n: int) -> Any:
+        """Capture ``ctx``'s run (its shape already set) into a torch CUDA graph on the
+        runner's stream. NVIDIA's developer guide ("CUDA Graphs"): enqueue once before
+        capturing, so TensorRT's shape-dependent work happens outside the graph."""
+        import torch
+
+        self._execute(ctx)
+        self.mem.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self.mem.stream):
+            self._execute(ctx)
+        return graph
 
     def _enqueue(self, n: int) -> None:
         """Run the engine on the first ``n`` rows of the device input (async on the stream)."""
-        s = self.image_size
-        self._context.set_input_shape(self.input_name, (n, 3, s, s))
         if not self.cuda_graphs:
-            if not self._context.execute_async_v3(self.mem.stream_handle):
-                raise RuntimeError(f"{self.path}: TensorRT execution failed")
+            self._set_shape(self._context, n)
+            self._execute(self._context)
             return
         import torch
 
-        # Capture and replay on the runner's stream (and device): replay() launches on torch's
-        # *current* stream, which must be the one the input/output copies are ordered on.
-        with torch.cuda.device(self._index), torch.cuda.stream(self.mem.stream):
-            graph = self._graphs.get(n)
-            if graph is None:
-                # One plain run first: TensorRT does shape-dependent work outside the graph.
-                self._context.execute_async_v3(self.mem.stream_handle)
-                self.mem.synchronize()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.mem.stream):
-                    self._context.execute_async_v3(self.mem.stream_handle)
-                self._graphs[n] = graph
-            graph.replay()
+        # Replay on the runner's stream: replay() launches on torch's *current* stream, which
+        # must be the one the input/output copies are ordered on.
+        with torch.cuda.stream(self.mem.stream):
+            self._graphs.graph_for(n).replay()
 
-    def _run_chunk(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        padded = max(n, self.min_batch)  # below the profile's minimum: pad, drop the extra rows
-        self._h_in[:n] = x
-        if padded > n:
-            self._h_in[n:padded] = 0
-        self.mem.to_device(self._d_in, self._h_in[:padded])
-        self._enqueue(padded)
-        self.mem.to_host(self._h_out[:padded], self._d_out)
-        self.mem.synchronize()
-        return self._h_out[:n].astype(np.float32, copy=True)
+    def _close(self) -> None:
+        if self.mem is None:
+            return
+        with self.mem.current():  # TensorRT objects are freed on the device they live on
+            self._graphs.clear()
+            self._context = None
+            self._engine = None
+            self._runtime = None
+            self._d_in = self._d_out = None
+            self._h_in = self._h_out = None
+        self.mem.close()
+        self.mem = None
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        if self._context is None:
-            raise RuntimeError("runner not activated: use it as a context manager")
-        s = self.image_size
-        if batch.ndim != 4 or batch.shape[1:] != (3, s, s):
-            raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {batch.shape}")
-        with self._on_device():
-            slices = batch_slices(batch.shape[0], self.max_batch)
-            outs = [self._run_chunk(batch[sl]) for sl in slices]
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]  # within min_batch..max_batch (the base class split and padded it)
+        with self.mem.current():
+            self._h_in[:n] = batch
+            self.mem.to_device(self._d_in, self._h_in[:n])
+            self._enqueue(n)
+            self.mem.to_host(self._h_out[:n], self._d_out)
+            self.mem.synchronize()
+        return self._h_out[:n].copy()
 
-    def infer_frames(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 BGR frames in and out. With torch buffers the conversion to/from [-1, 1] RGB
-        NCHW runs on the GPU, straight into the engine's input buffer; otherwise on the CPU."""
+    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
+        """With torch buffers the conversion to/from [-1, 1] RGB NCHW runs on the GPU, straight
+        into the engine's input buffer; otherwise on the CPU (the base class)."""
         if not isinstance(self.mem, TorchCudaMemory):
-            return super().infer_frames(frames)
+            return super()._infer_frames_chunk(frames)
         import torch
 
         from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
 
-        s = self.image_size
-        tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
-        in_t, out_t = tdt[self._in_dtype], tdt[self._out_dtype]
-        outs = []
-        for sl in batch_slices(frames.shape[0], self.max_batch):
-            chunk = np.ascontiguousarray(frames[sl])
-            n = chunk.shape[0]
-            padded = max(n, self.min_batch)
-            with torch.cuda.device(self._index), torch.cuda.stream(self.mem.stream):
-                f = torch.from_numpy(chunk).pin_memory().to(self.mem.device, non_blocking=True)
-                d_in = self._d_in.handle.view(in_t)[: padded * 3 * s * s].view(padded, 3, s, s)
-                d_in[:n].copy_(torch_bgr8_to_tensor(f, in_t))
-                if padded > n:
-                    d_in[n:].zero_()
-                self._enqueue(padded)
-                d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
-                outs.append(torch_tensor_to_bgr8(d_out).cpu().numpy())  # .cpu() waits on the stream
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+        s, n = self.image_size, frames.shape[0]
+        in_t, out_t = _torch_dtype(self._in_dtype), _torch_dtype(self._out_dtype)
+        with self.mem.current(), torch.cuda.stream(self.mem.stream):
+            f = torch.from_numpy(np.ascontiguousarray(frames)).pin_memory()
+            f = f.to(self.mem.device, non_blocking=True)
+            d_in = self._d_in.handle.view(in_t)[: n * 3 * s * s].view(n, 3, s, s)
+            d_in.copy_(torch_bgr8_to_tensor(f, in_t))
+            self._enqueue(n)
+            d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
+            return torch_tensor_to_bgr8(d_out).cpu().numpy()  # .cpu() waits on the stream
 
-    def describe(self) -> str:
-        return f"{self.backend} {self.precision} on {self.device} (test-norm {self.test_norm})"
+    def device_step(self, batch: np.ndarray) -> DeviceStep | None:
+        """With torch buffers: ``batch`` (padded to the profile minimum) is uploaded into the
+        engine's input buffer once; the step is the engine alone on the runner's stream."""
+        self._check_active()
+        if not isinstance(self.mem, TorchCudaMemory):
+            return None
+        self.infer(batch)  # uploads it (and captures its graph when graphs are on)
+        n = max(batch.shape[0], self.min_batch)
+        if n > (self.max_batch or n):
+            return None
+
+        def step() -> None:
+            with self.mem.current():
+                self._enqueue(n)
+
+        return DeviceStep(step, self.mem.stream)
+
+    def _describe_extras(self) -> list[str]:
+        extras = super()._describe_extras()
+        if self.cuda_graphs:
+            extras.append("cuda-graphs")
+        return extras
+
+
+def _torch_dtype(dtype: np.dtype) -> Any:
+    import torch
+
+    return {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}[dtype]

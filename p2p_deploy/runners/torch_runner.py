@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.config import GeneratorConfig
 from p2p_deploy.errors import P2PError
 from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
 from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
-from p2p_deploy.runners.base import Runner
+from p2p_deploy.runners.base import DeviceStep, Runner
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ class TorchRunner(Runner):
         compile: bool = False,
         max_batch: int | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._dev = torch.device(self.device)
         if self._dev.type == "cuda" and not torch.cuda.is_available():
             raise P2PError(
@@ -64,36 +64,33 @@ class TorchRunner(Runner):
         if test_norm is not None and test_norm not in TEST_NORMS:
             raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
         self._test_norm_arg = test_norm
+        self.test_norm = test_norm or "stats"  # final after activate(): the checkpoint's norm
         self.channels_last = cuda if channels_last is None else channels_last
         self.cuda_graphs = cuda_graphs and cuda
         self.compile = compile
         self.max_batch = max_batch
+        self.config: GeneratorConfig | None = None
+        self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self._model: torch.nn.Module | None = None
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self.test_norm = test_norm or "stats"
-        self.image_size = 256
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         loaded = load_generator(self.path)
         self.config = loaded.config
         self.image_size = loaded.config.image_size
         self.test_norm = self._test_norm_arg or default_test_norm(loaded.config.norm)
         model = prepare_generator(loaded.model, self.test_norm)
-        dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        model = model.to(self._dev, dtype=dtype)
+        model = model.to(self._dev, dtype=self._dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if self._dev.type == "cuda":
-            torch.backends.cudnn.benchmark = (
-                True  # fixed shapes: let cuDNN pick its fastest kernels
-            )
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest
         if self.compile:
             model = torch.compile(model)
         self._model = model
-        self._dtype = dtype
-        log.debug("torch runner: %s, test norm %s", self.describe(), self.test_norm)
+        log.debug("torch runner: %s", self.describe())
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._model = None
         self._graphs.clear()
 
@@ -102,7 +99,9 @@ class TorchRunner(Runner):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _graph_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Replay (capturing on first use) the CUDA graph for this batch size."""
+        """Replay (capturing on first use) the CUDA graph for this batch size. Each graph owns
+        its static input/output (torch's "whole network capture" recipe), so graphs of
+        different batch sizes never share buffers."""
         n = x.shape[0]
         # On the runner's device (cuda:N), not the current one: the side stream, the capture's
         # internal stream and the replay all follow the current device.
@@ -125,56 +124,40 @@ class TorchRunner(Runner):
             graph.replay()
         return static_out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) tensor in [-1, 1] on any device -> (N, 3, S, S) on :attr:`device`
-        in the runner's dtype. For bench: no host copies of the result."""
-        if self._model is None:
-            raise RuntimeError("runner not activated: use it as a context manager")
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
+        the runner's dtype; no host copies of the result."""
         x = self._prepare(x)
         with torch.inference_mode():
             if self.cuda_graphs:
                 return self._graph_forward(x)
             return self._model(x)
 
-    def _check(self, n_dims: int, shape: tuple[int, ...], channels_axis: int) -> None:
-        s = self.image_size
-        spatial = shape[1:3] if channels_axis == 3 else shape[2:4]
-        if len(shape) != n_dims or shape[channels_axis] != 3 or tuple(spatial) != (s, s):
-            raise ValueError(f"expected a batch of 3 x {s} x {s} images, got shape {tuple(shape)}")
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(torch.from_numpy(batch)).float().cpu().numpy()
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        self._check(4, batch.shape, 1)
-        outs = []
-        step = self.max_batch or batch.shape[0]
-        for i in range(0, batch.shape[0], step):
-            x = torch.from_numpy(np.ascontiguousarray(batch[i : i + step], dtype=np.float32))
-            outs.append(self.forward(x).float().cpu().numpy())
-        return (
-            np.ascontiguousarray(np.concatenate(outs))
-            if len(outs) > 1
-            else np.ascontiguousarray(outs[0])
-        )
-
-    def infer_frames(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 BGR frames in and out; conversion on the runner's device (the GPU on CUDA)."""
-        self._check(4, frames.shape, 3)
-        outs = []
-        step = self.max_batch or frames.shape[0]
-        for i in range(0, frames.shape[0], step):
-            f = torch.from_numpy(np.ascontiguousarray(frames[i : i + step])).to(
-                self._dev, non_blocking=True
-            )
+    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
+        """Conversion on the runner's device (the GPU on CUDA): one uint8 upload and download."""
+        f = torch.from_numpy(np.ascontiguousarray(frames)).to(self._dev, non_blocking=True)
+        with torch.inference_mode():
             x = torch_bgr8_to_tensor(f, self._dtype)
-            with torch.inference_mode():
-                outs.append(torch_tensor_to_bgr8(self.forward(x)).cpu().numpy())
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+            return torch_tensor_to_bgr8(self._forward(x)).cpu().numpy()
 
-    def describe(self) -> str:
-        extras = [f"test-norm {self.test_norm}"]
+    def device_step(self, batch: np.ndarray) -> DeviceStep | None:
+        """On CUDA: the model on ``batch`` already on the GPU, on torch's current stream of the
+        runner's device (where :meth:`_forward` enqueues its kernels)."""
+        self._check_active()
+        if self._dev.type != "cuda":
+            return None
+        x = self._prepare(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
+        return DeviceStep(lambda: self._forward(x), torch.cuda.current_stream(self._dev))
+
+    def _describe_extras(self) -> list[str]:
+        extras = super()._describe_extras()
         if self.channels_last:
             extras.append("channels-last")
         if self.cuda_graphs:
             extras.append("cuda-graphs")
         if self.compile:
             extras.append("compiled")
-        return f"{self.backend} {self.precision} on {self.device} ({', '.join(extras)})"
+        return extras

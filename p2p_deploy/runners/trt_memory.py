@@ -2,9 +2,11 @@
 
 * :class:`TorchCudaMemory`: torch CUDA tensors (when torch with CUDA is installed): TensorRT
   takes their ``data_ptr()``; pinned host tensors; copies on one ``torch.cuda.Stream``.
-* :class:`PycudaMemory`: pycuda with ``pycuda.autoprimaryctx`` (the device's *primary* context,
-  the one the CUDA runtime and PyTorch use; ``pycuda.autoinit`` would make a second context
-  that fights them); ``mem_alloc`` + ``pagelocked_empty`` + async copies on one stream.
+* :class:`PycudaMemory`: pycuda on the device's *primary* context (the one the CUDA runtime,
+  TensorRT and PyTorch use; ``pycuda.autoinit`` would make a second context that fights them),
+  retained as ``pycuda.autoprimaryctx`` does it but pushed and popped around each call
+  (:meth:`CudaMemory.current`) instead of made current once on the importing thread, so a
+  runner works from any thread; ``mem_alloc`` + ``pagelocked_empty`` + async copies.
 
 Both give: pinned host arrays (numpy views), device buffers with an integer ``ptr``, async
 host<->device copies on the one stream, and ``synchronize``. A box with only tensorrt, pycuda
@@ -14,6 +16,8 @@ and numpy runs engines without torch. Nothing here imports torch or pycuda at mo
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,11 @@ class CudaMemory(abc.ABC):
     """One CUDA stream plus allocation and copies on it."""
 
     name: str = "base"
+
+    @abc.abstractmethod
+    def current(self) -> contextlib.AbstractContextManager:
+        """Make this memory's device (and CUDA context) current for the ``with`` block:
+        TensorRT deserializes onto, allocates on and runs on the current device/context."""
 
     @property
     @abc.abstractmethod
@@ -77,6 +86,9 @@ class TorchCudaMemory(CudaMemory):
         self.device = torch.device("cuda", device)
         self.stream = torch.cuda.Stream(device=self.device)
 
+    def current(self) -> contextlib.AbstractContextManager:
+        return self._torch.cuda.device(self.device)
+
     @property
     def stream_handle(self) -> int:
         return int(self.stream.cuda_stream)
@@ -112,16 +124,23 @@ class PycudaMemory(CudaMemory):
     name = "pycuda"
 
     def __init__(self, device: int = 0) -> None:
-        require("pycuda.autoprimaryctx")  # retains (and makes current) device 0's primary context
         self._cuda = require("pycuda.driver")
-        self._pushed = None
-        if device != 0:
-            # The primary context of cuda:N made current on this thread (the one TensorRT and
-            # the CUDA runtime then use): allocations, the stream and the engine live on N.
-            self._pushed = self._cuda.Device(device).retain_primary_context()
-            self._pushed.push()
+        self._cuda.init()
         self.device = device
-        self.stream = self._cuda.Stream()
+        # Retained, not pushed for good: pycuda/autoprimaryctx.py retains the primary context
+        # and pushes it once on the importing thread; a CUDA context is current per thread, so
+        # here it is pushed around each call instead (see current()).
+        self._ctx = self._cuda.Device(device).retain_primary_context()
+        with self.current():
+            self.stream = self._cuda.Stream()
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        self._ctx.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
 
     @property
     def stream_handle(self) -> int:
@@ -144,9 +163,10 @@ class PycudaMemory(CudaMemory):
         self.stream.synchronize()
 
     def close(self) -> None:
-        if self._pushed is not None:
-            self._pushed.pop()  # back to the context that was current before
-            self._pushed = None
+        # The stream goes while its context is current; the retained primary context is
+        # released when its last reference goes (pycuda's Context destructor).
+        with self.current():
+            self.stream = None
 
 
 def torch_cuda_available() -> bool:

@@ -52,26 +52,29 @@ def test_accuracy_against_eager(harness_result):
 class _BrokenRunner(Runner):
     """A real runner whose output is NaN: its row must carry the error, not a finite score."""
 
-    backend, image_size = "onnxruntime", 32
+    backend = "onnxruntime"
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def __init__(self) -> None:
+        super().__init__()
+        self.image_size = 32
+
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         return np.full_like(batch, np.nan)
 
 
-class _RefusingRunner(Runner):
-    backend, image_size = "tensorrt", 32
+class _RefusingRunner(_BrokenRunner):
+    backend = "tensorrt"
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         raise P2PError("model.plan: built for another GPU.")
-
-    def infer(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - never activated
-        return batch
 
 
 class _SmallRunner(_BrokenRunner):
-    max_batch = 1
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_batch = 1
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         return batch.copy()
 
 

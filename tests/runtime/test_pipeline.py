@@ -24,14 +24,16 @@ class NegateRunner(Runner):
     """x -> -x in [-1, 1] (255 - pixel in uint8): exact, so outputs identify their inputs."""
 
     backend = "negate"
-    image_size = 32
 
     def __init__(self, probe_every: int = 0) -> None:
+        super().__init__()
+        self.image_size = 32
+        self.is_active = True  # nothing to load: usable without a ``with``
         self.calls: list[int] = []
         self.probe_every = probe_every
         self.peak_live_frames = 0
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         self.calls.append(batch.shape[0])
         if self.probe_every and len(self.calls) % self.probe_every == 0:
             live = sum(type(o) is Frame for o in gc.get_objects())
@@ -117,10 +119,10 @@ def test_interrupted_video_leaves_no_partial_output(tmp_path: Path) -> None:
     write_video(tmp_path / "clip.avi", 30)
 
     class Interrupting(NegateRunner):
-        def infer(self, batch: np.ndarray) -> np.ndarray:
+        def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
             if len(self.calls) == 5:
                 raise KeyboardInterrupt
-            return super().infer(batch)
+            return super()._infer_chunk(batch)
 
     opts = RunOptions(batch=2)
     with pytest.raises(KeyboardInterrupt):

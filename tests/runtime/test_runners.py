@@ -33,13 +33,21 @@ def _eager(checkpoint: Path, x: np.ndarray, test_norm: str = "stats") -> np.ndar
         return model(torch.from_numpy(x)).numpy()
 
 
-@pytest.fixture(params=["torch", "onnx_fp32", "onnx_fp16"])
-def model_path(request: pytest.FixtureRequest) -> tuple[str, Path]:
+@pytest.fixture(
+    params=["torch", "onnx_fp32", "onnx_fp16", pytest.param("tensorrt", marks=pytest.mark.trt)]
+)
+def model_path(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """(precision, path) of every runner available here; the conformance test runs each."""
     name = request.param
     if name == "torch":
         return "fp32", request.getfixturevalue("tiny_checkpoint")
     if name == "onnx_fp32":
         return "fp32", request.getfixturevalue("tiny_onnx_fp32")
+    if name == "tensorrt":
+        plan = tmp_path_factory.mktemp("trt") / "model.plan"
+        return "fp16", _build_tiny_engine(request.getfixturevalue("tiny_onnx_fp16"), plan, 4)
     return "fp16", request.getfixturevalue("tiny_onnx_fp16")
 
 
@@ -50,7 +58,8 @@ def test_runner_matches_eager_torch(
     precision, path = model_path
     x = _inputs(n)
     ref = _eager(tiny_checkpoint, x)
-    with open_runner(path, device="cpu") as runner:
+    device = None if path.suffix == ".plan" else "cpu"
+    with open_runner(path, device=device) as runner:
         assert runner.precision == precision
         assert runner.image_size == 32
         out = runner.infer(x)
@@ -170,15 +179,23 @@ def test_torch_and_pycuda_buffers_agree() -> None:
     data = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     results = []
     for mem in (TorchCudaMemory(), PycudaMemory()):
-        host_in = mem.host_empty(data.shape, np.float32)
-        host_out = mem.host_empty(data.shape, np.float32)
-        host_in[:] = data
-        dev = mem.device_empty(data.nbytes)
-        mem.to_device(dev, host_in)
-        mem.to_host(host_out, dev)
-        mem.synchronize()
-        results.append(host_out.copy())
+        with mem.current():
+            host_out = _round_trip(mem, data)
+        mem.close()
+        results.append(host_out)
     assert np.array_equal(results[0], data) and np.array_equal(results[1], data)
+
+
+def _round_trip(mem, data: np.ndarray) -> np.ndarray:
+    """data -> pinned host -> device -> pinned host on ``mem``'s stream."""
+    host_in = mem.host_empty(data.shape, np.float32)
+    host_out = mem.host_empty(data.shape, np.float32)
+    host_in[:] = data
+    dev = mem.device_empty(data.nbytes)
+    mem.to_device(dev, host_in)
+    mem.to_host(host_out, dev)
+    mem.synchronize()
+    return host_out.copy()
 
 
 def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int) -> Path:

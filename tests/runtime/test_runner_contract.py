@@ -1,0 +1,205 @@
+"""The runner contract owned by :class:`p2p_deploy.runners.base.Runner`: activation, dtype and
+shape checks, splitting into ``max_batch`` chunks and padding up to ``min_batch``, for a tiny
+concrete subclass (every chunk it sees is recorded) and for the real torch / ONNX Runtime
+runners (the same errors, the same split and pad results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from p2p_deploy.errors import P2PError
+from p2p_deploy.runners.base import BatchError, Runner, batch_slices, pad_rows
+from p2p_deploy.runners.factory import open_runner
+
+
+class Recorder(Runner):
+    """x -> -x, recording the size of every chunk the base class hands it."""
+
+    backend = "recorder"
+
+    def __init__(self, min_batch: int = 1, max_batch: int | None = None) -> None:
+        super().__init__(None, "cpu")
+        self.image_size = 8
+        self.min_batch = min_batch
+        self.max_batch = max_batch
+        self.chunks: list[int] = []
+        self.closed = 0
+
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        assert self.min_batch <= batch.shape[0] <= (self.max_batch or batch.shape[0])
+        self.chunks.append(batch.shape[0])
+        return -batch
+
+    def _close(self) -> None:
+        self.closed += 1
+
+
+class FailingLoad(Recorder):
+    def _activate(self) -> None:
+        raise P2PError("model.bin: damaged.")
+
+
+def _batch(n: int, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(n).uniform(-1, 1, (n, 3, size, size)).astype(np.float32)
+
+
+def _frames(n: int, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(n).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_helpers() -> None:
+    assert batch_slices(5, 2) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert batch_slices(5, None) == [slice(0, 5)] == batch_slices(5, 8)
+    x = _batch(1)
+    padded = pad_rows(x, 3)
+    assert padded.shape == (3, 3, 8, 8) and np.array_equal(padded[0], x[0])
+    assert not padded[1:].any() and pad_rows(x, 1) is x
+
+
+def test_not_activated_is_an_error() -> None:
+    r = Recorder()
+    assert not r.is_active
+    with pytest.raises(RuntimeError, match="not activated"):
+        r.infer(_batch(1))
+    with pytest.raises(RuntimeError, match="not activated"):
+        r.infer_frames(_frames(1))
+    with r:
+        assert r.is_active
+        r.infer(_batch(1))
+    assert not r.is_active and r.closed == 1
+    with pytest.raises(RuntimeError, match="not activated"):
+        r.infer(_batch(1))
+    r.close()  # closing twice is harmless
+    assert r.describe() == "recorder fp32 on cpu (test-norm unknown)"
+
+
+def test_failed_activation_frees_what_it_made() -> None:
+    r = FailingLoad()
+    with pytest.raises(P2PError, match="damaged"):
+        with r:
+            pass  # pragma: no cover - never entered
+    assert r.closed == 1 and not r.is_active
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (np.zeros((2, 3, 8, 8), np.float64), "dtype float64"),
+        (np.zeros((2, 3, 8, 8), np.float16), "dtype float16"),
+        (np.zeros((3, 8, 8), np.float32), r"shape \(3, 8, 8\)"),
+        (np.zeros((2, 3, 16, 16), np.float32), r"shape \(2, 3, 16, 16\)"),
+        (np.zeros((2, 8, 8, 3), np.float32), r"shape \(2, 8, 8, 3\)"),
+        (np.zeros((0, 3, 8, 8), np.float32), r"shape \(0, 3, 8, 8\)"),
+        ([[0.0]], "numpy array, got list"),
+    ],
+)
+def test_wrong_batch_is_refused(bad, match: str) -> None:
+    with Recorder() as r, pytest.raises(BatchError, match=match) as info:
+        r.infer(bad)
+    assert isinstance(info.value, P2PError) and isinstance(info.value, ValueError)
+    assert r.chunks == []
+
+
+def test_wrong_frames_are_refused() -> None:
+    with Recorder() as r:
+        with pytest.raises(BatchError, match="dtype float32"):
+            r.infer_frames(np.zeros((1, 8, 8, 3), np.float32))
+        with pytest.raises(BatchError, match=r"shape \(1, 3, 8, 8\)"):
+            r.infer_frames(np.zeros((1, 3, 8, 8), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("min_batch", "max_batch", "n", "chunks"),
+    [
+        (1, None, 5, [5]),
+        (1, 2, 5, [2, 2, 1]),  # split
+        (4, 4, 5, [4, 4]),  # static batch: the last chunk of 1 padded to 4
+        (2, 8, 1, [2]),  # below the profile minimum: padded
+        (2, 3, 7, [3, 3, 2]),  # split, last chunk 1 padded to 2
+    ],
+)
+def test_split_and_pad(min_batch: int, max_batch: int | None, n: int, chunks: list[int]) -> None:
+    x = _batch(n)
+    with Recorder(min_batch, max_batch) as r:
+        y = r.infer(x)
+        assert r.chunks == chunks
+        assert y.shape == x.shape and y.dtype == np.float32 and np.array_equal(y, -x)
+        r.chunks.clear()
+        f = _frames(n)
+        out = r.infer_frames(f)
+        assert r.chunks == chunks and out.shape == f.shape and out.dtype == np.uint8
+        # negation in [-1, 1] is 255 - v in uint8, within 1 LSB of the shared conversion
+        assert np.abs(out.astype(int) - (255 - f.astype(int))).max() <= 1
+
+
+def test_device_step_is_optional() -> None:
+    with Recorder() as r:
+        assert r.device_step(_batch(1)) is None
+
+
+# -- the real runners keep the same contract ---------------------------------------------
+
+
+@pytest.fixture(params=["torch", "onnxruntime"])
+def real_model(request: pytest.FixtureRequest) -> Path:
+    name = "tiny_checkpoint" if request.param == "torch" else "tiny_onnx_fp32"
+    return request.getfixturevalue(name)
+
+
+def test_real_runner_contract(real_model: Path) -> None:
+    runner = open_runner(real_model, device="cpu")
+    assert runner.describe().endswith(")")  # no getattr guard needed before activation
+    with pytest.raises(RuntimeError, match="not activated"):
+        runner.infer(_batch(1, 32))
+    with runner:
+        with pytest.raises(BatchError, match="dtype float64"):
+            runner.infer(_batch(1, 32).astype(np.float64))
+        with pytest.raises(BatchError, match=r"shape \(1, 3, 16, 16\)"):
+            runner.infer(_batch(1, 16))
+        with pytest.raises(BatchError, match="uint8"):
+            runner.infer_frames(_frames(1, 32).astype(np.int32))
+        assert runner.device_step(_batch(1, 32)) is None  # CPU: no device-side step
+    runner.close()
+    assert not runner.is_active
+
+
+def _static_batch_copy(src: Path, dst: Path, batch: int) -> Path:
+    """``src`` ONNX with its batch axis fixed to ``batch`` (and its sidecar beside it)."""
+    model = onnx.load(str(src))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, str(dst))
+    dst.with_name(dst.name + ".json").write_text(src.with_name(src.name + ".json").read_text())
+    return dst
+
+
+def test_onnxruntime_static_batch_is_split_and_padded(tiny_onnx_fp32: Path, tmp_path: Path):
+    static = _static_batch_copy(tiny_onnx_fp32, tmp_path / "static.onnx", 2)
+    x = _batch(5, 32)
+    with open_runner(tiny_onnx_fp32, device="cpu") as dynamic:
+        ref = dynamic.infer(x)
+    with open_runner(static, device="cpu") as runner:
+        assert (runner.min_batch, runner.max_batch) == (2, 2)
+        out = runner.infer(x)  # chunks 2, 2, 1 (padded to 2)
+        assert out.shape == x.shape
+        assert np.abs(out - ref).max() < 1e-5
+        assert np.abs(runner.infer(x[:1]) - ref[:1]).max() < 1e-5  # padded single image
+
+
+def test_torch_runner_split_matches_whole(tiny_checkpoint: Path) -> None:
+    x = _batch(5, 32)
+    with open_runner(tiny_checkpoint, device="cpu") as whole:
+        ref = whole.infer(x)
+    with open_runner(tiny_checkpoint, device="cpu", max_batch=2) as split:
+        assert np.abs(split.infer(x) - ref).max() < 1e-5
+        f = _frames(5, 32)
+        assert np.array_equal(split.infer_frames(f), whole_frames(tiny_checkpoint, f))
+
+
+def whole_frames(checkpoint: Path, frames: np.ndarray) -> np.ndarray:
+    with open_runner(checkpoint, device="cpu") as r:
+        return r.infer_frames(frames)
