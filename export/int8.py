@@ -9,8 +9,10 @@ OpenVINO's CPU plugin both read). Settings, and why:
 * weights per output channel (axis 0 for Conv, 1 for ConvTranspose), symmetric int8, zero
   point 0; activations symmetric signed int8 (``ActivationSymmetric``): zero point 0 is what
   TensorRT requires and what VNNI/AMX kernels run fastest;
-* calibration by min/max over the calibration images (see README for the comparison with
-  percentile and entropy calibration on this generator).
+* calibration by percentile (99.999th of each activation's histogram over the calibration
+  images): on the full-size generator it beat min/max and entropy on held-out images (README,
+  INT8 section: worst held-out image 40.7 dB against 40.0 and 40.0), clipping the rare
+  outliers that would otherwise stretch the int8 range.
 
 The gate runs the QDQ graph in ONNX Runtime (the reference executor of the QDQ format) against
 the fp32 ONNX on held-out images and refuses the model below :data:`MIN_PSNR_DB`.
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 MIN_PSNR_DB = 35.0
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_METHOD = "minmax"
+DEFAULT_METHOD = "percentile"
 # Which weight axis holds the output channels: Conv (O, I, kh, kw), ConvTranspose (I, O, kh, kw).
 _WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}
 _INT8 = onnx.TensorProto.INT8

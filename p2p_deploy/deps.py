@@ -15,6 +15,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("gpu", "TensorRT engines"),
     "pycuda": ("gpu", "TensorRT buffers without torch"),
     "onnxruntime": ("cpu", "ONNX Runtime inference"),
+    "openvino": ("openvino", "OpenVINO inference"),
     "tritonclient": ("triton", "Triton model-config checks"),
 }
 

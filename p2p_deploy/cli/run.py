@@ -38,8 +38,9 @@ def register(app: typer.Typer) -> None:
             ...,
             "--engine",
             "-e",
-            help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime), or a run folder / "
-            ".safetensors / latest_net_G.pth (PyTorch).",
+            help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime, or OpenVINO on the"
+            " CPU), .xml (OpenVINO IR), or a run folder / .safetensors / latest_net_G.pth"
+            " (PyTorch).",
         ),
         out: Path | None = typer.Option(
             None,
@@ -49,7 +50,9 @@ def register(app: typer.Typer) -> None:
             show_default="<input>_p2p beside the input",
         ),
         backend: str = typer.Option(
-            "auto", help="auto (by the model's extension), tensorrt, onnxruntime or torch."
+            "auto",
+            help="auto (by the model's extension; an fp32/INT8 .onnx runs on OpenVINO on the CPU"
+            " when it is installed), tensorrt, onnxruntime, openvino or torch.",
         ),
         device: str | None = typer.Option(
             None, help="cpu, cuda or cuda:N.", show_default="the GPU when there is one"
@@ -78,7 +81,8 @@ def register(app: typer.Typer) -> None:
         ),
         precision: str | None = typer.Option(
             None,
-            help="Torch runner only: fp32 or fp16 (CUDA).",
+            help="Torch runner: fp32 or fp16 (CUDA). OpenVINO: fp32 or bf16 (the inference"
+            " precision hint, for CPUs with AVX512_BF16/AMX).",
             show_default="fp16 on CUDA, fp32 on CPU",
         ),
         cuda_graphs: bool = typer.Option(
@@ -90,7 +94,7 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(
             None,
             min=1,
-            help="ONNX Runtime only: intra-op threads.",
+            help="ONNX Runtime and OpenVINO: inference threads.",
             show_default="physical cores",
         ),
         max_pixels: int = typer.Option(
@@ -113,7 +117,8 @@ def _options(kw: dict) -> dict:
         "compile": kw["compile"] or None,
     }
     ort_only = {"threads": kw["threads"]}
-    return {"torch": torch_only, "onnxruntime": ort_only, "tensorrt": {}}
+    openvino = {"threads": kw["threads"], "precision": kw["precision"]}
+    return {"torch": torch_only, "onnxruntime": ort_only, "openvino": openvino, "tensorrt": {}}
 
 
 def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
@@ -124,7 +129,7 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
     from p2p_deploy.media.video import fourcc, quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
-    from p2p_deploy.runners.factory import backend_for, open_runner
+    from p2p_deploy.runners.factory import auto_backend, open_runner
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if kw["resize"] not in RESIZE_MODES:
@@ -161,20 +166,19 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
         )
         return
 
-    kind = backend_for(kw["engine"]) if kw["backend"] == "auto" else kw["backend"]
-    chosen = {k: v for k, v in _options(kw).get(kind, {}).items() if v is not None}
+    kind = auto_backend(kw["engine"], kw["device"]) if kw["backend"] == "auto" else kw["backend"]
+    mine = _options(kw).get(kind, {})
+    chosen = {k: v for k, v in mine.items() if v is not None}
     for other, values in _options(kw).items():
-        if other != kind and any(v is not None for v in values.values()):
-            bad = [k for k, v in values.items() if v is not None]
+        bad = [k for k, v in values.items() if v is not None and k not in mine]
+        if other != kind and bad:
             raise P2PError(
                 f"--{bad[0].replace('_', '-')} applies to the {other} runner, not {kind}."
             )
     if kw["cuda_graphs"]:
         chosen["cuda_graphs"] = True
-        if kind == "onnxruntime":
-            raise P2PError(
-                "--cuda-graphs applies to the torch and tensorrt runners, not onnxruntime."
-            )
+        if kind in ("onnxruntime", "openvino"):
+            raise P2PError(f"--cuda-graphs applies to the torch and tensorrt runners, not {kind}.")
 
     # A `kill` (SIGTERM) unwinds like Ctrl-C: threads stop, half-written videos are removed.
     def _term(signum, frame):  # noqa: ARG001
@@ -182,7 +186,7 @@ def _run(**kw) -> None:  # noqa: C901 - a linear script of the command's steps
 
     old = signal.signal(signal.SIGTERM, _term)
     try:
-        with open_runner(kw["engine"], kw["backend"], kw["device"], **chosen) as runner:
+        with open_runner(kw["engine"], kind, kw["device"], **chosen) as runner:
             typer.echo(f"model: {kw['engine']} ({runner.describe()})", err=True)
             summary = _with_progress(prepared, runner, opts, kw["progress"])
     finally:

@@ -130,7 +130,7 @@ def test_cli_int8_on_synthetic_checkpoint_sidecar_labels(
     assert fp32["precision"] == "fp32" and int8["precision"] == "int8"
     assert int8["io_dtype"] == "float32" and int8["test_norm"] == fp32["test_norm"]
     cal, gate = int8["extra"]["calibration"], int8["extra"]["quality_gate"]
-    assert cal["method"] == "minmax" and cal["images"] == 6 and cal["held_out_images"] == 8
+    assert cal["method"] == "percentile" and cal["images"] == 6 and cal["held_out_images"] == 8
     assert cal["source"] == "synthetic facades label maps (seed 3, BtoA)"
     assert gate["passed"] and gate["psnr_db"] >= 35 and gate["threshold_db"] == 35
     assert int8["extra"]["quantizer"].startswith("onnxruntime.quantization.quantize_static")
