@@ -53,7 +53,9 @@ def register(app: typer.Typer) -> None:
             [], "--engine", help="TensorRT model.plan (repeatable; GPU)."
         ),
         backends: str = typer.Option(
-            "torch,onnxruntime,tensorrt", "--backends", help="Comma list of backends to include."
+            "torch,onnxruntime,openvino,tensorrt",
+            "--backends",
+            help="Comma list of backends to include.",
         ),
         batch: str = typer.Option(
             "1,4", "--batch", "-b", help="Comma list of batch sizes, e.g. 1,4,16."
