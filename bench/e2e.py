@@ -1,53 +1,50 @@
-"""End-to-end: the whole run pipeline (decode, preprocess, infer, postprocess, encode) timed
-stage by stage over a folder of images or a video.
+"""End-to-end: the run pipeline's own stage functions timed over a folder of images or a video.
 
-The stages call the same functions ``p2p run`` uses (:mod:`p2p_deploy.media` for reading,
-fitting and writing, :mod:`p2p_deploy.imaging` for the tensor conversion, the runner for
-inference), one after the other on one thread, so each stage's time is its own and they add
-up to the wall time. Outputs are written to a temporary folder that is deleted afterwards:
-encoding is timed for real, nothing is left behind.
+``p2p run`` has three stages, one per thread (:mod:`p2p_deploy.pipeline`):
 
-The threaded ``p2p run`` pipeline (reader, runner and writer overlapping) does not expose
-per-stage times, so :func:`run_pipeline_fps` runs it as well for the fps a user of ``p2p run``
-actually gets; the report shows both.
+* ``read``: :func:`p2p_deploy.pipeline.stages.read_jobs` (decode, convert to BGR8, fit S x S);
+* ``infer``: ``runner.infer_frames`` on batches gathered as the pipeline's batcher does (uint8
+  frames in and out; a GPU runner converts to and from [-1, 1] on the device, as in ``p2p run``);
+* ``write``: :class:`p2p_deploy.pipeline.stages.Writer` (restore the size, compose, encode,
+  atomic writes).
+
+:func:`run_e2e` calls exactly those functions, one stage after the other on one thread, so each
+stage's time is its own and they add up to the wall time (the decoded input is held in memory
+between stages: cap long videos with ``max_frames``). Outputs go to a temporary folder that is
+deleted afterwards: encoding is timed for real, nothing is left behind. The threaded pipeline
+itself (stages overlapping) runs in :func:`run_pipeline_fps` for the fps a user actually gets;
+the report shows both.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from p2p_deploy.errors import DataError
-from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
+from p2p_deploy.imaging import bgr8_to_tensor
 from p2p_deploy.media.files import IMAGE_EXTS
-from p2p_deploy.media.images import read_image, write_image
-from p2p_deploy.media.resize import fit, restore
-from p2p_deploy.media.video import VideoSink, VideoSource
+from p2p_deploy.media.images import read_image
+from p2p_deploy.media.resize import fit
+from p2p_deploy.pipeline.items import DONE, Crash, End, Frame
+from p2p_deploy.pipeline.options import RunOptions
+from p2p_deploy.pipeline.run import prepare
+from p2p_deploy.pipeline.stages import Writer, read_jobs
+from p2p_deploy.pipeline.summary import RunSummary
 from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "postprocess", "encode")
-
-
-@dataclass
-class StageClock:
-    """Accumulated seconds per stage."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-
-    def add(self, stage: str, t0: float) -> float:
-        now = time.perf_counter()
-        self.seconds[stage] += now - t0
-        return now
+STAGES: tuple[str, ...] = ("read", "infer", "write")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -84,23 +81,79 @@ def load_folder_inputs(
     return bgr8_to_tensor(frames)
 
 
-def _batches(
-    frames: Iterator[np.ndarray], batch: int, clock: StageClock
-) -> Iterator[list[np.ndarray]]:
-    """Group decoded frames into lists of ``batch``; time spent decoding goes to ``decode``."""
-    buf: list[np.ndarray] = []
-    while True:
-        t0 = time.perf_counter()
-        frame = next(frames, None)
-        clock.add("decode", t0)
-        if frame is None:
+class _CappedQueue(queue.Queue):
+    """An unbounded queue that sets ``stop`` once it holds ``cap`` frames: the reader's next
+    ``put`` then raises ``Stopped`` and ``read_jobs`` returns (its frame cap, for bench)."""
+
+    def __init__(self, cap: int | None, stop: threading.Event) -> None:
+        super().__init__()
+        self.cap, self.stop, self.frames = cap, stop, 0
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        if isinstance(item, Frame):
+            self.frames += 1
+            if self.cap is not None and self.frames >= self.cap:
+                self.stop.set()
+
+
+def _read(src: Path, size: int, opts: RunOptions, out_dir: Path, cap: int | None) -> list:
+    """The read stage: ``read_jobs`` over ``src``'s jobs; the items it produced, in order,
+    closed with DONE (a job cut by ``cap`` gets its End, so the writer finishes its file)."""
+    stop = threading.Event()
+    q = _CappedQueue(cap, stop)
+    read_jobs(prepare(src, out_dir, opts).work, size, opts, q, stop)
+    items = list(q.queue)
+    for item in items:
+        if isinstance(item, Crash):
+            raise item.error
+    if items and items[-1] is not DONE:  # stopped at the cap
+        last = items[-1]
+        if isinstance(last, Frame):
+            items.append(End(last.job, last.index + 1))
+        items.append(DONE)
+    return items or [DONE]
+
+
+def _infer(runner: Runner, items: list, batch: int) -> list[list]:
+    """The infer stage, batched as the pipeline's batcher does (batches span files): each
+    Frame gets its output from ``runner.infer_frames``; returns the writer's batches."""
+    batches: list[list] = []
+    pending: list = []
+    frames: list[Frame] = []
+
+    def flush() -> None:
+        if frames:
+            outputs = runner.infer_frames(np.stack([f.model_input for f in frames]))
+            for f, out in zip(frames, outputs, strict=True):
+                f.output = out
+        if pending:
+            batches.append(list(pending))
+        pending.clear()
+        frames.clear()
+
+    for item in items:
+        if item is DONE:
             break
-        buf.append(frame)
-        if len(buf) == batch:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
+        pending.append(item)
+        if isinstance(item, Frame):
+            frames.append(item)
+            if len(frames) >= batch:
+                flush()
+    flush()
+    return batches
+
+
+def _write(batches: list[list], opts: RunOptions, summary: RunSummary) -> None:
+    """The write stage: the pipeline's ``Writer`` over the batches, on this thread."""
+    q: queue.Queue = queue.Queue()
+    for b in batches:
+        q.put(b)
+    q.put(DONE)
+    writer = Writer(opts, summary)
+    writer.run(q, threading.Event())
+    if writer.error is not None:
+        raise writer.error
 
 
 def run_e2e(
@@ -114,73 +167,40 @@ def run_e2e(
     codec: str = "mp4v",
     max_frames: int | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline once over ``folder`` (images) or ``video`` with an *entered* runner.
+    """Run the pipeline's stages once over ``folder`` (images) or ``video`` with an *entered*
+    runner, one stage after the other.
 
     Returns the JSON-ready ``e2e`` section: source, frames, batch, wall seconds, fps, and per
-    stage the total seconds, ms per frame and share of the wall time.
+    stage (``read``, ``infer``, ``write``) the total seconds, ms per frame and share of the wall.
 
     Raises:
-        DataError: no images in the folder, no readable frame, unreadable video, codec cannot
-            write. Unreadable images of a folder are skipped and counted (``unreadable``).
+        DataError: no images in the folder, no frame could be translated (the first reasons
+            named). Unreadable images of a folder are skipped and counted (``unreadable``).
     """
     if (folder is None) == (video is None):
         raise ValueError("give exactly one of folder or video")
-    clock = StageClock()
-    size = runner.image_size
-    n = 0
-    unreadable: list[str] = []
+    src = Path(folder if folder is not None else video)
+    if folder is not None:
+        list_images(src)  # "no images" in one sentence before anything is timed
+    opts = RunOptions(batch=batch, resize=resize, keep_size=keep_size, codec=codec)
+    seconds = dict.fromkeys(STAGES, 0.0)
+    summary = RunSummary(runner=runner.describe())
     with tempfile.TemporaryDirectory(prefix="p2p-bench-e2e-") as tmp:
-        out_dir = Path(tmp)
-        sink: VideoSink | None = None
-        source: VideoSource | None = None
-        if folder is not None:
-            paths = list_images(folder)
-            frames: Iterator[np.ndarray] = readable_images(paths, unreadable)
-            if max_frames is not None:
-                frames = itertools.islice(frames, max_frames)
-        else:
-            source = VideoSource(video)
-            frames = source.frames()
-            if max_frames is not None:
-                frames = (f for _, f in zip(range(max_frames), frames, strict=False))
-        start = time.perf_counter()
-        try:
-            for group in _batches(frames, batch, clock):
-                t = time.perf_counter()
-                fitted = [fit(f, size, resize) for f in group]
-                x = bgr8_to_tensor([f for f, _ in fitted])
-                t = clock.add("preprocess", t)
-                y = runner.infer(x)
-                t = clock.add("infer", t)
-                outs = [
-                    restore(o, geo, keep_size)
-                    for o, (_, geo) in zip(tensor_to_bgr8(y), fitted, strict=True)
-                ]
-                t = clock.add("postprocess", t)
-                for i, o in enumerate(outs):
-                    if folder is not None:
-                        write_image(out_dir / f"{n + i:06d}.png", o)
-                    else:
-                        if sink is None:
-                            assert source is not None
-                            sink = VideoSink(
-                                out_dir / "out.mp4", codec, source.fps, o.shape[1], o.shape[0]
-                            )
-                        sink.write(o)
-                clock.add("encode", t)
-                n += len(group)
-            if sink is not None:
-                t = time.perf_counter()
-                sink.finish()
-                clock.add("encode", t)
-        finally:
-            if source is not None:
-                source.close()
-        wall = time.perf_counter() - start
+        t0 = time.perf_counter()
+        items = _read(src, runner.image_size, opts, Path(tmp) / "out", max_frames)
+        t1 = time.perf_counter()
+        batches = _infer(runner, items, batch)
+        t2 = time.perf_counter()
+        _write(batches, opts, summary)
+        t3 = time.perf_counter()
+    seconds.update(read=t1 - t0, infer=t2 - t1, write=t3 - t2)
+    wall = t3 - t0
+    n = summary.frames
     if n == 0:
-        raise DataError(f"{video or folder}: no frames could be decoded.")
+        reasons = "; ".join(f["reason"] for f in summary.failures[:3])
+        raise DataError(f"{src}: no frames could be translated ({reasons or 'no inputs'}).")
     return {
-        "source": str(folder or video),
+        "source": str(src),
         "kind": "folder" if folder is not None else "video",
         "runner": runner.describe(),
         "backend": runner.backend,
@@ -188,19 +208,22 @@ def run_e2e(
         "device": runner.device,
         "batch": batch,
         "frames": n,
-        "unreadable": len(unreadable),  # folder images skipped (reasons in the log)
+        "unreadable": summary.failed,  # inputs skipped (reasons in the log)
         "wall_s": round(wall, 4),
         "fps": round(n / wall, 3),
         "stages": [
             {
                 "stage": s,
-                "total_s": round(clock.seconds[s], 4),
-                "ms_per_frame": round(1e3 * clock.seconds[s] / n, 4),
-                "share_pct": round(100 * clock.seconds[s] / wall, 1) if wall > 0 else None,
+                "total_s": round(seconds[s], 4),
+                "ms_per_frame": round(1e3 * seconds[s] / n, 4),
+                "share_pct": round(100 * seconds[s] / wall, 1) if wall > 0 else None,
             }
             for s in STAGES
         ],
-        "method": "sequential stages on one thread (stage times add up to the wall time)",
+        "method": (
+            "the run pipeline's read, infer and write stage functions, one after the other on "
+            "one thread (stage times add up to the wall time)"
+        ),
     }
 
 

@@ -75,7 +75,13 @@ E2E_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["stage", "total_s", "ms_per_frame"],
                 "properties": {
-                    "stage": {"enum": ["decode", "preprocess", "infer", "postprocess", "encode"]},
+                    # read/infer/write: the run pipeline's stages (older reports: five stages)
+                    "stage": {
+                        "enum": [
+                            *("read", "infer", "write"),
+                            *("decode", "preprocess", "postprocess", "encode"),
+                        ]
+                    },
                     "total_s": _num,
                     "ms_per_frame": _num,
                 },

@@ -7,7 +7,6 @@ stays a thin layer (argument parsing, progress bar, printing).
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 import tempfile
 from collections.abc import Callable, Sequence
@@ -21,12 +20,12 @@ from p2p_deploy.bench.harness import HarnessResult, Skipped, make_inputs, run_be
 from p2p_deploy.bench.report import build_report, write_index, write_report
 from p2p_deploy.bench.roofline import annotate_rows, compute_floor
 from p2p_deploy.bench.timing import TimingPolicy
+from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.models.flops import generator_flops
 
 log = logging.getLogger(__name__)
 
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -113,8 +112,7 @@ def validate(args: BenchArgs) -> None:
 
         with VideoSource(args.video):  # unreadable: say so now, not after every row is timed
             pass
-    if not DEVICE_RE.match(args.device):
-        raise P2PError(f"--device {args.device!r}: use auto, cpu, cuda or cuda:N.")
+    parse_device(args.device)  # auto, cpu, cuda or cuda:N (the one device grammar)
     if args.threads is not None and args.threads < 1:
         raise P2PError(f"--threads must be at least 1, got {args.threads}.")
     unknown = set(args.backends) - set(BENCH_BACKENDS)

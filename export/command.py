@@ -306,6 +306,7 @@ def _build_engines(
                 timing_cache=timing_cache,
                 version_compatible=version_compatible,
                 hardware_compatible=hardware_compatible,
+                reference_onnx=onnx_files["fp32"],  # engine parity against ONNX Runtime fp32
             )
         except MissingDependency:
             if required:

@@ -27,7 +27,6 @@ from p2p_deploy.export.int8 import (
     DEFAULT_METHOD,
     MIN_PSNR_DB,
     GateReport,
-    pooled_psnr,
     quality_gate,
     quantize_int8,
 )
@@ -140,74 +139,6 @@ def promote(staged: Path, out_dir: Path) -> list[Path]:
     return [final, sidecar_for(final)]
 
 
-def build_int8_plan(
-    int8_onnx: Path,
-    fp32_onnx: Path,
-    out_dir: Path,
-    holdout: Any,
-    build: Callable[[Path, Path], ModelSidecar],
-    min_psnr_db: float = MIN_PSNR_DB,
-) -> list[Path]:
-    """``model_int8.plan`` from the INT8 QDQ ONNX: built by ``build(onnx, plan)`` (the
-    project's strongly typed builder: explicit quantization, no calibrator, no INT8 flag; it
-    refuses an engine whose convolutions do not read int8), then checked numerically against
-    the fp32 ONNX on the held-out images like the ONNX gate, before it gets its final name.
-
-    Raises:
-        MissingDependency / NoTensorRTGpu: from ``build`` (the caller decides if that is fatal).
-        P2PError: the build failed or the engine misses the gate; nothing is left behind then.
-    """
-    import tempfile
-
-    from p2p_deploy.export.tensorrt_build import plan_name
-    from p2p_deploy.runners.factory import open_runner
-
-    stage = Path(tempfile.mkdtemp(prefix=".p2p-int8-plan-", dir=out_dir))
-    try:
-        staged = stage / plan_name("int8")
-        side = build(int8_onnx, staged)
-        gate = _plan_gate(staged, fp32_onnx, holdout, min_psnr_db, open_runner)
-        if not gate.passed:
-            raise P2PError(
-                f"{staged.name}: the INT8 engine misses the quality gate: {gate.summary()}; "
-                "nothing was written."
-            )
-        side = dataclasses.replace(side, extra={**side.extra, "quality_gate": gate.to_dict()})
-        side.write(staged)
-        return promote(staged, out_dir)
-    finally:
-        import shutil
-
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def _plan_gate(
-    plan: Path, fp32_onnx: Path, holdout: Any, threshold: float, open_runner: Callable
-) -> GateReport:
-    """PSNR of the engine (TensorRT runner) against the fp32 ONNX (ONNX Runtime, CPU)."""
-    import math
-
-    import numpy as np
-
-    from p2p_deploy.export.parity import ort_session
-    from p2p_deploy.imaging import psnr
-
-    ref_sess = ort_session(fp32_onnx)
-    name = ref_sess.get_inputs()[0].name
-    worst, se, n = math.inf, 0.0, 0
-    with open_runner(plan, "tensorrt") as runner:
-        for x in holdout:
-            x = x[None].astype(np.float32)
-            got = runner.infer(x)
-            ref = ref_sess.run(None, {name: x})[0]
-            worst = min(worst, psnr(got, ref) if np.isfinite(got).all() else -math.inf)
-            se += float(np.square(got.astype(np.float64) - ref).sum())
-            n += ref.size
-    return GateReport(
-        psnr_db=worst, mean_psnr_db=pooled_psnr(se, n), images=len(holdout), threshold=threshold
-    )
-
-
 def export_int8_onnx(
     result: Any,
     fp32_onnx: Path,
@@ -242,32 +173,36 @@ def export_int8_plan(
     **build_options: Any,
 ) -> None:
     """``model_int8.plan`` where TensorRT and a GPU are present, a note in ``result``
-    otherwise. ``build_options``: ``build_engine``'s keyword arguments (profile, workspace...).
+    otherwise. Built by the project's builder (export/tensorrt_build.py: strongly typed build of
+    the QDQ graph, i.e. explicit quantization, no calibrator and no INT8 flag), its int8
+    verified from the network and the engine (export/int8_engine.py), then checked against
+    ONNX Runtime on the fp32 ONNX (PSNR >= 35 dB) before it gets its final name.
+    ``build_options``: ``build_engine``'s keyword arguments (profile, workspace...).
     """
     import time
 
     from p2p_deploy.deps import available
     from p2p_deploy.errors import MissingDependency
-    from p2p_deploy.export.tensorrt_build import NoTensorRTGpu, build_engine, skipped_message
+    from p2p_deploy.export.tensorrt_build import (
+        NoTensorRTGpu,
+        build_engine,
+        plan_name,
+        skipped_message,
+    )
 
     if not available("tensorrt"):
         if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
             result.notes.append(skipped_message())
         return
-    step("building TensorRT engine model_int8.plan")
+    plan = finals["int8"].parent / plan_name("int8")
+    step(f"building TensorRT engine {plan.name}")
     t = time.perf_counter()
     try:
-        written = build_int8_plan(
-            finals["int8"],
-            finals["fp32"],
-            finals["int8"].parent,
-            result.int8.calibration.holdout,
-            lambda onnx_path, plan: build_engine(onnx_path, plan, **build_options),
-            opts.min_psnr_db,
-        )
+        build_engine(finals["int8"], plan, reference_onnx=finals["fp32"], **build_options)
     except (MissingDependency, NoTensorRTGpu) as exc:
-        result.notes.append(skipped_message(str(exc)))
+        if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
+            result.notes.append(skipped_message(str(exc)))
         return
     result.seconds["engine_int8"] = time.perf_counter() - t
-    result.files += written
-    result.models.append(written[0])
+    result.files += [plan, sidecar_for(plan)]
+    result.models.append(plan)

@@ -1,26 +1,30 @@
-"""ONNX -> TensorRT ``.plan`` for TensorRT 10.x and 11.x, precision verified from the engine.
+"""ONNX -> TensorRT ``.plan`` for TensorRT 10.x and 11.x, built with Polygraphy, verified, checked.
 
-TensorRT 11 removed weak typing (no ``BuilderFlag.FP16``; strong typing always on), so the FP16
-engine comes from the fp16 ONNX's own types, built as a strongly typed network on both
-versions. After the build the engine itself is asked (I/O tensor dtypes, engine-inspector layer
-information at ``ProfilingVerbosity.DETAILED``) and the plan is labelled FP16 only when every
-inner layer computes in fp16.
+The build goes through Polygraphy's loaders (``polygraphy.backend.trt``: ``NetworkFromOnnxPath``
+with ``strongly_typed=True``, ``CreateConfig``, ``EngineBytesFromNetwork``, ``EngineFromBytes``):
+NVIDIA's maintained front end, which follows each TensorRT release (TensorRT 11 removed weak
+typing and ``BuilderFlag.FP16``; Polygraphy sets the flags each version needs). Precision comes
+from the ONNX graph's own types and is verified three times (:mod:`.trt_precision`): from the
+strongly typed network before the build, from the engine's I/O dtypes, and from the engine
+inspector's layer information read with an execution context attached. Then the engine runs
+on the parity inputs against ONNX Runtime fp32 (:mod:`.trt_parity`) before it is moved under
+its final name; a failure at any step leaves no new plan there.
 
-Everything that does not need the ``tensorrt`` module (batch profiles, version dispatch,
-inspector-JSON parsing, sidecars, messages) is plain Python here, tested without a GPU.
+Everything that does not need the ``tensorrt`` module (batch profiles, version checks,
+precision logic, sidecars, timing-cache files, messages) is plain Python, tested without a GPU.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,33 +85,25 @@ def parse_batch_profile(text: str) -> BatchProfile:
     return BatchProfile(*values)
 
 
-# --- version dispatch ------------------------------------------------------------------------
+# --- TensorRT version --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TrtFeatures:
-    """What this TensorRT version needs and offers.
-
-    Attributes:
-        version: the version string, e.g. ``10.3.0``.
-        major / minor: parsed numbers.
-        strongly_typed_flag: pass ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (10.x);
-            on 11.x strong typing is always on and the network needs no flag. ``EXPLICIT_BATCH``
-            (ignored from 10.0) and ``BuilderFlag.FP16`` (10.x only) are never used: precision
-            comes from the ONNX types.
-    """
+    """The TensorRT version: ``version`` (e.g. ``10.3.0``), ``major`` and ``minor``. Nothing
+    here depends on it beyond the floor (10: name-based I/O, strong typing): Polygraphy picks
+    the network flags each version needs."""
 
     version: str
     major: int
     minor: int
-    strongly_typed_flag: bool
 
 
 def trt_features(version: str) -> TrtFeatures:
-    """Version dispatch from ``tensorrt.__version__``.
+    """Parse ``tensorrt.__version__``.
 
     Raises:
-        P2PError: unparsable, or older than 10.0 (name-based I/O and strong typing need 10+).
+        P2PError: unparsable, or older than 10.0.
     """
     m = re.match(r"^\s*(\d+)\.(\d+)", str(version))
     if not m:
@@ -117,169 +113,16 @@ def trt_features(version: str) -> TrtFeatures:
         raise P2PError(
             f"TensorRT {version} is too old: p2p needs TensorRT 10.x or 11.x ({INSTALL_HINT})."
         )
-    return TrtFeatures(
-        version=str(version).strip(),
-        major=major,
-        minor=minor,
-        strongly_typed_flag=major == 10,
-    )
+    if major >= 12:
+        log.warning("TensorRT %s is newer than the 10.x/11.x this code was written for", version)
+    return TrtFeatures(version=str(version).strip(), major=major, minor=minor)
 
 
-def network_flags(trt: Any, features: TrtFeatures) -> int:
-    """The ``create_network`` flags: STRONGLY_TYPED on 10.x, none on 11.x (always strong)."""
-    flags = 0
-    if features.strongly_typed_flag:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    return flags
-
-
-# --- engine precision ------------------------------------------------------------------------
-
-_DTYPE_WORDS = (
-    ("fp16", ("half", "fp16", "float16")),
-    ("fp32", ("float", "fp32", "float32")),
-    ("int8", ("int8",)),
-    ("bf16", ("bf16", "bfloat16")),
-    ("fp8", ("fp8",)),
-    ("int32", ("int32",)),
-    ("int64", ("int64",)),
-    ("bool", ("bool",)),
-)
-
-
-def dtype_word(text: str) -> str:
-    """Normalise a TensorRT dtype description (``DataType.HALF``, ``Half``, ``Row major linear
-    FP16 format``, ``Float``) to ``fp16``/``fp32``/...; ``unknown`` when none matches."""
-    t = str(text).lower().replace("datatype.", "")
-    for name, words in _DTYPE_WORDS:  # fp16 first: "float16" must not read as "float"
-        if any(re.search(rf"\b{w}\b", t) for w in words):
-            return name
-    return "unknown"
-
-
-def _entry_dtype(entry: Any) -> str:
-    if isinstance(entry, dict):
-        # 11.x: separate "DataType"; 10.x: combined "Format/Datatype" text.
-        for key in ("DataType", "Format/Datatype", "Format/DataType", "Format"):
-            if key in entry:
-                word = dtype_word(entry[key])
-                if word != "unknown":
-                    return word
-    return "unknown"
-
-
-@dataclass
-class EnginePrecision:
-    """Precision of a built engine, read from the engine itself.
-
-    Attributes:
-        io: tensor name -> dtype (``fp16``/``fp32``) from ``engine.get_tensor_dtype``.
-        layers: count of inner layer output dtypes (outputs that are network outputs excluded).
-        non_fp16_layers: names of inner layers whose output is not fp16.
-        conv_inputs: count of the input dtypes of (de)convolution layers: all ``int8`` in an
-            engine built from the INT8 QDQ graph (explicit quantization).
-        non_int8_convs: names of (de)convolution layers whose input is not int8.
-    """
-
-    io: dict[str, str] = field(default_factory=dict)
-    layers: dict[str, int] = field(default_factory=dict)
-    non_fp16_layers: list[str] = field(default_factory=list)
-    conv_inputs: dict[str, int] = field(default_factory=dict)
-    non_int8_convs: list[str] = field(default_factory=list)
-
-    @property
-    def precision(self) -> str:
-        """``int8`` when every (de)convolution reads int8 (norms and activations stay float in
-        the INT8 graph), ``fp16`` / ``fp32`` when all inner layers are, ``mixed``, or
-        ``unknown`` (no layer information: the engine was not built with detailed profiling
-        verbosity)."""
-        kinds = {k for k, v in self.layers.items() if v}
-        if not kinds:
-            return "unknown"
-        if self.conv_inputs and set(self.conv_inputs) == {"int8"}:
-            return "int8"
-        if kinds == {"fp16"}:
-            return "fp16"
-        if kinds == {"fp32"}:
-            return "fp32"
-        return "mixed"
-
-
-def summarize_engine_info(info: str | dict[str, Any], io: dict[str, str]) -> EnginePrecision:
-    """Parse ``IEngineInspector.get_engine_information(JSON)`` (10.x or 11.x schema).
-
-    Each layer's output dtypes are counted, except outputs that are the network's own outputs
-    (the final Cast back to float32 I/O) and shape tensors.
-    """
-    data = json.loads(info) if isinstance(info, str) else info
-    layers = data.get("Layers", []) if isinstance(data, dict) else []
-    counts: Counter[str] = Counter()
-    conv_in: Counter[str] = Counter()
-    non_fp16: list[str] = []
-    non_int8: list[str] = []
-    for layer in layers:
-        if not isinstance(layer, dict):  # LAYER_NAMES_ONLY verbosity gives bare names
-            continue
-        # CaskConvolution / CaskDeconvolution (10.x), Convolution / Deconvolution: their data
-        # input's dtype is the compute precision of the quantized ops.
-        if "conv" in str(layer.get("LayerType", "")).lower() and layer.get("Inputs"):
-            word = _entry_dtype(layer["Inputs"][0])
-            conv_in[word] += 1
-            if word != "int8":
-                non_int8.append(str(layer.get("Name", "?")))
-        for out in layer.get("Outputs", []):
-            if isinstance(out, dict) and out.get("Name") in io:
-                continue
-            word = _entry_dtype(out)
-            if word in ("int32", "int64", "bool", "unknown"):
-                continue  # shape/index tensors say nothing about compute precision
-            counts[word] += 1
-            if word != "fp16":
-                non_fp16.append(str(layer.get("Name", "?")))
-    return EnginePrecision(
-        io=dict(io),
-        layers=dict(counts),
-        non_fp16_layers=non_fp16,
-        conv_inputs=dict(conv_in),
-        non_int8_convs=non_int8,
-    )
-
-
-def inspect_engine(trt: Any, engine: Any) -> EnginePrecision:
-    """I/O dtypes and layer precisions of a deserialized ``ICudaEngine``."""
-    io = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        io[name] = dtype_word(str(engine.get_tensor_dtype(name)))
-    inspector = engine.create_engine_inspector()
-    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
-    return summarize_engine_info(info, io)
-
-
-def verify_engine_precision(ep: EnginePrecision, want: str, io_dtype: str, name: str) -> None:
-    """Refuse an engine that is not ``want`` inside or whose I/O is not ``io_dtype``.
-
-    Raises:
-        P2PError: naming ``name``, what was found and which layers.
-    """
-    io_word = {"float32": "fp32", "float16": "fp16"}[io_dtype]
-    bad_io = {k: v for k, v in ep.io.items() if v != io_word}
-    if ep.precision != want or bad_io:
-        examples = {"fp16": ep.non_fp16_layers, "int8": ep.non_int8_convs}.get(want, [])
-        layers = ", ".join(examples[:5])
-        raise P2PError(
-            f"{name}: the built engine is not {want} (layers {ep.layers or 'without detailed info'}"
-            + (f", I/O {bad_io}" if bad_io else "")
-            + (f"; e.g. {layers}" if layers else "")
-            + "); refusing to label it so."
-        )
-
-
-# --- GPU identity and sidecar ----------------------------------------------------------------
+# --- sidecar and messages --------------------------------------------------------------------
 
 
 def plan_name(precision: str) -> str:
-    """``model_fp16.plan`` / ``model_fp32.plan`` / ``model_int8.plan``."""
+    """``model_fp16.plan`` / ``model_fp32.plan``."""
     return f"model_{precision}.plan"
 
 
@@ -328,23 +171,6 @@ def no_gpu_message(detail: str = "") -> str:
     return "TensorRT found no usable CUDA GPU" + (f" ({detail})" if detail else "")
 
 
-def create_builder(trt: Any, logger: Any) -> Any:
-    """``trt.Builder(logger)``; without a usable GPU the binding raises (a pybind TypeError
-    about a nullptr, or a RuntimeError) or returns None.
-
-    Raises:
-        NoTensorRTGpu: no builder could be made, with TensorRT's first line.
-    """
-    try:
-        builder = trt.Builder(logger)
-    except (TypeError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NoTensorRTGpu(no_gpu_message(first[:200])) from None
-    if builder is None:
-        raise NoTensorRTGpu(no_gpu_message())
-    return builder
-
-
 # --- timing cache and plan files -------------------------------------------------------------
 
 
@@ -379,10 +205,20 @@ def write_timing_cache(path: str | Path, data: bytes) -> bool:
     return True
 
 
-def write_plan(plan_path: str | Path, data: bytes, side: ModelSidecar) -> None:
+def write_plan(
+    plan_path: str | Path,
+    data: bytes,
+    side: ModelSidecar,
+    check: Callable[[Path], dict[str, Any]] | None = None,
+) -> ModelSidecar:
     """Write the plan and its sidecar as ``export.command._promote`` does for ONNX files: both
     staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
-    never leaves a new plan beside an old sidecar (or a plan without its sidecar)."""
+    never leaves a new plan beside an old sidecar (or a plan without its sidecar).
+
+    ``check(staged_plan)`` runs on the staged pair before the move (the engine parity run);
+    what it returns is added to the sidecar's ``extra``; when it raises, nothing is moved and
+    nothing new is left under ``plan_path``. Returns the sidecar written.
+    """
     plan_path = Path(plan_path)
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".p2p-engine-", dir=plan_path.parent))
@@ -390,13 +226,23 @@ def write_plan(plan_path: str | Path, data: bytes, side: ModelSidecar) -> None:
         staged = stage / plan_path.name
         write_bytes(staged, data)
         side.write(staged)
+        if check is not None:
+            side = dataclasses.replace(side, extra={**side.extra, **check(staged)})
+            side.write(staged)
         os.replace(sidecar_for(staged), sidecar_for(plan_path))
         os.replace(staged, plan_path)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    return side
 
 
 # --- the build -------------------------------------------------------------------------------
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line (its type name when it has no text)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
 def format_parser_errors(parser: Any) -> str:
@@ -413,6 +259,73 @@ def format_parser_errors(parser: Any) -> str:
     return "; ".join(parts) or "no detail given"
 
 
+def parser_errors(trt: Any, onnx_path: Path) -> str:
+    """Parse ``onnx_path`` again, only to name what the parser rejected: Polygraphy's
+    ``NetworkFromOnnxPath`` logs the parser's errors to its own logger and raises "Could not
+    parse ONNX correctly" without them (polygraphy/backend/trt/util.py,
+    ``check_onnx_parser_errors``)."""
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = create_builder(trt, logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    parser.parse_from_file(str(onnx_path))
+    return format_parser_errors(parser)
+
+
+def create_builder(trt: Any, logger: Any) -> Any:
+    """``trt.Builder(logger)``; without a usable GPU the binding raises (a pybind TypeError
+    about a nullptr, or a RuntimeError) or returns None.
+
+    Raises:
+        NoTensorRTGpu: no builder could be made, with TensorRT's first line.
+    """
+    try:
+        builder = trt.Builder(logger)
+    except (TypeError, RuntimeError) as exc:
+        raise NoTensorRTGpu(no_gpu_message(first_line(exc, 200))) from None
+    if builder is None:
+        raise NoTensorRTGpu(no_gpu_message())
+    return builder
+
+
+def attach_timing_cache(config: Any, data: bytes, path: Path) -> bool:
+    """Load ``data`` as ``config``'s timing cache; False (with a warning, the build going on
+    without it) when TensorRT refuses it. ``create_timing_cache`` returns None on bad bytes and
+    ``set_timing_cache(..., ignore_mismatch=False)`` returns False for a cache made on another
+    GPU or TensorRT version; Polygraphy's ``CreateConfig`` (backend/trt/config.py) does not
+    check that result, hence this step instead of its ``load_timing_cache``."""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return True
+    log.warning(
+        "%s: TensorRT cannot use this timing cache (other GPU or version); "
+        "building without it, a new one will be written",
+        path,
+    )
+    fresh = config.create_timing_cache(b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        raise P2PError(f"{path}: TensorRT could not start an empty timing cache.")
+    return False
+
+
+def inspect_engine(trt: Any, engine: Any, input_name: str, opt_shape: tuple[int, ...]) -> str:
+    """``get_engine_information(JSON)`` with an execution context attached and its input shape
+    set to the profile's opt shape: without a context, a dynamic-shape engine prints "N/A due
+    to dynamic shapes" for every tensor (TensorRT docs, "Engine Inspector"; Polygraphy's
+    ``inspect model`` does the same in tools/inspect/subtool/model/extractors/_trt.py). The
+    JSON is read while the context lives."""
+    context = engine.create_execution_context()
+    if context is None:
+        raise P2PError("TensorRT could not create an execution context to inspect the engine.")
+    if not context.set_input_shape(input_name, opt_shape):
+        raise P2PError(f"TensorRT refused the input shape {opt_shape} of its own profile.")
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
+    del inspector, context
+    return str(info)
+
+
 def build_engine(
     onnx_path: str | Path,
     plan_path: str | Path,
@@ -422,89 +335,113 @@ def build_engine(
     timing_cache: str | Path | None = None,
     version_compatible: bool = False,
     hardware_compatible: bool = False,
+    reference_onnx: str | Path | None = None,
 ) -> ModelSidecar:
     """Build ``plan_path`` from ``onnx_path`` (which has a sidecar) and write its sidecar.
 
-    The plan's precision is that of the ONNX (strongly typed) and is verified from the engine.
-    Input (N, C, S, S) with N in ``profile``; I/O dtype as the ONNX's.
+    The plan's precision is that of the ONNX (strongly typed), verified before and after the
+    build. Input (N, C, S, S) with N in ``profile``; I/O dtype as the ONNX's. Then the engine
+    runs on the parity inputs against ONNX Runtime on ``reference_onnx`` (the fp32 export;
+    ``onnx_path`` itself when None): fp16 PSNR >= 40 dB, fp32 max abs err <= 1e-3, figures in
+    the sidecar.
 
     Raises:
-        MissingDependency: tensorrt is not installed.
+        MissingDependency: tensorrt or polygraphy is not installed.
         NoTensorRTGpu: tensorrt is installed but finds no usable CUDA GPU.
-        P2PError: parser errors, a failed build, an unreadable timing cache, or an engine whose
-            precision is not the ONNX's; nothing is written under ``plan_path`` then.
+        P2PError: parser errors, a failed build, an unreadable timing cache, an engine whose
+            precision is not the ONNX's, or failed parity; nothing new is written under
+            ``plan_path`` then.
     """
     trt = require("tensorrt")
     features = trt_features(trt.__version__)
+    poly = require("polygraphy.backend.trt")
+    from polygraphy.exception import PolygraphyException
+    from polygraphy.logger import G_LOGGER
+
+    from p2p_deploy.export.trt_parity import check_engine_parity
+    from p2p_deploy.export.trt_precision import (
+        inspector_verdict,
+        io_verdict,
+        network_layers,
+        network_verdict,
+        read_inspector,
+    )
+
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     side = ModelSidecar.read(onnx_path)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_data = read_timing_cache(cache_path)
     size, channels = side.image_size, side.generator["in_channels"]
+    create_builder(trt, trt.Logger(trt.Logger.ERROR))  # no GPU: one sentence, before Polygraphy
+    want = side.precision
+    shapes = profile.shapes(channels, size)
 
-    class _Logger(trt.ILogger):  # keeps TensorRT's errors for the one-line message
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):  # Polygraphy's INFO lines are not the user's
+        try:
+            builder, network, parser = poly.NetworkFromOnnxPath(
+                str(onnx_path), strongly_typed=True
+            )()
+        except PolygraphyException:
+            raise P2PError(
+                f"{onnx_path}: TensorRT's ONNX parser rejected it: {parser_errors(trt, onnx_path)}"
+            ) from None
+        if want == "int8":  # the QDQ graph: evidence of its own (export/int8_engine.py)
+            from p2p_deploy.export.int8_engine import int8_network_verdict, network_convs
 
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                log.debug("tensorrt: %s", msg)
-
-    logger = _Logger()
-    builder = create_builder(trt, logger)
-    network = builder.create_network(network_flags(trt, features))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        raise P2PError(
-            f"{onnx_path}: TensorRT's ONNX parser rejected it: {format_parser_errors(parser)}"
-        )
-
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer dtypes for the check
-    opt_profile = builder.create_optimization_profile()
-    opt_profile.set_shape(side.input_name, *profile.shapes(channels, size))
-    config.add_optimization_profile(opt_profile)
-    if version_compatible:
-        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if hardware_compatible:
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if side.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
-        # TF32 is on by default for convs and matmuls: an engine labelled fp32 must not use it.
-        config.clear_flag(trt.BuilderFlag.TF32)
-    if cache_path is not None:
-        cache = config.create_timing_cache(cache_data)
-        if cache is None:
-            log.warning(
-                "%s: TensorRT cannot use this timing cache; building without it.", cache_path
-            )
-            cache_path = None
+            net_record = int8_network_verdict(network_convs(network), str(onnx_path))
         else:
-            config.set_timing_cache(cache, ignore_mismatch=False)
+            net_record = network_verdict(network_layers(network), want, str(onnx_path))
+        try:
+            config = poly.CreateConfig(
+                profiles=[poly.Profile().add(side.input_name, *shapes)],
+                memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_gib * (1 << 30))},
+                # Layer dtypes for the inspector record (polygraphy CreateConfig docs).
+                profiling_verbosity=trt.ProfilingVerbosity.DETAILED,
+                # TF32 would compute "fp32" convolutions with 10-bit mantissas: off, as is
+                # Polygraphy's default (CreateConfig(tf32=False) clears BuilderFlag.TF32).
+                tf32=False,
+                version_compatible=version_compatible or None,
+                hardware_compatibility_level=(
+                    trt.HardwareCompatibilityLevel.AMPERE_PLUS if hardware_compatible else None
+                ),
+            )(builder, network)
+            # Polygraphy's CreateConfig ignores add_optimization_profile's result (-1 on an
+            # invalid profile; backend/trt/config.py): check the profile is really there.
+            if config.num_optimization_profiles != 1:
+                raise P2PError(
+                    f"{onnx_path}: TensorRT refused the batch profile {profile.as_list()} "
+                    f"for input {side.input_name!r}."
+                )
+            if cache_path is not None:
+                attach_timing_cache(config, cache_data or b"", cache_path)
+            t0 = time.perf_counter()
+            serialized = poly.EngineBytesFromNetwork((builder, network, parser), config=config)()
+            build_s = time.perf_counter() - t0
+            # EngineFromBytes sets runtime.engine_host_code_allowed (version-compatible plans).
+            engine = poly.EngineFromBytes(serialized)()
+        except PolygraphyException as exc:
+            raise P2PError(f"{onnx_path}: TensorRT build failed ({first_line(exc)}).") from None
 
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    build_s = time.perf_counter() - t0
-    if serialized is None:
-        detail = "; ".join(logger.errors[-3:]) or "no detail given"
-        raise P2PError(f"{onnx_path}: TensorRT build failed ({detail}).")
+    io = {
+        engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
+        for i in range(engine.num_io_tensors)
+    }
+    io_words = io_verdict(io, side.io_dtype, str(plan_path))
+    info = inspect_engine(trt, engine, side.input_name, shapes[1])
+    if want == "int8":
+        from p2p_deploy.export.int8_engine import int8_inspector_verdict, read_int8_inspector
 
-    runtime = trt.Runtime(logger)
-    if version_compatible:
-        runtime.engine_host_code_allowed = True  # a version-compatible plan embeds its runtime
-    engine = runtime.deserialize_cuda_engine(serialized)
-    if engine is None:
-        raise P2PError(f"{onnx_path}: TensorRT could not load the engine it just built.")
-    ep = inspect_engine(trt, engine)
-    verify_engine_precision(ep, side.precision, side.io_dtype, str(plan_path))
+        record = read_int8_inspector(info)
+        int8_inspector_verdict(record, str(plan_path))
+    else:
+        record = read_inspector(info, want)
+        inspector_verdict(record, want, str(plan_path))
+    del engine
 
     gpu, cc = gpu_identity(0)
     plan_side = engine_sidecar(
         side,
-        precision=ep.precision,
+        precision=want,
         profile=profile,
         trt_version=features.version,
         gpu_name=gpu,
@@ -514,11 +451,25 @@ def build_engine(
         extra={
             "build_seconds": round(build_s, 2),
             "workspace_gib": workspace_gib,
-            "engine_layers": ep.layers,
             "source_onnx": onnx_path.name,
+            "builder": "polygraphy",
+            "precision_evidence": {
+                "network": net_record,
+                "io": io_words,
+                "inspector": record.to_dict(),
+            },
         },
     )
-    write_plan(plan_path, bytes(serialized), plan_side)
+    reference = Path(reference_onnx) if reference_onnx else onnx_path
+
+    def parity(staged: Path) -> dict[str, Any]:
+        report = check_engine_parity(staged, reference, profile)
+        report.model = str(plan_path)
+        if not report.passed:
+            raise P2PError(f"{plan_path}: engine parity check failed: {report.summary()}")
+        return {"engine_parity": report.to_dict()}
+
+    plan_side = write_plan(plan_path, bytes(serialized), plan_side, check=parity)
     if cache_path is not None:  # after the plan: a failing cache write must not lose the engine
         cache = config.get_timing_cache()
         if cache is not None:

@@ -13,7 +13,9 @@ from p2p_deploy.errors import MissingDependency
 # package import name -> (pip extra, what it is for)
 _EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("gpu", "TensorRT engines"),
-    "pycuda": ("gpu", "TensorRT buffers without torch"),
+    "polygraphy": ("gpu", "building TensorRT engines"),
+    # pycuda has no wheels: its extra builds it from source (needs the CUDA toolkit, nvcc).
+    "pycuda": ("pycuda", "TensorRT buffers without torch"),
     "onnxruntime": ("cpu", "ONNX Runtime inference"),
     "openvino": ("openvino", "OpenVINO inference"),
     "tritonclient": ("triton", "Triton model-config checks"),

@@ -16,11 +16,11 @@ from typing import Any
 import tomllib
 
 from p2p_deploy.config import DiscriminatorConfig, GeneratorConfig
+from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import P2PError
 
 DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,6 @@ class TrainConfig:
                 self.gan_mode in GAN_MODES,
                 f"--gan-mode must be vanilla or lsgan, got {self.gan_mode!r}",
             ),
-            (self.device in DEVICES, f"--device must be auto, cpu or cuda, got {self.device!r}"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             # GeneratorConfig would say "needs at least 5 downsamplings": name the flag instead.
             (self.image_size >= 32, f"--image-size must be at least 32, got {self.image_size}"),
@@ -106,6 +105,8 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise P2PError(msg + ".")
+        # The one device grammar; no cuda:N here: under torchrun the local rank picks the GPU.
+        parse_device(self.device, allow_index=False)
         self.generator_config()  # validates image size / ngf / norm now, not mid-run
         self.discriminator_config()
 

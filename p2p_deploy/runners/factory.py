@@ -8,10 +8,10 @@ Runtime, and so does everything when ONNX Runtime has a CUDA provider and no dev
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
+from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import P2PError
 from p2p_deploy.runners.base import Runner
 
@@ -27,17 +27,17 @@ READS: dict[str, tuple[str, ...]] = {
     "torch": ("torch",),
 }
 CHECKPOINT_EXTS = (".safetensors", ".pth", ".pt")
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 def check_device(device: str | None) -> None:
-    """Accept None (the runner's default), ``cpu``, ``cuda`` or ``cuda:N``.
+    """Accept None (the runner's default), ``cpu``, ``cuda`` or ``cuda:N``
+    (:func:`p2p_deploy.devices.parse_device` without ``auto``).
 
     Raises:
         P2PError: anything else, in one sentence.
     """
-    if device is not None and not _DEVICE.fullmatch(device):
-        raise P2PError(f"device must be cpu, cuda or cuda:N (N = 0, 1, ...), got {device!r}.")
+    if device is not None:
+        parse_device(device, allow_auto=False)
 
 
 def backend_for(model_path: str | Path) -> str:

@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from p2p_deploy.deps import require
-from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.devices import parse_device
+from p2p_deploy.errors import EngineMismatch, MissingDependency, P2PError
 from p2p_deploy.runners.base import Runner
+from p2p_deploy.runners.ort_providers import (
+    DEFAULT_TRT_BATCH,
+    cuda_provider_options,
+    provider_load_error,
+    trt_profile_options,
+    trt_provider_options,
+)
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,8 @@ class OnnxRuntimeRunner(Runner):
         spinning: let idle ORT threads spin (lower latency, burns CPU the reader/writer threads
             of the pipeline could use; off by default).
         use_trt_provider: try ORT's TensorRT provider before CUDA (when installed).
+        trt_batch: (min, opt, max) batch of the TensorRT provider's profile (default: the
+            sidecar's ``batch_profile``, else 1, 4, 16); larger batches are split.
     """
 
     backend = "onnxruntime"
@@ -78,6 +88,7 @@ class OnnxRuntimeRunner(Runner):
         threads: int | None = None,
         spinning: bool = False,
         use_trt_provider: bool = True,
+        trt_batch: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__(path, device or "cpu")
         if not self.path.is_file():
@@ -99,9 +110,12 @@ class OnnxRuntimeRunner(Runner):
                 sidecar_for(self.path).name,
             )
             self.precision = graph_precision(self.path) or "fp32"
+        profile = trt_batch or (self.sidecar.batch_profile if self.sidecar else None)
+        self.trt_batch: tuple[int, int, int] = tuple(profile or DEFAULT_TRT_BATCH)
         self.provider = "not loaded"
         self.input_name = self.output_name = ""
         self._in_dtype: type = np.float32
+        self._requested: list = []
         self._session = None
 
     def _providers(self, ort) -> list:
@@ -109,31 +123,35 @@ class OnnxRuntimeRunner(Runner):
         dev = self._device_arg
         if dev == "cpu":
             return ["CPUExecutionProvider"]
-        index = int(dev.split(":")[1]) if dev and ":" in dev else 0
+        wanted = parse_device(dev, allow_auto=False) if dev else None
+        index = wanted.cuda_index if wanted else 0
         chosen: list = []
         if self.use_trt_provider and "TensorrtExecutionProvider" in have:
             trt_opts = self._trt_provider_options(index)
             if trt_opts is not None:
                 chosen.append(("TensorrtExecutionProvider", trt_opts))
         if "CUDAExecutionProvider" in have:
-            chosen.append(("CUDAExecutionProvider", {"device_id": index}))
-        if dev and dev.startswith("cuda") and not chosen:
-            raise P2PError(
+            chosen.append(("CUDAExecutionProvider", cuda_provider_options(index)))
+        if wanted and wanted.is_cuda and not chosen:
+            raise MissingDependency(
                 f"device {dev} requested but onnxruntime has no CUDA provider (it has "
-                f'{", ".join(have)}); install onnxruntime-gpu (pip install "p2p-deploy[gpu]").'
+                f"{', '.join(have)}): {provider_load_error(ort, 'CUDAExecutionProvider')}."
             )
         return [*chosen, "CPUExecutionProvider"]
 
     def trt_cache_dir(self) -> Path:
-        """Where ORT's TensorRT provider keeps its engines: ``<model>.ort-trt-cache/``."""
+        """Where ORT's TensorRT provider keeps its engines and timing cache:
+        ``<model>.ort-trt-cache/``."""
         return self.path.with_name(self.path.name + ".ort-trt-cache")
 
     def _trt_provider_options(self, index: int) -> dict | None:
-        """The TensorRT provider's options, with its engine cache on: without it every run
-        rebuilds the engine (minutes) before the first frame. The cache lives beside the
-        model (ORT keys it by the model and the GPU, and rebuilds when either changes). Where
-        that folder cannot be made (read-only model folder), None: the CUDA provider is used
-        instead of a TensorRT provider that would rebuild on every run."""
+        """The TensorRT provider's options (:func:`trt_provider_options`), or None (the CUDA
+        provider is used instead of one that would rebuild its engine on every run) when the
+        cache folder cannot be made (read-only model folder) or, without a sidecar, the input
+        name and size for the profile shapes are not known."""
+        if self.sidecar is None:
+            log.warning("%s: no sidecar for the TensorRT provider's profile; using CUDA", self.path)
+            return None
         cache = self.trt_cache_dir()
         try:
             cache.mkdir(exist_ok=True)
@@ -144,12 +162,11 @@ class OnnxRuntimeRunner(Runner):
                 exc.strerror or exc,
             )
             return None
-        return {
-            "device_id": index,
-            "trt_fp16_enable": self.precision == "fp16",
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-        }
+        side = self.sidecar
+        profile = trt_profile_options(
+            side.input_name, side.generator.get("in_channels", 3), side.image_size, self.trt_batch
+        )
+        return trt_provider_options(index, self.precision == "fp16", cache, profile)
 
     def _activate(self) -> None:
         ort = require("onnxruntime")
@@ -165,6 +182,7 @@ class OnnxRuntimeRunner(Runner):
         )
         so.log_severity_level = 3  # ORT's warnings (e.g. unused initializers) are not the user's
         providers = self._providers(ort)  # its P2PError is already one sentence: not wrapped
+        self._requested = providers
         try:
             self._session = ort.InferenceSession(
                 str(self.path), sess_options=so, providers=providers
@@ -202,11 +220,34 @@ class OnnxRuntimeRunner(Runner):
         if isinstance(shape[0], int):
             self.min_batch = self.max_batch = shape[0]
         providers = self._session.get_providers()
+        self._check_fallback(
+            ort,
+            requested=[p if isinstance(p, str) else p[0] for p in self._requested],
+            active=providers,
+        )
         self.provider = providers[0]
+        if self.provider == "TensorrtExecutionProvider":  # its profile caps each call
+            self.max_batch = min(self.max_batch or self.trt_batch[2], self.trt_batch[2])
         self.device = (
             "cpu" if self.provider == "CPUExecutionProvider" else (self._device_arg or "cuda:0")
         )
         log.debug("onnxruntime runner: %s via %s", self.describe(), ", ".join(providers))
+
+    def _check_fallback(self, ort, requested: list[str], active: list[str]) -> None:
+        """ONNX Runtime silently drops a GPU provider that fails to start and runs on the CPU.
+        With ``--device cuda`` that is an error naming what is missing; with the default
+        device a warning."""
+        dropped = [p for p in requested if p != "CPUExecutionProvider" and p not in active]
+        gpu_active = any(p != "CPUExecutionProvider" for p in active)
+        if not dropped:
+            return
+        reasons = "; ".join(f"{p}: {provider_load_error(ort, p)}" for p in dropped)
+        if self._device_arg and not gpu_active:
+            raise MissingDependency(
+                f"{self.path}: device {self._device_arg} requested but ONNX Runtime could not "
+                f"start its GPU provider ({reasons})."
+            )
+        log.warning("%s: ONNX Runtime dropped %s (%s)", self.path, ", ".join(dropped), reasons)
 
     def _close(self) -> None:
         self._session = None

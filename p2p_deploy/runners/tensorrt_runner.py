@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from p2p_deploy.deps import require
+from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.runners.base import DeviceStep, Runner
@@ -141,7 +142,7 @@ class TensorRTRunner(Runner):
         # Before the sidecar: without TensorRT no sidecar or re-export makes the engine run,
         # so the one thing to say is which extra to install.
         require("tensorrt")
-        self._index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        self._index = parse_device(self.device, allow_auto=False).cuda_index
         self._memory_pref = memory
         self.cuda_graphs = cuda_graphs
         self.sidecar = ModelSidecar.read(self.path)

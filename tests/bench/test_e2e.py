@@ -79,3 +79,31 @@ def test_unreadable_images_are_skipped_and_counted(ort_runner, tmp_path):
         p.unlink()
     with pytest.raises(DataError, match="no readable image.*0_empty.png: empty file"):
         load_folder_inputs(tmp_path, 32, 2)
+
+
+def test_infer_stage_is_the_pipelines_frames_path(tmp_path):
+    """The bench's infer stage calls ``infer_frames`` (where a GPU runner converts on the
+    device, as ``p2p run`` does), batched across files as the pipeline's batcher does."""
+    from p2p_deploy.runners.base import Runner
+
+    class FramesOnly(Runner):
+        backend = "frames-only"
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_size, self.calls = 32, []
+
+        def _infer_chunk(self, batch):  # pragma: no cover - must not be reached
+            raise AssertionError("the bench converted on the CPU instead of infer_frames")
+
+        def _infer_frames_chunk(self, frames):
+            self.calls.append(len(frames))
+            return 255 - frames
+
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), np.uint8))
+    with FramesOnly() as runner:
+        e2e = run_e2e(runner, folder=tmp_path, batch=2)
+    assert runner.calls == [2, 2, 1]
+    assert e2e["frames"] == 5 and e2e["unreadable"] == 0

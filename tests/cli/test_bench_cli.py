@@ -109,7 +109,7 @@ def test_command_in_report_reproduces(bench_run):
         ),
         ([], "nothing to benchmark"),
         (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "unknown backend(s) magic"),
-        (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device 'gpu': use auto, cpu, cuda"),
+        (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device must be auto, cpu, cuda"),
     ],
     ids=["missing", "nothing", "backend", "device"],
 )

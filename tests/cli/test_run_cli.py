@@ -282,7 +282,7 @@ def test_bad_device_is_one_line(
         device,
     )
     assert code == 1, err
-    assert err == f"error: device must be cpu, cuda or cuda:N (N = 0, 1, ...), got {device!r}.\n"
+    assert err == f"error: --device must be cpu, cuda or cuda:N (N = 0, 1, ...), got {device!r}.\n"
 
 
 def test_truncated_video_fails_alone_and_is_redone(

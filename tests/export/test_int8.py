@@ -19,9 +19,14 @@ from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.export.calibration import folder_images, split_counts
 from p2p_deploy.export.command import run_export
 from p2p_deploy.export.int8 import inspect_int8_graph, quality_gate, quantize_int8
+from p2p_deploy.export.int8_engine import (
+    NetworkConv,
+    int8_inspector_verdict,
+    int8_network_verdict,
+    read_int8_inspector,
+)
 from p2p_deploy.export.int8_export import Int8Options
 from p2p_deploy.export.parity import random_images
-from p2p_deploy.export.tensorrt_build import summarize_engine_info, verify_engine_precision
 
 
 @pytest.fixture(scope="module")
@@ -195,17 +200,34 @@ ENGINE_INT8 = {
 }
 
 
-def test_int8_engine_precision_from_inspector_json() -> None:
-    io = {"input": "fp32", "output": "fp32"}
-    ep = summarize_engine_info(ENGINE_INT8, io)
-    assert ep.precision == "int8" and ep.conv_inputs == {"int8": 2}
-    verify_engine_precision(ep, "int8", "float32", "model_int8.plan")
+def test_int8_engine_evidence_network_and_inspector() -> None:
+    dq = "LayerType.DEQUANTIZE"
+    good = [NetworkConv("conv1", "LayerType.CONVOLUTION", (dq, dq)),
+            NetworkConv("up1", "LayerType.DECONVOLUTION", (dq, dq))]  # fmt: skip
+    assert int8_network_verdict(good, "m.onnx")["compute_layers"] == {"int8": 2}
+    float_weights = [
+        *good,
+        NetworkConv("up2", "LayerType.DECONVOLUTION", (dq, "LayerType.CONSTANT")),
+    ]
+    with pytest.raises(P2PError, match=r"1 of 3 convolution layers are not fed by Dequant.*up2"):
+        int8_network_verdict(float_weights, "m.onnx")
+    rec = read_int8_inspector(json.dumps(ENGINE_INT8))
+    assert rec.compute == {"int8": 2} and not rec.contrary
+    int8_inspector_verdict(rec, "model_int8.plan")
     fallback = json.loads(json.dumps(ENGINE_INT8))
     fallback["Layers"][2]["Inputs"][0]["Format/Datatype"] = "Row major linear FP32 format"
-    ep = summarize_engine_info(fallback, io)
-    assert ep.precision == "mixed" and ep.non_int8_convs == ["up1"]
-    with pytest.raises(P2PError, match=r"model_int8\.plan: the built engine is not int8 .*up1"):
-        verify_engine_precision(ep, "int8", "float32", "model_int8.plan")
+    rec = read_int8_inspector(fallback)
+    assert rec.compute == {"int8": 1, "fp32": 1} and rec.contrary == ["up1"]
+    with pytest.raises(P2PError, match=r"model_int8\.plan: .* reading float, not int8 .*up1"):
+        int8_inspector_verdict(rec, "model_int8.plan")
+    # no dtypes shown (no context attached): recorded, not refused
+    na = json.loads(json.dumps(ENGINE_INT8))
+    for layer in na["Layers"]:
+        for t in layer["Inputs"]:
+            t["Format/Datatype"] = "N/A due to dynamic shapes"
+    rec = read_int8_inspector(na)
+    assert rec.compute == {"n/a": 2}
+    int8_inspector_verdict(rec, "model_int8.plan")
 
 
 @pytest.mark.trt

@@ -1,0 +1,109 @@
+"""ONNX Runtime's GPU execution providers: their options, and why one did not start.
+
+* TensorRT provider: explicit optimisation-profile shapes (``trt_profile_min/opt/max_shapes``),
+  or every batch size outside the range it last built for rebuilds its engine (minutes); its
+  engine cache and its timing cache beside the model.
+* CUDA provider: ``use_tf32`` off, so an fp32 model computes in fp32 (TF32 convolutions keep
+  10 mantissa bits and would be fp32 in name only).
+* ``InferenceSession`` falls back to the CPU *silently* when a requested provider fails to
+  initialise (missing cuDNN or CUDA libraries, typically). :func:`provider_load_error` loads the
+  provider's shared library the way ONNX Runtime does and returns the loader's own sentence
+  ("libcudnn.so.9: cannot open shared object file"), so the error names what is missing.
+
+Option names: ONNX Runtime's "TensorRT Execution Provider" and "CUDA Execution Provider" pages
+(onnxruntime.ai/docs/execution-providers/).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+# Batch range of the TensorRT provider's profile when the sidecar has none (the exporter's
+# default TensorRT profile, 1:4:16).
+DEFAULT_TRT_BATCH: tuple[int, int, int] = (1, 4, 16)
+
+_PROVIDER_LIBS = {
+    "CUDAExecutionProvider": "onnxruntime_providers_cuda",
+    "TensorrtExecutionProvider": "onnxruntime_providers_tensorrt",
+}
+
+
+def trt_profile_options(
+    input_name: str, channels: int, size: int, batch: tuple[int, int, int]
+) -> dict[str, str]:
+    """``trt_profile_{min,opt,max}_shapes`` for an (N, C, S, S) input with N in ``batch``:
+    ``{"trt_profile_min_shapes": "input:1x3x256x256", ...}``."""
+    lo, opt, hi = batch
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"batch profile must be 1 <= min <= opt <= max, got {batch}")
+
+    def shape(n: int) -> str:
+        return f"{input_name}:{n}x{channels}x{size}x{size}"
+
+    return {
+        "trt_profile_min_shapes": shape(lo),
+        "trt_profile_opt_shapes": shape(opt),
+        "trt_profile_max_shapes": shape(hi),
+    }
+
+
+def trt_provider_options(
+    device_id: int,
+    fp16: bool,
+    cache_dir: Path,
+    profile: dict[str, str],
+) -> dict[str, object]:
+    """The TensorRT provider's options: profile shapes, engine cache and timing cache in
+    ``cache_dir`` (ORT keys its engines by model and GPU and rebuilds when either changes)."""
+    return {
+        "device_id": device_id,
+        "trt_fp16_enable": fp16,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+        **profile,
+    }
+
+
+def cuda_provider_options(device_id: int) -> dict[str, object]:
+    """The CUDA provider's options: TF32 off (ORT's default is on for Ampere and newer)."""
+    return {"device_id": device_id, "use_tf32": 0}
+
+
+def _lib_name(stem: str) -> str:
+    if sys.platform.startswith("win"):
+        return f"{stem}.dll"
+    return f"lib{stem}.so"
+
+
+def provider_load_error(ort: ModuleType, provider: str) -> str:
+    """Why ``provider`` cannot start, in one sentence, found by loading its shared library from
+    ONNX Runtime's ``capi`` folder (after ``onnxruntime_providers_shared``, as ORT does).
+
+    Returns the dynamic loader's message (names the missing library), a sentence saying the
+    installed onnxruntime has no such provider, or, when the library loads, that the cause is
+    elsewhere (no GPU visible, driver too old: ONNX Runtime's log says which).
+    """
+    stem = _PROVIDER_LIBS.get(provider)
+    if stem is None:
+        return f"{provider} did not start (see ONNX Runtime's log)"
+    capi = Path(ort.__file__).parent / "capi"
+    lib = capi / _lib_name(stem)
+    if not lib.is_file():
+        return (
+            f"this onnxruntime ({getattr(ort, '__version__', '?')}) has no {lib.name}: it is "
+            'the CPU-only package; install onnxruntime-gpu (pip install "p2p-deploy[gpu]")'
+        )
+    try:
+        shared = capi / _lib_name("onnxruntime_providers_shared")
+        if shared.is_file():
+            ctypes.CDLL(str(shared), mode=getattr(os, "RTLD_GLOBAL", 0))
+        ctypes.CDLL(str(lib))
+    except OSError as exc:
+        return f"{lib.name} cannot load: {str(exc).strip().splitlines()[0]}"
+    return f"{lib.name} loads, but {provider} did not start (no GPU visible, or driver too old)"
