@@ -207,6 +207,8 @@ class TensorRTRunner(Runner):
                 f"{self.path}: engine input {shape} does not match its sidecar (-1, 3, {s}, {s})."
             )
         if shape[0] == -1:
+            # Buffers sized by profile 0's max shape, as NVIDIA's samples/python/
+            # common_runtime.py (allocate_buffers: get_tensor_profile_shape(name, idx)[-1]).
             lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
             self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         else:
@@ -301,6 +303,9 @@ class TensorRTRunner(Runner):
 
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]  # within min_batch..max_batch (the base class split and padded it)
+        # The order of common_runtime.py's _do_inference_base: async H2D copy, enqueue, async
+        # D2H copy, synchronize the stream, all on one stream (that sample ignores the result
+        # of execute_async_v3; _execute checks it, as Polygraphy's TrtRunner does).
         with self.mem.current():
             self._h_in[:n] = batch
             self.mem.to_device(self._d_in, self._h_in[:n])

@@ -15,19 +15,15 @@ from hypothesis import strategies as st
 from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.export.tensorrt_build import (
     BatchProfile,
-    EnginePrecision,
     NoTensorRTGpu,
+    attach_timing_cache,
     build_engine,
     create_builder,
-    dtype_word,
     engine_sidecar,
-    network_flags,
     parse_batch_profile,
     plan_name,
     read_timing_cache,
-    summarize_engine_info,
     trt_features,
-    verify_engine_precision,
     write_plan,
     write_timing_cache,
 )
@@ -54,89 +50,16 @@ def test_parse_batch_profile_roundtrip(a, da, db):
     assert prof.as_list() == [a, a + da, a + da + db]
 
 
-def test_version_dispatch():
+def test_version_check(caplog):
     v10 = trt_features("10.3.0.26")
-    assert (v10.major, v10.minor) == (10, 3)
-    v11 = trt_features("11.0.0")
-    # What the flags become: STRONGLY_TYPED (enum value 5 here) on 10.x, nothing on 11.x.
-    fake_trt = SimpleNamespace(NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=5))
-    assert network_flags(fake_trt, v10) == 1 << 5
-    assert network_flags(SimpleNamespace(), v11) == 0  # 11.x: the flag is not even looked up
+    assert (v10.major, v10.minor, v10.version) == (10, 3, "10.3.0.26")
+    assert trt_features("11.4.0").major == 11
     with pytest.raises(P2PError, match=r"TensorRT 8\.6\.1 is too old: .*10\.x or 11\.x"):
         trt_features("8.6.1")
     with pytest.raises(P2PError, match="cannot read the TensorRT version"):
         trt_features("unknown")
-
-
-@pytest.mark.parametrize(
-    ("text", "word"),
-    [
-        ("DataType.HALF", "fp16"),
-        ("Half", "fp16"),
-        ("Row major linear FP16 format (kLINEAR)", "fp16"),
-        ("DataType.FLOAT", "fp32"),
-        ("Float", "fp32"),
-        ("Row major linear FP32 format", "fp32"),
-        ("Int32", "int32"),
-        ("something", "unknown"),
-    ],
-)
-def test_dtype_word(text, word):
-    assert dtype_word(text) == word
-
-
-# Inspector JSON in the shapes the TensorRT docs show: 10.x puts the dtype in "Format/Datatype",
-# 11.x in its own "DataType" field and lists I/O under "I/O Tensors".
-ENGINE_10 = {
-    "Layers": [
-        {
-            "Name": "cast_in",
-            "Outputs": [{"Name": "x16", "Format/Datatype": "Row major linear FP16 format"}],
-        },
-        {
-            "Name": "conv1",
-            "Outputs": [{"Name": "c1", "Format/Datatype": "Channel major FP16 format"}],
-        },
-        {
-            "Name": "cast_out",
-            "Outputs": [{"Name": "output", "Format/Datatype": "Row major linear FP32 format"}],
-        },
-    ],
-    "Bindings": ["input", "output"],
-}
-ENGINE_11_MIXED = {
-    "Layers": [
-        {"Name": "conv1", "Outputs": [{"Name": "c1", "Format": "kLINEAR", "DataType": "Half"}]},
-        {"Name": "norm1", "Outputs": [{"Name": "n1", "Format": "kLINEAR", "DataType": "Float"}]},
-        {"Name": "last", "Outputs": [{"Name": "output", "Format": "kLINEAR", "DataType": "Float"}]},
-    ],
-    "I/O Tensors": [
-        {"Name": "input", "DataType": "Float"},
-        {"Name": "output", "DataType": "Float"},
-    ],
-}
-
-
-def test_engine_precision_from_inspector_json():
-    io = {"input": "fp32", "output": "fp32"}
-    fp16 = summarize_engine_info(json.dumps(ENGINE_10), io)
-    assert fp16.precision == "fp16" and fp16.layers == {"fp16": 2}
-    verify_engine_precision(fp16, "fp16", "float32", "model_fp16.plan")
-
-    mixed = summarize_engine_info(ENGINE_11_MIXED, io)
-    assert mixed.precision == "mixed" and mixed.non_fp16_layers == ["norm1"]
-    with pytest.raises(P2PError, match=r"model_fp16\.plan: the built engine is not fp16 .*norm1"):
-        verify_engine_precision(mixed, "fp16", "float32", "model_fp16.plan")
-
-
-def test_engine_without_layer_info_is_not_labelled():
-    names_only = summarize_engine_info({"Layers": ["conv1", "conv2"]}, {"input": "fp32"})
-    assert names_only.precision == "unknown"
-    with pytest.raises(P2PError, match="refusing to label it so"):
-        verify_engine_precision(names_only, "fp16", "float32", "m.plan")
-    wrong_io = EnginePrecision(io={"input": "fp16"}, layers={"fp16": 3})
-    with pytest.raises(P2PError, match="I/O"):
-        verify_engine_precision(wrong_io, "fp16", "float32", "m.plan")
+    trt_features("12.0.0")
+    assert "newer than the 10.x/11.x" in caplog.text
 
 
 def test_engine_sidecar(tiny_onnx_fp16, tmp_path):
@@ -179,8 +102,18 @@ def test_real_fp16_and_fp32_engines(tiny_onnx_fp16, tiny_onnx_fp32, tmp_path):
         profile=BatchProfile(1, 2, 4),
         workspace_gib=1.0,
         timing_cache=cache,
+        reference_onnx=tiny_onnx_fp32,
     )
     assert side16.precision == "fp16" and side16.batch_profile == [1, 2, 4]
+    evidence = side16.extra["precision_evidence"]
+    assert set(evidence["network"]["compute_layers"]) == {"fp16"}  # every conv in fp16
+    assert evidence["io"] == {"input": "fp32", "output": "fp32"}
+    # read with a context attached: the inspector names dtypes, not "N/A due to dynamic shapes"
+    assert evidence["inspector"]["layout"] in ("10.x Format/Datatype", "11.x Datatype+Format")
+    assert (
+        side16.extra["engine_parity"]["passed"]
+        and side16.extra["engine_parity"]["min_psnr_db"] >= 40
+    )
     assert side16.tensorrt_version and side16.compute_capability
     assert cache.is_file() and cache.stat().st_size > 0
     side32 = build_engine(
@@ -190,6 +123,7 @@ def test_real_fp16_and_fp32_engines(tiny_onnx_fp16, tiny_onnx_fp32, tmp_path):
         timing_cache=cache,
     )  # reuses the cache written above
     assert side32.precision == "fp32"
+    assert side32.extra["engine_parity"]["max_abs_err"] <= 1e-3
     assert (tmp_path / "model_fp16.plan").stat().st_size > 0
 
 
@@ -283,3 +217,56 @@ def test_failed_plan_write_keeps_the_old_pair(tiny_onnx_fp16, tmp_path):
         write_plan(plan, b"new", bad)
     assert plan.read_bytes() == b"old" and sidecar_for(plan).read_text() == old_side
     assert sorted(p.name for p in tmp_path.iterdir()) == [plan.name, plan.name + ".json"]
+
+
+def test_write_plan_check_failure_leaves_nothing(tiny_onnx_fp16, tmp_path):
+    """The parity run happens on the staged pair: when it fails, no plan reaches the final
+    name and no staging folder is left."""
+    plan = tmp_path / "model_fp16.plan"
+
+    def failing(staged: Path) -> dict:
+        assert staged.is_file() and sidecar_for(staged).is_file() and staged != plan
+        raise P2PError(f"{plan}: engine parity check failed: PSNR 12.0 dB (>= 40 dB)")
+
+    with pytest.raises(P2PError, match="engine parity check failed"):
+        write_plan(plan, b"engine", _plan_sidecar(tiny_onnx_fp16, "fp16"), check=failing)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_plan_records_check_figures(tiny_onnx_fp16, tmp_path):
+    plan = tmp_path / "model_fp16.plan"
+    figures = {"engine_parity": {"passed": True, "min_psnr_db": 51.2}}
+    side = write_plan(
+        plan, b"engine", _plan_sidecar(tiny_onnx_fp16, "fp16"), check=lambda _: figures
+    )
+    assert side.extra["engine_parity"] == figures["engine_parity"]
+    assert ModelSidecar.read(plan).extra["engine_parity"]["min_psnr_db"] == 51.2
+
+
+class _Config:
+    """Stands in for an ``IBuilderConfig`` in the two calls :func:`attach_timing_cache` makes;
+    the return values are TensorRT's documented ones (create_timing_cache: None on bad bytes;
+    set_timing_cache: False on a cache from another GPU/version with ignore_mismatch=False)."""
+
+    def __init__(self, accepts: bool, parses: bool = True) -> None:
+        self.accepts, self.parses, self.set = accepts, parses, []
+
+    def create_timing_cache(self, data: bytes):
+        return None if data and not self.parses else ("cache", data)
+
+    def set_timing_cache(self, cache, ignore_mismatch: bool) -> bool:
+        assert ignore_mismatch is False
+        ok = self.accepts or cache[1] == b""
+        if ok:
+            self.set.append(cache[1])
+        return ok
+
+
+def test_timing_cache_from_another_gpu_is_dropped_with_a_warning(tmp_path, caplog):
+    good = _Config(accepts=True)
+    assert attach_timing_cache(good, b"abc", tmp_path / "t.cache") and good.set == [b"abc"]
+    other_gpu = _Config(accepts=False)
+    assert not attach_timing_cache(other_gpu, b"abc", tmp_path / "t.cache")
+    assert other_gpu.set == [b""] and "cannot use this timing cache" in caplog.text
+    garbage = _Config(accepts=True, parses=False)
+    assert not attach_timing_cache(garbage, b"zzz", tmp_path / "t.cache") and garbage.set == [b""]

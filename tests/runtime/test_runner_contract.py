@@ -203,3 +203,31 @@ def test_torch_runner_split_matches_whole(tiny_checkpoint: Path) -> None:
 def whole_frames(checkpoint: Path, frames: np.ndarray) -> np.ndarray:
     with open_runner(checkpoint, device="cpu") as r:
         return r.infer_frames(frames)
+
+
+def test_cuda_graph_bookkeeping_one_context_per_batch_size() -> None:
+    """TensorRT runner: a captured graph belongs to the context (and shapes) it was captured
+    on, so each batch size gets its own context, created and captured once."""
+    from p2p_deploy.runners.tensorrt_runner import ContextPerShape
+
+    made: list[int] = []
+    captured: list[tuple[str, int]] = []
+
+    def create(n: int) -> str:
+        made.append(n)
+        return f"context-{n}-{len(made)}"
+
+    def capture(ctx: str, n: int) -> tuple[str, int]:
+        captured.append((ctx, n))
+        return (ctx, n)
+
+    slots = ContextPerShape(create, capture)
+    # the batch sizes of a 10-frame video at batch 4: 4, 4, then the last, smaller chunk 2
+    graphs = [slots.graph_for(n) for n in (4, 4, 2, 4, 2)]
+    assert made == [4, 2] and captured == [("context-4-1", 4), ("context-2-2", 2)]
+    assert graphs[0] is graphs[1] is graphs[3] and graphs[2] is graphs[4]
+    assert graphs[0][0] != graphs[2][0]  # never one context replayed at two shapes
+    slots.clear()
+    assert slots.slots == {}
+    slots.graph_for(2)
+    assert made == [4, 2, 2]  # recaptured after clear (a closed and reopened runner)

@@ -68,8 +68,8 @@ def model_path(
         return "fp32", request.getfixturevalue("tiny_onnx_fp32"), "onnxruntime", {}
     if name == "tensorrt":
         plan = tmp_path_factory.mktemp("trt") / "model.plan"
-        onnx16 = request.getfixturevalue("tiny_onnx_fp16")
-        return "fp16", _build_tiny_engine(onnx16, plan, 4), "tensorrt", {}
+        fp16, fp32 = (request.getfixturevalue(f"tiny_onnx_{p}") for p in ("fp16", "fp32"))
+        return "fp16", _build_tiny_engine(fp16, plan, 4, fp32), "tensorrt", {}
     if name == "openvino_fp32":
         return "fp32", request.getfixturevalue("tiny_onnx_fp32"), "openvino", {}
     if name == "openvino_bf16":
@@ -237,41 +237,22 @@ def _round_trip(mem, data: np.ndarray) -> np.ndarray:
     return host_out.copy()
 
 
-def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int) -> Path:
-    """A strongly typed engine from the fp16 ONNX (profile batch 1..max_batch) + its sidecar:
-    a minimal build for this test only (the project's builder lives in export/)."""
-    import tensorrt as trt
+def _build_tiny_engine(onnx_path: Path, plan: Path, max_batch: int, reference: Path) -> Path:
+    """An engine from the fp16 ONNX (profile batch 1..max_batch) + its sidecar, built by the
+    project's own builder (Polygraphy, precision verification, parity against ``reference``,
+    the fp32 ONNX)."""
+    from p2p_deploy.export.tensorrt_build import BatchProfile, build_engine
 
-    logger = trt.Logger(trt.Logger.ERROR)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape("input", (1, 3, 32, 32), (max_batch, 3, 32, 32), (max_batch, 3, 32, 32))
-    config.add_optimization_profile(profile)
-    plan.write_bytes(bytes(builder.build_serialized_network(network, config)))
-    major, minor = torch.cuda.get_device_capability()
-    side = ModelSidecar.read(onnx_path)
-    ModelSidecar(
-        **{
-            **side.__dict__,
-            "kind": "tensorrt",
-            "batch_profile": [1, max_batch, max_batch],
-            "tensorrt_version": trt.__version__,
-            "gpu_name": torch.cuda.get_device_name(),
-            "compute_capability": f"{major}.{minor}",
-        }
-    ).write(plan)
+    profile = BatchProfile(1, max_batch, max_batch)
+    build_engine(onnx_path, plan, profile=profile, reference_onnx=reference)
     return plan
 
 
 @pytest.mark.trt
 def test_tensorrt_runner_matches_eager(
-    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tmp_path: Path
+    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tiny_onnx_fp32: Path, tmp_path: Path
 ) -> None:
-    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", max_batch=4)
+    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", 4, tiny_onnx_fp32)
     x = _inputs(6)  # larger than the profile: split
     ref = _eager(tiny_checkpoint, x)
     for memory in ("torch", "pycuda") if importlib.util.find_spec("pycuda") else ("torch",):
@@ -284,3 +265,22 @@ def test_tensorrt_runner_matches_eager(
 
             via_cpu = tensor_to_bgr8(runner.infer(bgr8_to_tensor(frames))).astype(int)
             assert np.abs(via_gpu - via_cpu).max() <= 1
+
+
+@pytest.mark.trt
+def test_tensorrt_cuda_graphs_per_batch_size(
+    tiny_checkpoint: Path, tiny_onnx_fp16: Path, tiny_onnx_fp32: Path, tmp_path: Path
+) -> None:
+    """Graphs captured per batch size on their own contexts: a 6-image batch runs as 4 + 2,
+    then 4 and 2 again (replays), all matching eager torch; the bench's device step too."""
+    plan = _build_tiny_engine(tiny_onnx_fp16, tmp_path / "model.plan", 4, tiny_onnx_fp32)
+    x = _inputs(6)
+    ref = _eager(tiny_checkpoint, x)
+    with open_runner(plan, memory="torch", cuda_graphs=True) as runner:
+        for _ in range(2):
+            assert np.abs(runner.infer(x) - ref).max() < TOLERANCE["fp16"]
+            assert np.abs(runner.infer(x[:2]) - ref[:2]).max() < TOLERANCE["fp16"]
+        step = runner.device_step(x[:4])
+        assert step is not None
+        step.run()
+        step.stream.synchronize()

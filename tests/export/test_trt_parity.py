@@ -1,0 +1,62 @@
+"""Engine parity figures against ONNX Runtime fp32, computed on real arrays (the engine run
+itself needs TensorRT and is in test_tensorrt_build's ``trt`` test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from p2p_deploy.export.trt_parity import (
+    ENGINE_FP16_MIN_PSNR,
+    ENGINE_FP32_MAX_ABS,
+    engine_report,
+    parity_batches,
+)
+
+
+def _ref(n: int, seed: int = 0) -> np.ndarray:
+    return np.tanh(np.random.default_rng(seed).normal(size=(n, 3, 32, 32))).astype(np.float32)
+
+
+def test_parity_batches_stay_inside_the_profile() -> None:
+    assert parity_batches(1, 16) == (1, 3)
+    assert parity_batches(1, 2) == (1, 2)
+    assert parity_batches(4, 4) == (4,)
+    assert parity_batches(1, 1) == (1,)
+
+
+def test_fp16_rounding_passes_and_noise_fails() -> None:
+    ref = _ref(3)
+    half = ref.astype(np.float16).astype(np.float32)  # what an fp16 engine's rounding costs
+    ok = engine_report("m.plan", "fp16", "stats", [(half, ref)])
+    assert ok.metric == "psnr_db" and ok.threshold == ENGINE_FP16_MIN_PSNR
+    assert ok.passed and ok.min_psnr_db > 60
+    noisy = ref + np.random.default_rng(1).normal(0, 0.05, ref.shape).astype(np.float32)
+    bad = engine_report("m.plan", "fp16", "stats", [(half, ref), (noisy, ref)])
+    assert not bad.passed and bad.min_psnr_db < 40
+    assert "FAILED" in bad.summary() and bad.to_dict()["passed"] is False
+
+
+def test_fp32_bar_is_max_abs_err() -> None:
+    ref = _ref(2)
+    assert engine_report("m.plan", "fp32", "stats", [(ref + 5e-4, ref)]).passed
+    report = engine_report("m.plan", "fp32", "stats", [(ref + 5e-3, ref)])
+    assert report.threshold == ENGINE_FP32_MAX_ABS and not report.passed
+    assert report.max_abs_err == pytest.approx(5e-3, rel=1e-3)
+
+
+def test_nan_and_batch_mixing_fail() -> None:
+    ref = _ref(3)
+    nan = ref.copy()
+    nan[0, 0, 0, 0] = np.nan
+    assert not engine_report("m.plan", "fp16", "stats", [(nan, ref)]).passed
+    # an engine whose batch output differs from its images run alone mixes frames
+    x = _ref(3, seed=5)
+
+    def single(xi: np.ndarray) -> np.ndarray:
+        return ref[:1] * 0  # deliberately not what the batch run returned
+
+    mixed = engine_report("m.plan", "fp16", "stats", [(ref, ref)], single, [x])
+    assert mixed.batch_independence_err > 0.1 and not mixed.passed
+    with pytest.raises(ValueError, match="output shape"):
+        engine_report("m.plan", "fp16", "stats", [(ref[:2], ref)])
