@@ -100,7 +100,17 @@ def stage_int8(
     """
     staged = stage / INT8_ONNX
     step(f"calibrating and quantizing {INT8_ONNX} on {len(calib.calib)} images")
-    graph = quantize_int8(fp32_onnx, staged, calib.calib, method=opts.method)
+    method = opts.method
+    try:
+        graph = quantize_int8(fp32_onnx, staged, calib.calib, method=method)
+    except P2PError as exc:
+        if method == "minmax":
+            raise
+        # Histogram methods cannot bin a (nearly) constant activation, e.g. calibration images
+        # that are all one colour: min/max always works, and the gate judges the result.
+        log.warning("%s calibration failed (%s); using minmax", method, exc)
+        method = "minmax"
+        graph = quantize_int8(fp32_onnx, staged, calib.calib, method=method)
     step(f"quality gate of {INT8_ONNX} on {len(calib.holdout)} held-out images")
     gate = quality_gate(staged, fp32_onnx, calib.holdout, opts.min_psnr_db)
     if not gate.passed:
@@ -121,7 +131,7 @@ def stage_int8(
                 "quantized_ops": list(graph.ops),
                 "float_ops": graph.float_ops,
             },
-            "calibration": {"method": opts.method, **calib.to_dict()},
+            "calibration": {"method": method, **calib.to_dict()},
             "quality_gate": gate.to_dict(),
             "int8_graph": graph.to_dict(),
             "source_onnx": fp32_onnx.name,
