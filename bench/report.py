@@ -119,7 +119,12 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         err, p = r.get("max_abs_err"), r.get("psnr_db")
         if r.get("accuracy_error"):
             worst.append(f"{series_name(r)} batch {r['batch']}: {r['accuracy_error']}")
-        elif err is not None and (err > MAX_ERR_WARN or (p is not None and p < PSNR_WARN_DB)):
+        # Reduced precisions (int8, bf16) are judged by PSNR only: their max abs error is
+        # expected to exceed the fp32/fp16 bar where the PSNR shows no visible difference.
+        elif err is not None and (
+            (err > MAX_ERR_WARN and r.get("precision") in ("fp32", "fp16"))
+            or (p is not None and p < PSNR_WARN_DB)
+        ):
             worst.append(
                 f"{series_name(r)} batch {r['batch']} (max abs err {err:.3g}, PSNR {_fmt(p, 1)} dB)"
             )

@@ -75,8 +75,10 @@ def test_each_precision_gets_its_own_floor(monkeypatch):
     annotate_rows(rows, 1.0, floor)
     assert [r["floor_pct"] for r in rows] == [50.0, 100.0, 50.0]  # int8 2.5 of 5 ms, ...
     line = floor_conclusion(rows, floor)
-    assert "openvino int8: 5.00 ms/image, 50% of the int8 floor (2.50 ms, derived" in line
-    assert "bf16+fp32: 10.00 ms/image, 100% of the bf16 floor" in line
+    assert "openvino int8: 5.00 ms/image, 50% of the int8 floor's speed" in line
+    assert "bf16+fp32: 10.00 ms/image, 100% of the bf16 floor's speed" in line
+    assert "onnxruntime fp32: 20.00 ms/image, 50% of the fp32 floor's speed" in line
+    assert "int8 matmul 400 GFLOP/s -> floor 2.50 ms/image (derived: fp32 rate x 4" in line
 
 
 def test_derived_rates_follow_the_isa():
