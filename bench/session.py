@@ -27,7 +27,6 @@ from p2p_deploy.models.flops import generator_flops
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class BenchArgs:
     """Everything ``p2p bench`` takes (the report's ``config`` section)."""

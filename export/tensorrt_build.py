@@ -30,7 +30,7 @@ from typing import Any
 
 from p2p_deploy.atomic import write_bytes
 from p2p_deploy.deps import require
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -463,7 +463,15 @@ def build_engine(
     reference = Path(reference_onnx) if reference_onnx else onnx_path
 
     def parity(staged: Path) -> dict[str, Any]:
-        report = check_engine_parity(staged, reference, profile)
+        try:
+            report = check_engine_parity(staged, reference, profile)
+        except MissingDependency as exc:
+            # Not "tensorrt is missing" (the caller's reading of MissingDependency): the
+            # engine built, but the runner needs CUDA buffers to check it.
+            raise P2PError(
+                f"{plan_path}: built, but its parity run needs torch with CUDA or pycuda "
+                f'(pip install "p2p-deploy[pycuda]"): {exc}'
+            ) from None
         report.model = str(plan_path)
         if not report.passed:
             raise P2PError(f"{plan_path}: engine parity check failed: {report.summary()}")

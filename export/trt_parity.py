@@ -17,12 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from p2p_deploy.export.parity import ParityFigure, ParityReport, ort_session, random_images
 from p2p_deploy.imaging import psnr
 from p2p_deploy.sidecar import ModelSidecar
+
+if TYPE_CHECKING:
+    from p2p_deploy.export.tensorrt_build import BatchProfile
 
 ENGINE_FP32_MAX_ABS = 1e-3
 ENGINE_FP16_MIN_PSNR = 40.0
@@ -74,7 +78,7 @@ def engine_report(
 
 
 def check_engine_parity(
-    plan_path: str | Path, reference_onnx: str | Path, profile, seed: int = 1234
+    plan_path: str | Path, reference_onnx: str | Path, profile: BatchProfile, seed: int = 1234
 ) -> ParityReport:
     """Run ``plan_path`` (with its sidecar) and ONNX Runtime on ``reference_onnx`` on the same
     random images; ``profile``: the plan's :class:`~.tensorrt_build.BatchProfile`.

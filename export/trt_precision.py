@@ -77,9 +77,11 @@ def tensor_dtype(entry: Any) -> str:
     return "unknown"
 
 
-def is_compute_layer(layer_type: str, name: str = "") -> bool:
-    """A convolution / deconvolution / GEMM layer (by its inspector ``LayerType`` or network
-    layer type; the name is consulted only when the type says nothing, as for fused kernels)."""
+def is_compute_layer(layer_type: str) -> bool:
+    """A convolution / deconvolution / GEMM layer, by its inspector ``LayerType``
+    (``CaskConvolution``, ``CaskDeconvolution``, ``gemm``...) or network layer type
+    (``LayerType.CONVOLUTION``...). Fused kernels of other types (Myelin/kgen) are recorded in
+    ``layer_types`` but never judged: their type says nothing about their arithmetic."""
     t = str(layer_type).lower().replace("layertype.", "").replace("_", "")
     if any(w in t for w in _NOT_COMPUTE_WORDS):
         return False
@@ -121,7 +123,7 @@ def network_verdict(layers: list[NetworkLayer], want: str, source: str) -> dict[
     counts: Counter[str] = Counter()
     wrong: list[str] = []
     for layer in layers:
-        if not is_compute_layer(layer.type, layer.name):
+        if not is_compute_layer(layer.type):
             continue
         kinds = {dtype_word(d) for d in layer.outputs} & set(FLOAT_KINDS)
         for kind in kinds or {"unknown"}:
@@ -263,7 +265,7 @@ def read_inspector(info: str | dict[str, Any], want: str) -> InspectorRecord:
                 layout10 |= "Format/Datatype" in out
                 layout11 |= "Datatype" in out or "DataType" in out
             tensors[tensor_dtype(out)] += 1
-        if not is_compute_layer(ltype, str(layer.get("Name", ""))):
+        if not is_compute_layer(ltype):
             continue
         kinds = _layer_precisions(layer) & set(FLOAT_KINDS)
         if not kinds:

@@ -61,7 +61,8 @@ def _pycuda() -> list[str]:
         import pycuda
     except ImportError:
         return [
-            f"pycuda: not installed ({GPU_EXTRA}; only needed to run TensorRT without torch CUDA)"
+            'pycuda: not installed (pip install "p2p-deploy[pycuda]", builds with the CUDA '
+            "toolkit; only needed to run TensorRT without torch CUDA)"
         ]
     return [f"pycuda: {getattr(pycuda, 'VERSION_TEXT', 'installed')}"]
 

@@ -127,3 +127,28 @@ def test_tensorrt_skip_reason_names_the_missing_step(tmp_path):
     assert cands == [] and [s.label for s in skipped] == ["tensorrt"]
     want = "no --engine given" if available("tensorrt") else "tensorrt is not installed"
     assert want in skipped[0].reason
+
+
+def test_model_time_comes_from_the_public_device_step(fast_policy):
+    """The harness asks each runner for its public ``device_step`` (never its internals);
+    a runner without one (None, every CPU runner) gets a null model time."""
+
+    class _Stepless(_SmallRunner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.max_batch = None
+            self.asked: list[int] = []
+
+        def device_step(self, batch: np.ndarray):
+            self.asked.append(batch.shape[0])
+            return super().device_step(batch)
+
+    made: list[_Stepless] = []
+
+    def open_one() -> _Stepless:
+        made.append(_Stepless())
+        return made[-1]
+
+    res = run_benchmark([Candidate("stepless", open_one)], [1, 2], fast_policy, make_inputs(32, 2))
+    assert made[0].asked == [1, 2]
+    assert [r["model_ms"] for r in res.rows] == [None, None]
