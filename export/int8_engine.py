@@ -50,7 +50,7 @@ def network_convs(network: Any) -> list[NetworkConv]:
             producer[layer.get_output(j).name] = str(layer.type)
     convs = []
     for layer in layers:
-        if not is_compute_layer(str(layer.type), layer.name):
+        if not is_compute_layer(str(layer.type)):
             continue
         ins = [layer.get_input(k) for k in range(min(2, layer.num_inputs))]
         convs.append(
@@ -102,7 +102,7 @@ def read_int8_inspector(info: str | dict[str, Any]) -> InspectorRecord:
     for layer in dicts:
         ltype = str(layer.get("LayerType", "unknown"))
         types[ltype] += 1
-        if not is_compute_layer(ltype, str(layer.get("Name", ""))):
+        if not is_compute_layer(ltype):
             continue
         kinds = {tensor_dtype(t) for t in layer.get("Inputs") or []}
         if "int8" in kinds:
