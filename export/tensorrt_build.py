@@ -263,10 +263,13 @@ def parser_errors(trt: Any, onnx_path: Path) -> str:
     """Parse ``onnx_path`` again, only to name what the parser rejected: Polygraphy's
     ``NetworkFromOnnxPath`` logs the parser's errors to its own logger and raises "Could not
     parse ONNX correctly" without them (polygraphy/backend/trt/util.py,
-    ``check_onnx_parser_errors``)."""
+    ``check_onnx_parser_errors``). The network is strongly typed as in the build (Polygraphy's
+    ``CreateNetwork``): a weakly typed re-parse would not meet the errors that only strong
+    typing raises (TensorRT 10) and would name none."""
     logger = trt.Logger(trt.Logger.ERROR)
     builder = create_builder(trt, logger)
-    network = builder.create_network(0)
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(1 << int(flag) if flag is not None else 0)
     parser = trt.OnnxParser(network, logger)
     parser.parse_from_file(str(onnx_path))
     return format_parser_errors(parser)
@@ -294,7 +297,11 @@ def attach_timing_cache(config: Any, data: bytes, path: Path) -> bool:
     ``set_timing_cache(..., ignore_mismatch=False)`` returns False for a cache made on another
     GPU or TensorRT version; Polygraphy's ``CreateConfig`` (backend/trt/config.py) does not
     check that result, hence this step instead of its ``load_timing_cache``."""
-    cache = config.create_timing_cache(data)
+    try:
+        cache = config.create_timing_cache(data)
+    except (RuntimeError, TypeError, ValueError) as exc:  # damaged bytes: refused, not fatal
+        log.debug("%s: create_timing_cache raised %s", path, exc)
+        cache = None
     if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
         return True
     log.warning(

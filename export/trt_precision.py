@@ -74,6 +74,8 @@ def tensor_dtype(entry: Any) -> str:
     for key in ("Datatype", "DataType"):  # TensorRT 11.x: the dtype has its own key
         if key in entry:
             return dtype_word(entry[key])
+    if "Format" in entry:  # 11.x "Format" alone still names it: "Row major linear FP32 format"
+        return dtype_word(entry["Format"])
     return "unknown"
 
 
@@ -263,7 +265,7 @@ def read_inspector(info: str | dict[str, Any], want: str) -> InspectorRecord:
         for out in layer.get("Outputs") or []:
             if isinstance(out, dict):
                 layout10 |= "Format/Datatype" in out
-                layout11 |= "Datatype" in out or "DataType" in out
+                layout11 |= any(k in out for k in ("Datatype", "DataType", "Format"))
             tensors[tensor_dtype(out)] += 1
         if not is_compute_layer(ltype):
             continue

@@ -22,9 +22,11 @@ from p2p_deploy.runners.base import Runner
 from p2p_deploy.runners.ort_providers import (
     DEFAULT_TRT_BATCH,
     cuda_provider_options,
+    preload_gpu_libraries,
     provider_load_error,
     trt_profile_options,
     trt_provider_options,
+    without_provider,
 )
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
@@ -183,19 +185,10 @@ class OnnxRuntimeRunner(Runner):
         so.log_severity_level = 3  # ORT's warnings (e.g. unused initializers) are not the user's
         providers = self._providers(ort)  # its P2PError is already one sentence: not wrapped
         self._requested = providers
-        try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=so, providers=providers
-            )
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
-            first = (
-                str(exc).strip().splitlines()[0][:240]
-                if str(exc).strip()
-                else exc.__class__.__name__
-            )
-            raise EngineMismatch(
-                f"{self.path}: ONNX Runtime cannot load this model ({first})."
-            ) from None
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        if names != ["CPUExecutionProvider"]:
+            preload_gpu_libraries(ort, tensorrt="TensorrtExecutionProvider" in names)
+        self._session = self._create_session(ort, so, providers)
         inp = self._session.get_inputs()[0]
         out = self._session.get_outputs()[0]
         self.input_name, self.output_name = inp.name, out.name
@@ -226,12 +219,58 @@ class OnnxRuntimeRunner(Runner):
             active=providers,
         )
         self.provider = providers[0]
-        if self.provider == "TensorrtExecutionProvider":  # its profile caps each call
-            self.max_batch = min(self.max_batch or self.trt_batch[2], self.trt_batch[2])
+        if self.provider == "TensorrtExecutionProvider":  # its profile bounds each call
+            self._limit_to_trt_profile()
         self.device = (
             "cpu" if self.provider == "CPUExecutionProvider" else (self._device_arg or "cuda:0")
         )
         log.debug("onnxruntime runner: %s via %s", self.describe(), ", ".join(providers))
+
+    def _create_session(self, ort, so, providers: list):
+        """The InferenceSession, without ONNX Runtime's own provider fallback.
+
+        ONNX Runtime's fallback (onnxruntime_inference_collection.py) retries a session whose
+        TensorRT provider failed with ``["CUDAExecutionProvider", "CPUExecutionProvider"]``
+        and *no provider options*: the CUDA provider then runs on device 0 with TF32 on,
+        whatever was asked. And a provider failing inside ``run()`` silently switches the
+        session to the CPU. So fallback is off (``enable_fallback=0``, and
+        ``disable_fallback()`` for ``run()``); a TensorRT provider that fails is retried here
+        without it, keeping the CUDA provider's options.
+        """
+
+        def create(provs: list):
+            session = ort.InferenceSession(
+                str(self.path), sess_options=so, providers=provs, enable_fallback=0
+            )
+            if hasattr(session, "disable_fallback"):
+                session.disable_fallback()
+            return session
+
+        try:
+            try:
+                return create(providers)
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
+                rest = without_provider(providers, "TensorrtExecutionProvider")
+                if rest == providers:
+                    raise
+                log.warning(
+                    "%s: ONNX Runtime's TensorRT provider failed (%s); trying without it",
+                    self.path,
+                    _first_line(exc),
+                )
+                self._requested = rest  # dropped on purpose: no second warning
+                return create(rest)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineMismatch(
+                f"{self.path}: ONNX Runtime cannot load this model ({_first_line(exc)})."
+            ) from None
+
+    def _limit_to_trt_profile(self) -> None:
+        """The TensorRT provider's engine takes batches within its profile only: larger ones
+        are split, smaller ones padded up to its minimum (the base class does both)."""
+        lo, _opt, hi = self.trt_batch
+        self.max_batch = min(self.max_batch or hi, hi)
+        self.min_batch = min(max(self.min_batch, lo), self.max_batch)
 
     def _check_fallback(self, ort, requested: list[str], active: list[str]) -> None:
         """ONNX Runtime silently drops a GPU provider that fails to start and runs on the CPU.
@@ -258,3 +297,8 @@ class OnnxRuntimeRunner(Runner):
 
     def _describe_extras(self) -> list[str]:
         return [self.provider, *super()._describe_extras()]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:240] if text else exc.__class__.__name__

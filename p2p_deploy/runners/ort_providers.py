@@ -16,11 +16,17 @@ Option names: ONNX Runtime's "TensorRT Execution Provider" and "CUDA Execution P
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib
+import io
+import logging
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
+
+log = logging.getLogger(__name__)
 
 # Batch range of the TensorRT provider's profile when the sidecar has none (the exporter's
 # default TensorRT profile, 1:4:16).
@@ -107,3 +113,37 @@ def provider_load_error(ort: ModuleType, provider: str) -> str:
     except OSError as exc:
         return f"{lib.name} cannot load: {str(exc).strip().splitlines()[0]}"
     return f"{lib.name} loads, but {provider} did not start (no GPU visible, or driver too old)"
+
+
+def preload_gpu_libraries(ort: ModuleType, tensorrt: bool) -> None:
+    """Load the CUDA, cuDNN (and TensorRT) libraries that pip installed before a GPU session.
+
+    onnxruntime-gpu (CUDA 12 builds, 1.19 and newer) finds libcublas/libcudnn only on the
+    loader's path; pip puts them under ``site-packages/nvidia/``, which only an earlier
+    ``import torch`` loads, or ``onnxruntime.preload_dlls()`` (ORT 1.21 and newer; ONNX Runtime's
+    install page, "CUDA and cuDNN"). The runner does not import torch, so without this the CUDA
+    provider fails to load on a pip-only box. The TensorRT provider needs ``libnvinfer``, which
+    ``import tensorrt`` loads from the ``tensorrt_libs`` wheel. ``preload_dlls`` prints what it
+    cannot load: those lines go to the debug log, not the user's terminal (the provider check
+    after the session names what is missing in one sentence).
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try:
+                preload()
+            except Exception as exc:  # noqa: BLE001 - best effort; the session says the rest
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
+        for line in out.getvalue().splitlines():
+            log.debug("onnxruntime.preload_dlls: %s", line)
+    if tensorrt:
+        try:
+            importlib.import_module("tensorrt")
+        except Exception as exc:  # noqa: BLE001 - the provider check names the missing library
+            log.debug("tensorrt not importable for the TensorRT provider: %s", exc)
+
+
+def without_provider(providers: list, name: str) -> list:
+    """``providers`` (names or (name, options) pairs) without ``name``."""
+    return [p for p in providers if (p if isinstance(p, str) else p[0]) != name]

@@ -32,6 +32,9 @@ from p2p_deploy.sidecar import ModelSidecar
 
 log = logging.getLogger(__name__)
 
+# torch.cuda.graph's capture mode: other threads' CUDA calls do not invalidate our captures.
+CAPTURE_ERROR_MODE = "thread_local"
+
 REBUILD_HINT = (
     "rebuild it on this machine with `p2p export CHECKPOINT --fp16` "
     "(or ship the .onnx and build here)"
@@ -81,6 +84,19 @@ def check_engine_fits(
             f"{path}: built for {sidecar.gpu_name or 'a GPU'} (compute capability "
             f"{sidecar.compute_capability}) but this GPU is {name} ({cc}); {REBUILD_HINT}."
         )
+
+
+def quiet_nvtx(trt: Any, ctx: Any) -> None:
+    """Run ``ctx`` with layer-name NVTX markers only. The exporter builds with
+    ``ProfilingVerbosity.DETAILED`` (for the inspector record in the sidecar), and a context
+    defaults to the build's verbosity, which "will generally increase latency in enqueueV3()"
+    (TensorRT, ``IExecutionContext.nvtx_verbosity``; it "does not affect how IEngineInspector
+    interacts with the engine"). LAYER_NAMES_ONLY is trtexec's default. A TensorRT without the
+    property keeps its default."""
+    try:
+        ctx.nvtx_verbosity = trt.ProfilingVerbosity.LAYER_NAMES_ONLY
+    except (AttributeError, TypeError):
+        pass
 
 
 class ContextPerShape:
@@ -152,6 +168,7 @@ class TensorRTRunner(Runner):
         self.input_name = self.sidecar.input_name
         self.output_name = self.sidecar.output_name
         self.mem: CudaMemory | None = None
+        self._trt: Any = None  # the tensorrt module, once activated
         self._logger: Any = None
         self._runtime: Any = None
         self._engine: Any = None
@@ -175,6 +192,7 @@ class TensorRTRunner(Runner):
             self._load(trt)
 
     def _load(self, trt: Any) -> None:
+        self._trt = trt
         self._logger = trt.Logger(trt.Logger.ERROR)
         self._runtime = trt.Runtime(self._logger)
         if self.sidecar.version_compatible:
@@ -237,6 +255,7 @@ class TensorRTRunner(Runner):
         ctx = self._engine.create_execution_context()
         if ctx is None:
             raise RuntimeError(f"{self.path}: TensorRT could not create an execution context")
+        quiet_nvtx(self._trt, ctx)
         for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
             if not ctx.set_tensor_address(name, buf.ptr):  # TrtRunner._infer_impl checks it
                 raise RuntimeError(f"{self.path}: TensorRT refused the address of {name!r}")
@@ -265,13 +284,20 @@ class TensorRTRunner(Runner):
     def _capture(self, ctx: Any, n: int) -> Any:
         """Capture ``ctx``'s run (its shape already set) into a torch CUDA graph on the
         runner's stream. NVIDIA's developer guide ("CUDA Graphs"): enqueue once before
-        capturing, so TensorRT's shape-dependent work happens outside the graph."""
+        capturing, so TensorRT's shape-dependent work happens outside the graph.
+
+        ``capture_error_mode="thread_local"``: in torch's default "global" mode any CUDA call
+        another thread makes during the capture (the bench's GPU-memory sampler polls
+        ``cudaMemGetInfo`` every few ms around the first call at each batch size, which is
+        when the capture happens) invalidates it (vLLM moved every capture path to
+        thread_local for the same reason, vllm-project/vllm#48053). Unsafe calls on this
+        thread, TensorRT's included, still fail the capture."""
         import torch
 
         self._execute(ctx)
         self.mem.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, stream=self.mem.stream):
+        with torch.cuda.graph(graph, stream=self.mem.stream, capture_error_mode=CAPTURE_ERROR_MODE):
             self._execute(ctx)
         return graph
 

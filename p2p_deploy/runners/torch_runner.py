@@ -116,7 +116,9 @@ class TorchRunner(Runner):
                         self._model(static_in)
                 torch.cuda.current_stream(self._dev).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
+                # thread_local: another thread's CUDA call (the bench's memory sampler) must
+                # not invalidate the capture (see tensorrt_runner.CAPTURE_ERROR_MODE).
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     static_out = self._model(static_in)
                 self._graphs[n] = (graph, static_in, static_out)
             graph, static_in, static_out = self._graphs[n]

@@ -270,3 +270,72 @@ def test_timing_cache_from_another_gpu_is_dropped_with_a_warning(tmp_path, caplo
     assert other_gpu.set == [b""] and "cannot use this timing cache" in caplog.text
     garbage = _Config(accepts=True, parses=False)
     assert not attach_timing_cache(garbage, b"zzz", tmp_path / "t.cache") and garbage.set == [b""]
+
+
+class _RaisingConfig(_Config):
+    """``create_timing_cache`` raising on damaged bytes (a pybind RuntimeError) instead of
+    returning None: still a warning and an empty cache, not a failed build."""
+
+    def create_timing_cache(self, data: bytes):
+        if data:
+            raise RuntimeError("Error Code 1: timing cache is corrupted")
+        return ("cache", data)
+
+
+def test_timing_cache_that_raises_is_dropped_with_a_warning(tmp_path, caplog):
+    cfg = _RaisingConfig(accepts=True)
+    assert not attach_timing_cache(cfg, b"zzz", tmp_path / "t.cache") and cfg.set == [b""]
+    assert "cannot use this timing cache" in caplog.text
+
+
+def test_parser_errors_reparse_is_strongly_typed(tmp_path):
+    """The re-parse that names the parser's errors uses the build's strongly typed network
+    (Polygraphy's CreateNetwork sets 1 << STRONGLY_TYPED); the parser error API is TensorRT's
+    (ParserError.desc(), node_name(), node_operator())."""
+    from p2p_deploy.export.tensorrt_build import parser_errors
+
+    flags_seen: list[int] = []
+
+    class Err:
+        def desc(self):
+            return "Unsupported ONNX data type: DOUBLE"
+
+        def node_name(self):
+            return "/down1/conv/Conv"
+
+        def node_operator(self):
+            return "Conv"
+
+    class Parser:
+        num_errors = 1
+
+        def __init__(self, network, logger):
+            pass
+
+        def parse_from_file(self, path):
+            return False
+
+        def get_error(self, i):
+            return Err()
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            flags_seen.append(flags)
+            return object()
+
+    def logger(_severity):
+        return None
+
+    logger.ERROR = 2  # type: ignore[attr-defined]
+    trt = SimpleNamespace(
+        Builder=Builder,
+        Logger=logger,
+        OnnxParser=Parser,
+        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1),
+    )
+    msg = parser_errors(trt, tmp_path / "m.onnx")
+    assert flags_seen == [1 << 1]
+    assert msg == "Unsupported ONNX data type: DOUBLE (node /down1/conv/Conv, Conv)"

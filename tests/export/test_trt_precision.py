@@ -364,3 +364,15 @@ def test_io_verdict() -> None:
     assert io_verdict(io, "float32", "m.plan") == {"input": "fp32", "output": "fp32"}
     with pytest.raises(P2PError, match=r"m\.plan: engine I/O .*'output': 'fp16'.* float32"):
         io_verdict({**io, "output": "DataType.HALF"}, "float32", "m.plan")
+
+
+def test_trt11_format_only_entry_still_names_the_dtype() -> None:
+    # TensorRT 11 layer tensors split "Format/Datatype" into "Datatype" and "Format"; Polygraphy
+    # 0.53 (extractors/_trt.py) joins whichever of the two is present, so an entry carrying
+    # only "Format" ("Row major linear FP32 format (kLINEAR)", the wording of NVIDIA's 10.x ->
+    # 11.x IEngineInspector migration page) still names its dtype.
+    assert tensor_dtype({"Format": "Row major linear FP32 format (kLINEAR)"}) == "fp32"
+    conv = _fp32_conv("Format", "Channel major FP16 format (kHWC8)")
+    rec = read_inspector({"Layers": [conv]}, "fp16")
+    assert rec.layout == "11.x Datatype+Format" and rec.compute == {"fp16": 1}
+    assert rec.contrary == []

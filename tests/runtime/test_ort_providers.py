@@ -75,3 +75,70 @@ def test_silent_cpu_fallback_is_an_error_when_cuda_was_asked(tiny_onnx_fp32: Pat
 
 def test_unknown_provider_reason() -> None:
     assert "see ONNX Runtime's log" in provider_load_error(ort, "MagicExecutionProvider")
+
+
+# -- review: ONNX Runtime's own fallback is off; the TensorRT provider is retried without it --
+
+
+class _TrtFailsOrt:
+    """The real onnxruntime module, except that a session asked for the TensorRT provider
+    raises, as ``InferenceSession`` does when that provider cannot build its engine (a
+    RuntimeError from ``_create_inference_session``; ORT then retries *with no provider
+    options* unless ``enable_fallback=0``: onnxruntime_inference_collection.py). Providers
+    not in this (CPU-only) onnxruntime are dropped before the real session is made."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list, dict]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(ort, name)
+
+    def InferenceSession(self, path, sess_options=None, providers=(), **kwargs):  # noqa: N802
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        self.calls.append((names, kwargs))
+        if "TensorrtExecutionProvider" in names:
+            raise RuntimeError("TensorRT EP failed to create engine from network.\nmore")
+        have = ort.get_available_providers()
+        keep = [p for p in providers if (p if isinstance(p, str) else p[0]) in have]
+        return ort.InferenceSession(path, sess_options=sess_options, providers=keep, **kwargs)
+
+
+def test_trt_provider_failure_is_retried_without_it_keeping_cuda_options(
+    tiny_onnx_fp32: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = _TrtFailsOrt()
+    runner = OnnxRuntimeRunner(tiny_onnx_fp32)
+    cuda = ("CUDAExecutionProvider", cuda_provider_options(0))
+    trt = ("TensorrtExecutionProvider", {"device_id": 0})
+    session = runner._create_session(
+        fake, ort.SessionOptions(), [trt, cuda, "CPUExecutionProvider"]
+    )
+    assert [c[0] for c in fake.calls] == [
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],  # ours, with use_tf32 0
+    ]
+    assert all(c[1] == {"enable_fallback": 0} for c in fake.calls)
+    assert runner._requested == [cuda, "CPUExecutionProvider"]
+    assert "TensorRT provider failed (TensorRT EP failed to create engine" in caplog.text
+    # run() must not switch providers behind the label either (ORT's private flag)
+    assert session._enable_fallback is False
+
+
+def test_real_session_has_fallback_off(tiny_onnx_fp32: Path) -> None:
+    with OnnxRuntimeRunner(tiny_onnx_fp32, device="cpu") as runner:
+        assert runner._session._enable_fallback is False
+
+
+def test_trt_provider_profile_bounds_each_call(tiny_onnx_fp32: Path) -> None:
+    runner = OnnxRuntimeRunner(tiny_onnx_fp32, trt_batch=(2, 4, 8))
+    runner._limit_to_trt_profile()
+    assert (runner.min_batch, runner.max_batch) == (2, 8)  # 1 image is padded to 2
+
+
+def test_preload_is_quiet_and_harmless_on_cpu_onnxruntime(capsys: pytest.CaptureFixture) -> None:
+    from p2p_deploy.runners.ort_providers import preload_gpu_libraries, without_provider
+
+    preload_gpu_libraries(ort, tensorrt=True)  # tensorrt absent here: nothing raised
+    assert capsys.readouterr().out == ""
+    provs = [("TensorrtExecutionProvider", {}), "CPUExecutionProvider"]
+    assert without_provider(provs, "TensorrtExecutionProvider") == ["CPUExecutionProvider"]

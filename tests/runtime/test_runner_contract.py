@@ -245,3 +245,72 @@ def test_cuda_graph_bookkeeping_one_context_per_batch_size() -> None:
     assert slots.slots == {}
     slots.graph_for(2)
     assert made == [4, 2, 2]  # recaptured after clear (a closed and reopened runner)
+
+
+def test_contexts_run_with_layer_name_nvtx_markers() -> None:
+    """The exporter builds with ProfilingVerbosity.DETAILED; each runner context lowers its
+    NVTX verbosity (TensorRT's IExecutionContext.nvtx_verbosity: DETAILED "will generally
+    increase latency in enqueueV3()"); a TensorRT without that property is left alone."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.runners.tensorrt_runner import quiet_nvtx
+
+    trt = SimpleNamespace(ProfilingVerbosity=SimpleNamespace(LAYER_NAMES_ONLY="names"))
+    ctx = SimpleNamespace(nvtx_verbosity="detailed")
+    quiet_nvtx(trt, ctx)
+    assert ctx.nvtx_verbosity == "names"
+
+    class OldContext:  # no such property: setting it raises AttributeError, as pybind does
+        __slots__ = ()
+
+    quiet_nvtx(trt, OldContext())
+
+
+def test_capture_enqueues_once_outside_then_inside_a_thread_local_capture(monkeypatch) -> None:
+    """TensorRT runner's capture, with stand-ins for torch's graph API (no GPU here): one
+    ordinary enqueue and a stream sync first (NVIDIA's "CUDA Graphs" recipe), then the
+    captured enqueue on the runner's stream in thread_local mode, so the bench's memory
+    sampler thread polling cudaMemGetInfo cannot invalidate it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from p2p_deploy.runners.tensorrt_runner import TensorRTRunner
+
+    events: list[str] = []
+
+    class Graph:
+        pass
+
+    class FakeCapture:
+        def __init__(self, graph, stream=None, capture_error_mode="global"):
+            events.append(f"capture on {stream} mode {capture_error_mode}")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("capture end")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", FakeCapture)
+
+    class Ctx:
+        def execute_async_v3(self, stream_handle):
+            events.append(f"enqueue on {stream_handle}")
+            return True
+
+    runner = object.__new__(TensorRTRunner)
+    runner.path = "m.plan"
+    runner.mem = SimpleNamespace(
+        stream="S", stream_handle=7, synchronize=lambda: events.append("sync")
+    )
+    graph = runner._capture(Ctx(), 2)
+    assert isinstance(graph, Graph)
+    assert events == [
+        "enqueue on 7",
+        "sync",
+        "capture on S mode thread_local",
+        "enqueue on 7",
+        "capture end",
+    ]
