@@ -108,22 +108,39 @@ def folder_images(
     )
     images = [p for p in files if media_kind(p) == "image"]
     skipped = len(files) - len(images)
-    frames: list[np.ndarray] = []
-    for p in images:
-        try:
-            frames.append(fit(read_image(p), size, "stretch")[0])
-        except DataError as exc:
-            log.warning("calibration: %s", exc)
-            skipped += 1
     try:
-        n_cal, n_hold = split_counts(len(frames), calib_count, holdout)
+        n_cal, n_hold = split_counts(len(images), calib_count, holdout)
     except DataError as exc:
         raise DataError(f"{root}: {exc}") from None
-    # The held-out images are the last ones; calibration takes from the front.
-    hold = frames[len(frames) - n_hold :]
+
+    def read(paths: list[Path], want: int) -> tuple[list[np.ndarray], int]:
+        """Up to ``want`` readable images of ``paths`` in order, and how many paths that took
+        (a big folder is never read whole); unreadable ones are warned about and counted."""
+        nonlocal skipped
+        out: list[np.ndarray] = []
+        taken = 0
+        for p in paths:
+            if len(out) == want:
+                break
+            taken += 1
+            try:
+                out.append(fit(read_image(p), size, "stretch")[0])
+            except DataError as exc:
+                log.warning("calibration: %s", exc)
+                skipped += 1
+        return out, taken
+
+    # The held-out images are the last ones; calibration takes from the front, never past them.
+    hold, taken = read(images[::-1], n_hold)
+    calib, _ = read(images[: len(images) - taken], n_cal)
+    if not hold or not calib:
+        raise DataError(
+            f"{root}: INT8 calibration needs at least {MIN_IMAGES} readable images (one to "
+            f"calibrate on, one held out); {skipped} files could not be used."
+        )
     return CalibrationSet(
-        calib=bgr8_to_tensor(frames[:n_cal]),
-        holdout=bgr8_to_tensor(hold),
+        calib=bgr8_to_tensor(calib),
+        holdout=bgr8_to_tensor(hold[::-1]),
         source=str(root),
         skipped=skipped,
     )

@@ -115,7 +115,8 @@ def stage_int8(
     gate = quality_gate(staged, fp32_onnx, calib.holdout, opts.min_psnr_db)
     if not gate.passed:
         raise P2PError(
-            f"{INT8_ONNX}: INT8 quality gate failed: {gate.summary()}; calibrated on "
+            f"{fp32_onnx.parent / INT8_ONNX}: INT8 quality gate failed: {gate.summary()}; "
+            f"calibrated on "
             f"{len(calib.calib)} images from {calib.source}; nothing was written "
             "(calibrate on images like the ones to translate, --calib DIR)."
         )
