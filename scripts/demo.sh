@@ -34,7 +34,7 @@ step "6/6 benchmark every backend this machine has against eager torch"
 # Rows: eager torch, ONNX Runtime (fp32, fp16, INT8 graph), OpenVINO (fp32, bf16 hint, INT8).
 p2p bench --checkpoint "$D/run" --onnx "$D/export/model.onnx" --onnx "$D/export/model_fp16.onnx" \
     --onnx "$D/export/model_int8.onnx" --folder "$D/data/labels" --batch 1,4 --warmup 0.5 \
-    --duration 4 --max-frames 32 --out "$D/bench"
+    --duration 3 --max-frames 32 --out "$D/bench"
 
 cat <<MSG
 
