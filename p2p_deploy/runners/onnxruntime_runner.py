@@ -221,6 +221,8 @@ class OnnxRuntimeRunner(Runner):
         self.provider = providers[0]
         if self.provider == "TensorrtExecutionProvider":  # its profile bounds each call
             self._limit_to_trt_profile()
+        if self.tf32_convolutions():
+            log.warning("%s: %s", self.path, self._describe_extras()[-1])
         self.device = (
             "cpu" if self.provider == "CPUExecutionProvider" else (self._device_arg or "cuda:0")
         )
@@ -295,8 +297,23 @@ class OnnxRuntimeRunner(Runner):
         x = np.ascontiguousarray(batch, dtype=self._in_dtype)
         return self._session.run([self.output_name], {self.input_name: x})[0]
 
+    def tf32_convolutions(self) -> bool:
+        """True when an fp32 model runs on the TensorRT provider with TF32 allowed: TensorRT
+        builds with ``BuilderFlag.TF32`` on by default and ONNX Runtime's TensorRT provider
+        has no option to clear it (the CUDA provider's ``use_tf32`` has no TensorRT twin:
+        microsoft/onnxruntime#26029, open); only ``NVIDIA_TF32_OVERRIDE=0`` in the
+        environment turns it off, process-wide. Said in :meth:`describe`, not hidden."""
+        return (
+            self.provider == "TensorrtExecutionProvider"
+            and self.precision == "fp32"
+            and os.environ.get("NVIDIA_TF32_OVERRIDE") != "0"
+        )
+
     def _describe_extras(self) -> list[str]:
-        return [self.provider, *super()._describe_extras()]
+        extras = [self.provider, *super()._describe_extras()]
+        if self.tf32_convolutions():
+            extras.append("TF32 convolutions: set NVIDIA_TF32_OVERRIDE=0 for fp32")
+        return extras
 
 
 def _first_line(exc: BaseException) -> str:

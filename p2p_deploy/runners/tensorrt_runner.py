@@ -86,6 +86,30 @@ def check_engine_fits(
         )
 
 
+_LOGGER: Any = None  # one TensorRT logger for the process, never freed (see process_logger)
+
+
+def process_logger(trt: Any) -> Any:
+    """The process's TensorRT logger (errors only), created once, with libnvinfer's plugins
+    registered on it. Once per process and never freed, as Polygraphy's ``get_trt_logger`` and
+    NVIDIA's samples keep theirs: ``init_libnvinfer_plugins`` keeps the logger it is given,
+    so a per-runner logger freed at ``close()`` would leave it a dangling pointer, and
+    TensorRT warns when a runtime gets a logger other than the one it already has. The plugins
+    are registered before any plan is deserialized, as Polygraphy's ``EngineFromBytes`` does:
+    a plan with libnvinfer_plugin layers (an InstanceNormalization built with the plugin, e.g.
+    ``trtexec --pluginInstanceNorm``) finds no creator otherwise; a lean TensorRT without the
+    plugin library still loads plugin-free plans."""
+    global _LOGGER
+    if _LOGGER is None:
+        logger = trt.Logger(trt.Logger.ERROR)
+        try:
+            trt.init_libnvinfer_plugins(logger, "")
+        except (AttributeError, OSError, RuntimeError, TypeError) as exc:
+            log.debug("TensorRT plugins not registered: %s", exc)
+        _LOGGER = logger
+    return _LOGGER
+
+
 def quiet_nvtx(trt: Any, ctx: Any) -> None:
     """Run ``ctx`` with layer-name NVTX markers only. The exporter builds with
     ``ProfilingVerbosity.DETAILED`` (for the inspector record in the sidecar), and a context
@@ -193,7 +217,7 @@ class TensorRTRunner(Runner):
 
     def _load(self, trt: Any) -> None:
         self._trt = trt
-        self._logger = trt.Logger(trt.Logger.ERROR)
+        self._logger = process_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         if self.sidecar.version_compatible:
             # A version-compatible plan embeds the lean runtime it runs with (host code):

@@ -2,11 +2,15 @@
 
 CPU: fp32. CUDA: fp16 and channels-last by default, cudnn.benchmark on, optional CUDA graphs
 (one per batch size, captured on first use) or torch.compile. Always under ``inference_mode``.
+An fp32 runner computes in fp32: cuDNN's TF32 convolutions (on by default in PyTorch,
+``torch.backends.cudnn.allow_tf32``) are off during its calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -130,7 +134,7 @@ class TorchRunner(Runner):
         """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
         the runner's dtype; no host copies of the result."""
         x = self._prepare(x)
-        with torch.inference_mode():
+        with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
             if self.cuda_graphs:
                 return self._graph_forward(x)
             return self._model(x)
@@ -163,3 +167,21 @@ class TorchRunner(Runner):
         if self.compile:
             extras.append("compiled")
         return extras
+
+
+@contextlib.contextmanager
+def _no_tf32(active: bool) -> Iterator[None]:
+    """cuDNN convolutions without TF32 inside the block (when ``active``). PyTorch's default
+    ``torch.backends.cudnn.allow_tf32 = True`` ("TensorFloat-32 (TF32) on Ampere (and later)
+    devices", PyTorch CUDA semantics notes) rounds an "fp32" convolution's inputs to 10-bit
+    mantissas: the fp32 baseline the bench measures every other runner against would not be
+    fp32. Set per call, not globally, so an fp16 runner in the same process is unaffected."""
+    if not active:
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = before

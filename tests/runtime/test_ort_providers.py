@@ -142,3 +142,20 @@ def test_preload_is_quiet_and_harmless_on_cpu_onnxruntime(capsys: pytest.Capture
     assert capsys.readouterr().out == ""
     provs = [("TensorrtExecutionProvider", {}), "CPUExecutionProvider"]
     assert without_provider(provs, "TensorrtExecutionProvider") == ["CPUExecutionProvider"]
+
+
+def test_fp32_on_trt_provider_is_said_to_use_tf32(
+    tiny_onnx_fp32: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TensorRT's TF32 is on by default and ORT's TensorRT provider cannot clear it
+    (microsoft/onnxruntime#26029): an fp32 model there is described as such, unless
+    NVIDIA_TF32_OVERRIDE=0. Other providers and fp16 models are not."""
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    runner = OnnxRuntimeRunner(tiny_onnx_fp32)
+    runner.provider = "TensorrtExecutionProvider"
+    assert runner.tf32_convolutions() and "TF32 convolutions" in runner.describe()
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert not runner.tf32_convolutions()
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE")
+    runner.provider = "CUDAExecutionProvider"  # use_tf32 0 there
+    assert not runner.tf32_convolutions() and "TF32" not in runner.describe()

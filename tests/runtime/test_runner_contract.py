@@ -314,3 +314,52 @@ def test_capture_enqueues_once_outside_then_inside_a_thread_local_capture(monkey
         "enqueue on 7",
         "capture end",
     ]
+
+
+def test_fp32_torch_runner_turns_cudnn_tf32_off_during_its_calls(tiny_checkpoint: Path) -> None:
+    """PyTorch's default torch.backends.cudnn.allow_tf32 = True would make the "fp32" eager
+    baseline compute TF32 convolutions on Ampere+ GPUs; the fp32 runner turns it off for its
+    own calls only (the flag is back afterwards). Checked on the CPU, where the flag is read
+    the same way."""
+    import torch
+
+    seen: list[bool] = []
+    with open_runner(tiny_checkpoint, device="cpu") as runner:
+        assert runner.precision == "fp32"
+        runner._model.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.allow_tf32))
+        before = torch.backends.cudnn.allow_tf32
+        runner.infer(_batch(1, 32))
+        runner.infer_frames(_frames(1, 32))
+        assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before
+
+
+def test_one_tensorrt_logger_per_process_with_plugins_registered_once(monkeypatch) -> None:
+    """init_libnvinfer_plugins keeps the logger it gets: the runner's logger is created once
+    per process and never freed (as Polygraphy's get_trt_logger), plugins registered on it
+    once, before any plan is deserialized; a TensorRT without the plugin library still works."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.runners import tensorrt_runner
+
+    monkeypatch.setattr(tensorrt_runner, "_LOGGER", None)
+    registered: list[object] = []
+
+    class Logger:
+        ERROR = 2
+
+        def __init__(self, severity):
+            self.severity = severity
+
+    trt = SimpleNamespace(
+        Logger=Logger, init_libnvinfer_plugins=lambda lg, ns: registered.append((lg, ns))
+    )
+    first = tensorrt_runner.process_logger(trt)
+    assert tensorrt_runner.process_logger(trt) is first and first.severity == Logger.ERROR
+    assert registered == [(first, "")]
+
+    def no_plugin_library(_lg, _ns):
+        raise OSError("libnvinfer_plugin.so.10: cannot open shared object file")
+
+    monkeypatch.setattr(tensorrt_runner, "_LOGGER", None)
+    lean = SimpleNamespace(Logger=Logger, init_libnvinfer_plugins=no_plugin_library)
+    assert isinstance(tensorrt_runner.process_logger(lean), Logger)
