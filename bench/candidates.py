@@ -5,7 +5,9 @@
 * ONNX files (or, without ``--onnx``, an fp32 and an fp16 export of the checkpoint made into a
   temporary folder) give ONNX Runtime on every execution provider present (CPU, CUDA, and
   TensorRT when onnxruntime-gpu has it);
-* TensorRT plans give the TensorRT runner (CUDA only).
+* TensorRT plans give the TensorRT runner (CUDA only);
+* on a CPU run, fp32 and INT8 ONNX files also give OpenVINO rows (when it is installed): fp32,
+  the bf16 inference-precision hint (CPUs with AVX512_BF16/AMX), and the INT8 graph in int8.
 Whatever cannot run here is returned as :class:`Skipped` with the reason, so the report says
 what was not measured and why instead of silently leaving it out.
 """
@@ -22,7 +24,7 @@ from p2p_deploy.errors import P2PError
 
 log = logging.getLogger(__name__)
 
-BENCH_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
+BENCH_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def resolve_device(device: str) -> str:
@@ -168,10 +170,11 @@ def plan_candidates(
             )
         )
 
+    onnx_models = list(onnx)
+    if not onnx_models and checkpoint is not None and {"onnxruntime", "openvino"} & set(backends):
+        onnx_models = export_temporary_onnx(checkpoint, workdir, test_norm, loaded)
     if "onnxruntime" in backends:
-        models = list(onnx)
-        if not models and checkpoint is not None:
-            models = export_temporary_onnx(checkpoint, workdir, test_norm, loaded)
+        models = onnx_models
         if not models:
             skipped.append(
                 Skipped("onnxruntime", "no --onnx and no --checkpoint to export one from")
@@ -217,6 +220,13 @@ def plan_candidates(
                         "onnxruntime has no CUDA provider: pip install onnxruntime-gpu",
                     )
                 )
+
+    if "openvino" in backends:
+        from p2p_deploy.bench.openvino_rows import openvino_candidates
+
+        more, why = openvino_candidates(onnx_models, device, threads)
+        cands += more
+        skipped += why
 
     if "tensorrt" in backends:
         if not engines:

@@ -1,11 +1,22 @@
 """The committed CPU report in one command: ``python -m p2p_deploy.bench.make_cpu_report``.
 
 Creates (in ``--workdir``) a randomly initialised full-size generator checkpoint (ngf 64,
-256 px, batch norm: the paper's 54,413,955-parameter U-Net) and a folder of synthetic 256x256
-JPEG label maps (``train.synthetic``, plain OpenCV drawings if it is absent), then runs
+256 px, batch norm: the paper's 54,413,955-parameter U-Net), a folder of synthetic 256x256
+JPEG label maps to run on (``train.synthetic``, plain OpenCV drawings if it is absent) and
+another, of different label maps, to calibrate INT8 on; exports the generator
 
-    p2p bench --checkpoint W/generator.safetensors --folder W/images --batch 1,4 \
-        --warmup 5 --duration 30 --out bench/reports/<machine>-<date>
+    p2p export W/generator.safetensors --out W/export --fp16 --int8 --calib W/calib
+
+(model.onnx, model_fp16.onnx, model_int8.onnx: quality-gated, its PSNR in its sidecar), then
+runs
+
+    p2p bench --checkpoint W/generator.safetensors --onnx W/export/model.onnx \
+        --onnx W/export/model_fp16.onnx --onnx W/export/model_int8.onnx --folder W/images \
+        --batch 1,4 --warmup 5 --duration 30 --out bench/reports/<machine>-<date>
+
+Rows: eager torch fp32 (the baseline), ONNX Runtime on the fp32, fp16 and INT8 graphs, and,
+with OpenVINO installed (``pip install "p2p-deploy[openvino]"``), OpenVINO fp32, bf16 hint
+(CPUs with AVX512_BF16/AMX) and INT8; each against its own precision's compute floor.
 
 Speed does not depend on the weights' values, so random weights measure the real model; the
 accuracy columns compare backends with each other, which random weights test as well as
@@ -60,14 +71,34 @@ def make_images(folder: Path, count: int = 64, size: int = 256, seed: int = 0) -
     return paths
 
 
+EXPORTS = ("model.onnx", "model_fp16.onnx", "model_int8.onnx")
+
+
+def export_argv(workdir: Path) -> list[str]:
+    """The ``p2p export`` arguments that make the ONNX models the report compares."""
+    return [
+        "export",
+        str(workdir / "generator.safetensors"),
+        "--out",
+        str(workdir / "export"),
+        "--fp16",
+        "--no-engine",
+        "--int8",
+        "--calib",
+        str(workdir / "calib"),
+    ]
+
+
 def bench_argv(
     workdir: Path, batches: str, warmup: float, duration: float, out: Path | None, extra: list[str]
 ) -> list[str]:
     """The ``p2p bench`` arguments of the report run."""
+    onnx = [a for name in EXPORTS for a in ("--onnx", str(workdir / "export" / name))]
     argv = [
         "bench",
         "--checkpoint",
         str(workdir / "generator.safetensors"),
+        *onnx,
         "--folder",
         str(workdir / "images"),
         "--batch",
@@ -113,7 +144,20 @@ def main(argv: list[str] | None = None) -> int:
     if not ckpt.is_file():
         make_checkpoint(ckpt, a.ngf, a.size)
     make_images(a.workdir / "images", a.images, a.size)
+    # INT8 calibration on other label maps than the benchmarked ones (another seed).
+    make_images(a.workdir / "calib", 40, a.size, seed=1)
     from p2p_deploy.cli import main as p2p_main
+
+    exported = a.workdir / "export"
+    fresh = exported.is_dir() and all(
+        (exported / n).is_file() and (exported / n).stat().st_mtime >= ckpt.stat().st_mtime
+        for n in EXPORTS
+    )
+    if not fresh:
+        log.info("running: p2p %s", " ".join(export_argv(a.workdir)))
+        code = p2p_main(export_argv(a.workdir))
+        if code:
+            return code
 
     if a.out is None:
         from p2p_deploy.bench import environment

@@ -41,8 +41,9 @@ ROW_SCHEMA: dict[str, Any] = {
     ],
     "properties": {
         "label": {"type": "string"},
-        "backend": {"enum": ["torch", "onnxruntime", "tensorrt"]},
-        "precision": {"enum": ["fp32", "fp16"]},
+        "backend": {"enum": ["torch", "onnxruntime", "openvino", "tensorrt"]},
+        # bf16+fp32: OpenVINO's bf16 hint with some layers left in fp32 (runners/openvino_runner)
+        "precision": {"enum": ["fp32", "fp16", "bf16", "bf16+fp32", "int8", "mixed"]},
         "device": {"type": "string"},
         "batch": {"type": "integer", "minimum": 1},
         "latency_ms": _latency,

@@ -226,8 +226,8 @@ def run_bench(
             e2e = _run_e2e(args, result, cands, batches)
 
     # The compute floor, measured after the timed rows so its matmuls disturb none of them.
-    floor = compute_floor(gflop, device)
-    annotate_rows(result.rows, gflop)
+    floor = compute_floor(gflop, device, {r["precision"] for r in result.rows})
+    annotate_rows(result.rows, gflop, floor)
 
     config = {
         **args.to_config(),

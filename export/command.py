@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from p2p_deploy.atomic import StagedFiles, check_writable_dir
 from p2p_deploy.deps import available
@@ -30,6 +30,7 @@ from p2p_deploy.export.tensorrt_build import (
 from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 if TYPE_CHECKING:
+    from p2p_deploy.export.calibration import SyntheticProvider
     from p2p_deploy.export.parity import ParityReport
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class ExportResult:
     parity: list[ParityReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    int8: Any = None  # the Int8Result of --int8 (gate figure, calibration), else None
 
 
 def existing_export(out_dir: Path) -> list[Path]:
@@ -97,15 +99,21 @@ def _check_outputs(opts: ExportOptions, sha: str) -> None:
         )
 
 
-def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None) -> ExportResult:
+def run_export(
+    opts: ExportOptions,
+    on_step: Callable[[str], None] | None = None,
+    synthetic: SyntheticProvider | None = None,
+) -> ExportResult:
     """Export a generator checkpoint as ``opts`` says; the function behind ``p2p export``.
 
     Writes into ``opts.out``: ``model.onnx`` (always), ``model_fp16.onnx`` and
-    ``model_fp16.plan`` (with ``fp16``), ``model_fp32.plan`` (with ``fp32_engine``), each with
-    ``<name>.json``. An earlier export there of another checkpoint is refused unless
-    ``opts.overwrite``; an earlier export's models (all of them) are removed just before the new
-    ones are moved in, so the folder never holds models of two exports. ``on_step`` is called
-    with a short description before each stage.
+    ``model_fp16.plan`` (with ``fp16``), ``model_fp32.plan`` (with ``fp32_engine``),
+    ``model_int8.onnx`` and ``model_int8.plan`` (with ``int8``; see export/int8_export.py), each
+    with ``<name>.json``. ``synthetic`` draws INT8 calibration images for a synthetic run (the
+    CLI passes train's generator: export may not import train). An earlier export there of
+    another checkpoint is refused unless ``opts.overwrite``; an earlier export's models (all of
+    them) are removed just before the new ones are moved in, so the folder never holds models
+    of two exports. ``on_step`` is called with a short description before each stage.
 
     Raises:
         P2PError (UsageError, CheckpointError, MissingDependency, ...): a one-line reason.
@@ -124,6 +132,15 @@ def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None
         check_opset(opts.opset)  # before out is created: a bad flag leaves nothing behind
     except P2PError as exc:
         raise UsageError(str(exc)) from None
+    int8 = None
+    if opts.with_int8:
+        from p2p_deploy.export.int8_export import Int8Options, check_options
+
+        int8 = Int8Options(calib_dir=opts.calib, calib_count=opts.calib_count, synthetic=synthetic)
+        try:
+            check_options(int8)
+        except P2PError as exc:
+            raise UsageError(str(exc)) from None
     missing = [m for m in ("tensorrt", "polygraphy") if not available(m)]
     if (opts.engine or opts.fp32_engine) and missing:
         # Asked for explicitly: fail before spending minutes on exports that were not the point.
@@ -183,8 +200,28 @@ def run_export(opts: ExportOptions, on_step: Callable[[str], None] | None = None
             finals[prec] = final
             result.files += [final, side_final]
             result.models.append(final)
+        if int8 is not None:  # the INT8 step lives in export/int8_export.py
+            from p2p_deploy.export.int8_export import export_int8_onnx
+
+            finals["int8"] = export_int8_onnx(
+                result, finals["fp32"], stage.path, loaded, int8, step
+            )
 
     plans = _build_engines(result, finals, out_dir, profile, opts, step)
+    if int8 is not None and "int8" in finals and opts.engine is not False:
+        from p2p_deploy.export.int8_export import export_int8_plan
+
+        export_int8_plan(
+            result,
+            finals,
+            int8,
+            step,
+            profile=profile,
+            workspace_gib=opts.workspace,
+            timing_cache=opts.timing_cache,
+            version_compatible=opts.version_compatible,
+            hardware_compatible=opts.hardware_compatible,
+        )
     if opts.triton is not None:
         from p2p_deploy.export.triton import write_triton_repository
 

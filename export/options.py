@@ -70,6 +70,18 @@ class ExportOptions:
     )
     triton_name: str = option("p2p_generator", help="Model name in the Triton repository.")
     skip_parity: bool = option(False, negative=False, help="Skip the ONNX Runtime parity checks.")
+    int8: bool = option(
+        False,
+        negative=False,
+        help="Also write model_int8.onnx (QDQ, quality-gated; see above; implied by --calib).",
+    )
+    calib: Path | None = option(
+        None,
+        help="INT8 calibration images (a folder); default: the checkpoint's own kind of data"
+        " (synthetic facades for a synthetic run). The last images (up to 8, at most a fifth)"
+        " are held out for the quality gate.",
+    )
+    calib_count: int = option(32, help="How many images INT8 calibration uses.")
 
     def __post_init__(self) -> None:
         if self.io not in IO_CHOICES:
@@ -78,6 +90,8 @@ class ExportOptions:
             raise UsageError(f"--test-norm {self.test_norm!r}: use stats or running.")
         if not self.workspace > 0:
             raise UsageError(f"--workspace {self.workspace}: must be a positive number of GiB.")
+        if self.calib_count < 1:
+            raise UsageError(f"--calib-count must be at least 1, got {self.calib_count}.")
         if self.io == "fp16" and not self.with_fp16:
             raise UsageError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
 
@@ -85,6 +99,11 @@ class ExportOptions:
     def with_fp16(self) -> bool:
         """The fp16 ONNX is exported: ``--fp16``, or ``--engine`` (the FP16 engine needs it)."""
         return self.fp16 or bool(self.engine)
+
+    @property
+    def with_int8(self) -> bool:
+        """``model_int8.onnx`` is exported: ``--int8``, or ``--calib`` given."""
+        return self.int8 or self.calib is not None
 
     @property
     def precisions(self) -> list[str]:

@@ -378,7 +378,12 @@ def build_engine(
             raise P2PError(
                 f"{onnx_path}: TensorRT's ONNX parser rejected it: {parser_errors(trt, onnx_path)}"
             ) from None
-        net_record = network_verdict(network_layers(network), want, str(onnx_path))
+        if want == "int8":  # the QDQ graph: evidence of its own (export/int8_engine.py)
+            from p2p_deploy.export.int8_engine import int8_network_verdict, network_convs
+
+            net_record = int8_network_verdict(network_convs(network), str(onnx_path))
+        else:
+            net_record = network_verdict(network_layers(network), want, str(onnx_path))
         try:
             config = poly.CreateConfig(
                 profiles=[poly.Profile().add(side.input_name, *shapes)],
@@ -415,8 +420,15 @@ def build_engine(
         for i in range(engine.num_io_tensors)
     }
     io_words = io_verdict(io, side.io_dtype, str(plan_path))
-    record = read_inspector(inspect_engine(trt, engine, side.input_name, shapes[1]), want)
-    inspector_verdict(record, want, str(plan_path))
+    info = inspect_engine(trt, engine, side.input_name, shapes[1])
+    if want == "int8":
+        from p2p_deploy.export.int8_engine import int8_inspector_verdict, read_int8_inspector
+
+        record = read_int8_inspector(info)
+        int8_inspector_verdict(record, str(plan_path))
+    else:
+        record = read_inspector(info, want)
+        inspector_verdict(record, want, str(plan_path))
     del engine
 
     gpu, cc = gpu_identity(0)

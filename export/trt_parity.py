@@ -6,6 +6,7 @@ After every build (a build implies a GPU) the staged plan runs through the proje
 
 * fp16 engine: PSNR >= 40 dB on every batch;
 * fp32 engine: max abs err <= 1e-3 (TensorRT's fp32 kernels reorder sums; TF32 is off);
+* int8 engine (from the QDQ graph): PSNR >= 35 dB, the INT8 export's quality gate;
 * both: a batch run equals its images run one by one (frames never share statistics).
 
 The comparison itself (:func:`engine_report`) is plain numpy and is tested without a GPU.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 ENGINE_FP32_MAX_ABS = 1e-3
 ENGINE_FP16_MIN_PSNR = 40.0
+ENGINE_INT8_MIN_PSNR = 35.0
 
 
 def parity_batches(profile_min: int, profile_max: int) -> tuple[int, ...]:
@@ -49,13 +51,13 @@ def engine_report(
     """A :class:`ParityReport` from (engine output, reference output) pairs, each
     (N, 3, S, S) float32. ``run_single`` with the ``inputs`` of each pair re-runs a batch image
     by image for the batch-independence figure."""
-    fp16 = precision == "fp16"
+    by_psnr = {"fp16": ENGINE_FP16_MIN_PSNR, "int8": ENGINE_INT8_MIN_PSNR}
     report = ParityReport(
         model=model,
         precision=precision,
         test_norm=test_norm,
-        metric="psnr_db" if fp16 else "max_abs_err",
-        threshold=ENGINE_FP16_MIN_PSNR if fp16 else ENGINE_FP32_MAX_ABS,
+        metric="psnr_db" if precision in by_psnr else "max_abs_err",
+        threshold=by_psnr.get(precision, ENGINE_FP32_MAX_ABS),
     )
     indep = 0.0
     for i, (got, ref) in enumerate(results):

@@ -17,6 +17,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     # pycuda has no wheels: its extra builds it from source (needs the CUDA toolkit, nvcc).
     "pycuda": ("pycuda", "TensorRT buffers without torch"),
     "onnxruntime": ("cpu", "ONNX Runtime inference"),
+    "openvino": ("openvino", "OpenVINO inference"),
     "tritonclient": ("triton", "Triton model-config checks"),
 }
 

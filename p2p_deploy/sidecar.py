@@ -27,7 +27,8 @@ class ModelSidecar:
 
     Attributes:
         kind: ``onnx`` or ``tensorrt``.
-        precision: ``fp32`` or ``fp16``: the compute precision, verified after export/build.
+        precision: ``fp32``, ``fp16`` or ``int8`` (the QDQ graph of ``p2p export --int8``): the
+            compute precision, verified after export/build.
         io_dtype: dtype of the ``input``/``output`` tensors (``float32`` or ``float16``).
         generator: the architecture (a :class:`GeneratorConfig` dict).
         test_norm: ``stats`` (per-image statistics) or ``running`` (running averages).

@@ -19,27 +19,29 @@ p2p train --out "$D/run" --image-size 128 --ngf 32 --ndf 32 --batch-size 4 \
     --synthetic-train 1600 --synthetic-val 16 --epochs 1 --epochs-decay 1 \
     --log-every 50 --sample-every 100 --no-progress
 
-step "3/6 export to ONNX fp32 + fp16, parity-checked (TensorRT engine where TensorRT is installed)"
-p2p export "$D/run" --out "$D/export" --fp16
+step "3/6 export to ONNX fp32 + fp16 (parity-checked) + INT8 (calibrated on synthetic facades, quality-gated)"
+p2p export "$D/run" --out "$D/export" --fp16 --int8
 
-step "4/6 run over the label maps (ONNX Runtime, side by side: input | output)"
-p2p run "$D/data/labels" --engine "$D/export/model.onnx" --out "$D/out/images" --side-by-side \
-    --batch 4 --no-progress
+step "4/6 run over the label maps (INT8 model: OpenVINO on the CPU when installed; input | output)"
+p2p run "$D/data/labels" --engine "$D/export/model_int8.onnx" --out "$D/out/images" \
+    --side-by-side --batch 4 --no-progress
 
 step "5/6 run over the video (fp16 ONNX)"
 p2p run "$D/data/labels.mp4" --engine "$D/export/model_fp16.onnx" --out "$D/out/video" \
     --batch 4 --no-progress
 
 step "6/6 benchmark every backend this machine has against eager torch"
+# Rows: eager torch, ONNX Runtime (fp32, fp16, INT8 graph), OpenVINO (fp32, bf16 hint, INT8).
 p2p bench --checkpoint "$D/run" --onnx "$D/export/model.onnx" --onnx "$D/export/model_fp16.onnx" \
-    --folder "$D/data/labels" --batch 1,4 --warmup 1 --duration 6 --max-frames 32 --out "$D/bench"
+    --onnx "$D/export/model_int8.onnx" --folder "$D/data/labels" --batch 1,4 --warmup 0.5 \
+    --duration 3 --max-frames 32 --out "$D/bench"
 
 cat <<MSG
 
 Demo done in $(( $(date +%s) - t0 )) s. Results:
   training run     $D/run             (samples/*.png, loss_curve.png, val.csv, tb/ for TensorBoard)
   generator        $D/run/checkpoints/latest/generator.safetensors
-  exported models  $D/export          (model.onnx, model_fp16.onnx, *.json sidecars)
+  exported models  $D/export          (model.onnx, model_fp16.onnx, model_int8.onnx, *.json)
   translated       $D/out/images      (input | output side by side), $D/out/video/labels.mp4
   benchmark        $D/bench/report.md (+ report.json, latency.png, throughput.png)
 MSG

@@ -91,3 +91,20 @@ def tiny_onnx_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Pa
     """``model_fp16.onnx`` (+ sidecar) from ``tiny_checkpoint``: fp16 weights and compute,
     float32 input/output with Casts, ``stats`` test norm, (N, 3, 32, 32), dynamic N."""
     return _export_tiny(tmp_path_factory, tiny_checkpoint, "fp16")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_int8(tmp_path_factory: pytest.TempPathFactory, tiny_onnx_fp32: Path) -> Path:
+    """``model_int8.onnx`` (+ sidecar) from ``tiny_onnx_fp32``: the INT8 QDQ graph made by the
+    export's own step, calibrated on 16 and gated on 4 uniform-noise images (the kind of input
+    the runner tests feed it, other seeds)."""
+    import numpy as np
+
+    from p2p_deploy.export.calibration import CalibrationSet
+    from p2p_deploy.export.int8_export import Int8Options, stage_int8
+
+    rng = np.random.default_rng(1234)
+    noise = rng.uniform(-1, 1, (20, 3, 32, 32)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("onnx_int8")
+    calib = CalibrationSet(noise[:16], noise[16:], "uniform noise")
+    return stage_int8(tiny_onnx_fp32, folder, calib, Int8Options()).staged

@@ -34,6 +34,18 @@ def _onnxruntime() -> list[str]:
     ]
 
 
+def _openvino() -> list[str]:
+    try:
+        import openvino as ov
+    except ImportError:
+        return ['openvino: not installed (pip install "p2p-deploy[openvino]": fastest CPU path)']
+    try:
+        caps = [str(c) for c in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is reported, not raised
+        return [f"openvino: {ov.__version__}, CPU plugin fails ({str(exc).splitlines()[0][:120]})"]
+    return [f"openvino: {ov.__version__}, CPU {', '.join(caps)}"]
+
+
 def _tensorrt() -> list[str]:
     from p2p_deploy.errors import first_line
 
@@ -77,7 +89,7 @@ def doctor_lines() -> list[str]:
     import platform
 
     lines = [f"python: {platform.python_version()} on {platform.system()} {platform.machine()}"]
-    for probe in (_torch, _onnxruntime, _tensorrt, _pycuda, _opencv):
+    for probe in (_torch, _onnxruntime, _openvino, _tensorrt, _pycuda, _opencv):
         lines.extend(probe())
     return lines
 

@@ -40,14 +40,17 @@ class RunArgs:
     )
     engine: Path = option(
         short="-e",
-        help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime), or a run folder / "
-        ".safetensors / latest_net_G.pth (PyTorch).",
+        help="The model: .plan/.engine (TensorRT), .onnx (ONNX Runtime, or OpenVINO on the"
+        " CPU), .xml (OpenVINO IR), or a run folder / .safetensors / latest_net_G.pth"
+        " (PyTorch).",
     )
     out: Path | None = option(
         None, short="-o", help="Output folder.", shown="<input>_p2p beside the input"
     )
     backend: str = option(
-        "auto", help="auto (by the model's extension), tensorrt, onnxruntime or torch."
+        "auto",
+        help="auto (by the model's extension; an fp32/INT8 .onnx runs on OpenVINO on the CPU"
+        " when it is installed), tensorrt, onnxruntime, openvino or torch.",
     )
     device: str | None = option(
         None, help="cpu, cuda or cuda:N.", shown="the GPU when there is one"
@@ -74,7 +77,10 @@ class RunArgs:
         shown="from the checkpoint",
     )
     precision: str | None = option(
-        None, help="Torch runner only: fp32 or fp16 (CUDA).", shown="fp16 on CUDA, fp32 on CPU"
+        None,
+        help="Torch runner: fp32 or fp16 (CUDA). OpenVINO: fp32 or bf16 (the inference"
+        " precision hint, for CPUs with AVX512_BF16/AMX).",
+        shown="fp16 on CUDA, fp32 on CPU",
     )
     cuda_graphs: bool = option(
         False, negative=False, help="Capture CUDA graphs per batch size (torch, TensorRT)."
@@ -83,7 +89,7 @@ class RunArgs:
         False, negative=False, help="Torch runner only: torch.compile the generator."
     )
     threads: int | None = option(
-        None, min=1, help="ONNX Runtime only: intra-op threads.", shown="physical cores"
+        None, min=1, help="ONNX Runtime and OpenVINO: inference threads.", shown="physical cores"
     )
     max_pixels: int = option(
         40_000_000, min=1, help="Refuse (and list as failed) images with more pixels."
@@ -100,6 +106,7 @@ class RunArgs:
                 "compile": self.compile or None,
             },
             "onnxruntime": {"threads": self.threads},
+            "openvino": {"threads": self.threads, "precision": self.precision},
             "tensorrt": {},
         }
 
@@ -122,7 +129,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     from p2p_deploy.media.video import fourcc, quiet_native_logs
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
-    from p2p_deploy.runners.factory import backend_for, open_runner
+    from p2p_deploy.runners.factory import auto_backend, open_runner
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if args.resize not in RESIZE_MODES:
@@ -131,19 +138,20 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         fourcc(args.codec)  # one line unless it is a four-character code
     except P2PError as exc:
         raise UsageError(str(exc)) from None
-    kind = backend_for(args.engine) if args.backend == "auto" else args.backend
+    kind = auto_backend(args.engine, args.device) if args.backend == "auto" else args.backend
     per_backend = args.runner_options()
-    chosen = {k: v for k, v in per_backend.get(kind, {}).items() if v is not None}
+    mine = per_backend.get(kind, {})
+    chosen = {k: v for k, v in mine.items() if v is not None}
     for other, values in per_backend.items():
-        bad = [k for k, v in values.items() if v is not None]
+        bad = [k for k, v in values.items() if v is not None and k not in mine]
         if other != kind and bad:
             raise UsageError(
                 f"--{bad[0].replace('_', '-')} applies to the {other} runner, not {kind}."
             )
     if args.cuda_graphs:
-        if kind == "onnxruntime":
+        if kind in ("onnxruntime", "openvino"):
             raise UsageError(
-                "--cuda-graphs applies to the torch and tensorrt runners, not onnxruntime."
+                f"--cuda-graphs applies to the torch and tensorrt runners, not {kind}."
             )
         chosen["cuda_graphs"] = True
     if args.summary_json is not None:
@@ -188,7 +196,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
 
     old = signal.signal(signal.SIGTERM, _term)
     try:
-        with open_runner(args.engine, args.backend, args.device, **chosen) as runner:
+        with open_runner(args.engine, kind, args.device, **chosen) as runner:
             typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
             summary = _with_progress(prepared, runner, opts, args.progress)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import cv2
@@ -21,6 +22,12 @@ def test_parts(tmp_path):
         assert img is not None and img.shape == (32, 32, 3) and img.std() > 0
     argv = bench_argv(tmp_path, "1,4", 5, 30, None, ["--threads", "2"])
     assert argv[:3] == ["bench", "--checkpoint", str(ckpt)]
+    onnx = [argv[i + 1] for i, a in enumerate(argv) if a == "--onnx"]
+    assert [p.rsplit("/", 1)[1] for p in onnx] == [
+        "model.onnx",
+        "model_fp16.onnx",
+        "model_int8.onnx",
+    ]
     assert argv[-2:] == ["--threads", "2"] and "--out" not in argv
 
 
@@ -46,7 +53,7 @@ def test_main_tiny_end_to_end(tmp_path):
             str(out),
             "--",
             "--backends",
-            "torch",
+            "torch,openvino",
             "--threads",
             "1",
             "--min-iters",
@@ -57,6 +64,12 @@ def test_main_tiny_end_to_end(tmp_path):
     )
     assert rc == 0
     data = json.loads((out / "report.json").read_text())
-    assert [r["backend"] for r in data["results"]] == ["torch"]
+    side = json.loads((tmp_path / "work" / "export" / "model_int8.onnx.json").read_text())
+    assert side["precision"] == "int8" and side["extra"]["calibration"]["source"].endswith("calib")
+    rows = {(r["backend"], r["precision"]) for r in data["results"]}
+    if importlib.util.find_spec("openvino") is None:
+        assert rows == {("torch", "fp32")}
+    else:  # OpenVINO on the fp32 and the INT8 export (the fp16 one gives no OpenVINO row)
+        assert {("torch", "fp32"), ("openvino", "fp32"), ("openvino", "int8")} <= rows
     assert data["e2e"]["frames"] == 3 and data["config"]["folder"].endswith("images")
     assert data["config"]["quiet_wait"] == 0

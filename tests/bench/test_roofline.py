@@ -59,3 +59,43 @@ def test_floor_and_conclusion_follow_the_numbers():
     # The fastest batch-1 row (onnxruntime, 50 ms) against a 20 ms floor: 40%.
     assert "onnxruntime fp32" in line and "50.00 ms/image" in line and "40%" in line
     assert floor_conclusion([], floor) is None
+
+
+def test_each_precision_gets_its_own_floor(monkeypatch):
+    from p2p_deploy.bench import roofline
+
+    # int8 and bf16 rates: measured with torch's kernels where it has them, derived otherwise
+    monkeypatch.setattr(roofline, "matmul_rate", lambda device, dtype, **kw: 100.0)
+    monkeypatch.setattr(roofline, "cpu_flags", lambda: {"avx512f", "avx512_vnni", "avx512_bf16"})
+    monkeypatch.setattr(roofline, "int8_matmul_rate", lambda **kw: (_ for _ in ()).throw(
+        RuntimeError("no int8 kernel")))  # fmt: skip
+    floor = compute_floor(1.0, "cpu", {"fp32", "int8", "bf16+fp32"})
+    assert floor["rates_gflops"] == {"fp32": 100.0, "bf16": 100.0, "int8": 400.0}
+    assert floor["rate_method"]["int8"] == "derived: fp32 rate x 4 (avx512_vnni)"
+    assert floor["rate_method"]["bf16"].startswith("measured: torch bf16 matmul")
+    assert floor["derived_rates_gflops"] == {"bf16": 200.0, "int8": 400.0}
+    assert floor["floor_ms"]["int8"] == 2.5
+    rows = [
+        {"backend": "openvino", "precision": "int8", "batch": 1, "throughput_ips": 200.0,
+         "latency_ms": {"p50": 5.0}},
+        {"backend": "openvino", "precision": "bf16+fp32", "batch": 1, "throughput_ips": 100.0,
+         "latency_ms": {"p50": 10.0}},
+        {"backend": "onnxruntime", "precision": "fp32", "batch": 1, "throughput_ips": 50.0,
+         "latency_ms": {"p50": 20.0}},
+    ]  # fmt: skip
+    annotate_rows(rows, 1.0, floor)
+    assert [r["floor_pct"] for r in rows] == [50.0, 100.0, 50.0]  # int8 2.5 of 5 ms, ...
+    line = floor_conclusion(rows, floor)
+    assert "openvino int8: 5.00 ms/image, 50% of the int8 floor's speed" in line
+    assert "bf16+fp32: 10.00 ms/image, 100% of the bf16 floor's speed" in line
+    assert "onnxruntime fp32: 20.00 ms/image, 50% of the fp32 floor's speed" in line
+    assert "int8 matmul 400 GFLOP/s -> floor 2.50 ms/image (derived: fp32 rate x 4" in line
+
+
+def test_derived_rates_follow_the_isa():
+    from p2p_deploy.bench.roofline import derived_rate
+
+    assert derived_rate("int8", 10.0, {"amx_int8", "avx512_vnni"})[0] == 320.0
+    assert derived_rate("bf16", 10.0, {"amx_bf16"})[0] == 160.0
+    rate, why = derived_rate("int8", 10.0, {"avx2"})
+    assert rate == 10.0 and "no int8 instructions" in why

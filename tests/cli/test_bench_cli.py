@@ -3,6 +3,7 @@ in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -63,10 +64,17 @@ def test_report_written_and_consistent(bench_run):
     data = json.loads((out / "report.json").read_text())
     jsonschema.validate(data, REPORT_SCHEMA)
     rows = data["results"]
-    # eager fp32 + ONNX Runtime on the temporary fp32 and fp16 exports, at both batches
+    # eager fp32 + ONNX Runtime on the temporary fp32 and fp16 exports, at both batches, and
+    # OpenVINO on the fp32 export (fp32, and the bf16 hint where the CPU has bf16) when installed
     series = {(r["backend"], r["precision"]) for r in rows}
-    assert series == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")}
-    assert len(rows) == 6
+    ov = {s for s in series if s[0] == "openvino"}
+    assert series - ov == {("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")}
+    if importlib.util.find_spec("openvino") is not None:
+        from p2p_deploy.runners.openvino_runner import cpu_bf16_supported
+
+        assert ("openvino", "fp32") in ov and len(ov) == 1 + cpu_bf16_supported()
+    assert len(rows) == 2 * (3 + len(ov))
+    assert all(r["floor_pct"] > 0 for r in rows)  # each row against its own precision's floor
     base = {r["batch"]: r for r in rows if r["backend"] == "torch"}
     for r in rows:
         lat = r["latency_ms"]

@@ -18,6 +18,7 @@ def test_doctor_lines(capsys) -> None:
         "torch:",
         "CUDA",
         "onnxruntime:",
+        "openvino:",
         "tensorrt:",
         "pycuda:",
         "opencv:",

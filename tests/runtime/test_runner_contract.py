@@ -5,6 +5,7 @@ runners (the same errors, the same split and pad results)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -144,14 +145,27 @@ def test_device_step_is_optional() -> None:
 # -- the real runners keep the same contract ---------------------------------------------
 
 
-@pytest.fixture(params=["torch", "onnxruntime"])
-def real_model(request: pytest.FixtureRequest) -> Path:
+@pytest.fixture(
+    params=[
+        "torch",
+        "onnxruntime",
+        pytest.param(
+            "openvino",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("openvino") is None, reason="openvino is not installed"
+            ),
+        ),
+    ]
+)
+def real_model(request: pytest.FixtureRequest) -> tuple[Path, str]:
     name = "tiny_checkpoint" if request.param == "torch" else "tiny_onnx_fp32"
-    return request.getfixturevalue(name)
+    return request.getfixturevalue(name), request.param
 
 
-def test_real_runner_contract(real_model: Path) -> None:
-    runner = open_runner(real_model, device="cpu")
+def test_real_runner_contract(real_model: tuple[Path, str]) -> None:
+    path, backend = real_model
+    runner = open_runner(path, backend, device="cpu")
+    assert runner.backend == backend
     assert runner.describe().endswith(")")  # no getattr guard needed before activation
     with pytest.raises(RuntimeError, match="not activated"):
         runner.infer(_batch(1, 32))

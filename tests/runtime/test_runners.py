@@ -19,7 +19,8 @@ from p2p_deploy.runners.tensorrt_runner import check_engine_fits
 from p2p_deploy.sidecar import ModelSidecar
 
 # max |difference| in [-1, 1] units against eager fp32 torch, per runner precision
-TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
+# (int8 and bf16: the quantized graph on uniform noise, the hardest input for its ranges)
+TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2, "bf16": 2e-2, "bf16+fp32": 2e-2, "int8": 0.1}
 
 
 def _inputs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -33,34 +34,62 @@ def _eager(checkpoint: Path, x: np.ndarray, test_norm: str = "stats") -> np.ndar
         return model(torch.from_numpy(x)).numpy()
 
 
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed")
+
+
+def _openvino_bf16_label() -> str:
+    from p2p_deploy.runners.openvino_runner import cpu_bf16_supported
+
+    # OpenVINO 2026.4 keeps this generator's ConvTranspose layers in f32 under the bf16 hint
+    return "bf16+fp32" if cpu_bf16_supported() else "fp32"
+
+
 @pytest.fixture(
-    params=["torch", "onnx_fp32", "onnx_fp16", pytest.param("tensorrt", marks=pytest.mark.trt)]
+    params=[
+        "torch",
+        "onnx_fp32",
+        "onnx_fp16",
+        pytest.param("tensorrt", marks=pytest.mark.trt),
+        pytest.param("openvino_fp32", marks=needs_openvino),
+        pytest.param("openvino_bf16", marks=needs_openvino),
+        pytest.param("openvino_int8", marks=needs_openvino),
+    ]
 )
 def model_path(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, Path]:
-    """(precision, path) of every runner available here; the conformance test runs each."""
+) -> tuple[str, Path, str, dict]:
+    """(precision, path, backend, options) of every runner available here; the conformance
+    test runs each."""
     name = request.param
     if name == "torch":
-        return "fp32", request.getfixturevalue("tiny_checkpoint")
+        return "fp32", request.getfixturevalue("tiny_checkpoint"), "torch", {}
     if name == "onnx_fp32":
-        return "fp32", request.getfixturevalue("tiny_onnx_fp32")
+        return "fp32", request.getfixturevalue("tiny_onnx_fp32"), "onnxruntime", {}
     if name == "tensorrt":
         plan = tmp_path_factory.mktemp("trt") / "model.plan"
         fp16, fp32 = (request.getfixturevalue(f"tiny_onnx_{p}") for p in ("fp16", "fp32"))
-        return "fp16", _build_tiny_engine(fp16, plan, 4, fp32)
-    return "fp16", request.getfixturevalue("tiny_onnx_fp16")
+        return "fp16", _build_tiny_engine(fp16, plan, 4, fp32), "tensorrt", {}
+    if name == "openvino_fp32":
+        return "fp32", request.getfixturevalue("tiny_onnx_fp32"), "openvino", {}
+    if name == "openvino_bf16":
+        path = request.getfixturevalue("tiny_onnx_fp32")
+        return _openvino_bf16_label(), path, "openvino", {"precision": "bf16"}
+    if name == "openvino_int8":
+        return "int8", request.getfixturevalue("tiny_onnx_int8"), "openvino", {}
+    return "fp16", request.getfixturevalue("tiny_onnx_fp16"), "onnxruntime", {}
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_runner_matches_eager_torch(
-    model_path: tuple[str, Path], tiny_checkpoint: Path, n: int
+    model_path: tuple[str, Path, str, dict], tiny_checkpoint: Path, n: int
 ) -> None:
-    precision, path = model_path
+    precision, path, backend, options = model_path
     x = _inputs(n)
     ref = _eager(tiny_checkpoint, x)
     device = None if path.suffix == ".plan" else "cpu"
-    with open_runner(path, device=device) as runner:
+    with open_runner(path, backend, device=device, **options) as runner:
+        assert runner.backend == backend
         assert runner.precision == precision
         assert runner.image_size == 32
         out = runner.infer(x)
@@ -120,14 +149,23 @@ def test_factory_by_extension_and_errors(
         open_runner(plan)
 
 
-def test_corrupt_onnx_is_refused_in_one_sentence(tiny_onnx_fp32: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ("onnxruntime", "ONNX Runtime cannot load"),
+        pytest.param("openvino", "OpenVINO cannot read", marks=needs_openvino),
+    ],
+)
+def test_corrupt_onnx_is_refused_in_one_sentence(
+    tiny_onnx_fp32: Path, tmp_path: Path, backend: str, message: str
+) -> None:
     bad = tmp_path / "model.onnx"
     bad.write_bytes(tiny_onnx_fp32.read_bytes()[:500])
     (tmp_path / "model.onnx.json").write_text(
         (tiny_onnx_fp32.parent / "model.onnx.json").read_text()
     )
-    with pytest.raises(EngineMismatch, match="ONNX Runtime cannot load") as info:
-        with open_runner(bad, device="cpu"):
+    with pytest.raises(EngineMismatch, match=message) as info:
+        with open_runner(bad, backend, device="cpu"):
             pass
     assert "\n" not in str(info.value)
 

@@ -1,0 +1,207 @@
+"""Calibration and held-out images for the INT8 export.
+
+Two sources, the same shape out of both:
+
+* a folder (``--calib DIR``): any folder ``p2p run`` accepts (walked recursively, sorted; every
+  readable image is fitted to S x S by stretching, as ``p2p run`` does by default; videos and
+  unreadable files are left out and counted);
+* the checkpoint's own kind of data (the default): for a run trained on the synthetic facades,
+  synthetic inputs drawn by a *provider* the caller passes in (``train/`` owns the drawing and
+  export may not import it; the CLI wires the two together).
+
+The calibration images and the held-out images that the quality gate uses never overlap: from a
+folder the held-out images are the last ones in sorted order, from the synthetic data they come
+from another split (other indices of the procedural generator).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2p_deploy.errors import DataError, P2PError
+from p2p_deploy.imaging import bgr8_to_tensor, rgb8_to_tensor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIB_COUNT = 32
+DEFAULT_HOLDOUT = 8
+MIN_IMAGES = 2  # one to calibrate on, one to check
+
+# (index, size, seed, direction) -> the index-th synthetic *input* image of that run:
+# (size, size, 3) uint8 RGB (a label map for BtoA, a photo for AtoB).
+SyntheticProvider = Callable[[int, int, int, str], np.ndarray]
+
+# Index ranges of the synthetic provider: calibration and held-out images come from disjoint
+# ranges, and neither from the first indices the training run itself drew.
+SYNTH_CALIB_OFFSET = 5_000_000
+SYNTH_HOLDOUT_OFFSET = 6_000_000
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Images for calibration and for the quality gate.
+
+    Attributes:
+        calib: (n, 3, S, S) float32 RGB in [-1, 1], the quantizer's calibration inputs.
+        holdout: (m, 3, S, S) float32 RGB in [-1, 1], never among ``calib``.
+        source: where they came from (a folder path, or ``synthetic facades (seed 0, BtoA)``).
+        skipped: files of the folder left out (unreadable, or videos).
+    """
+
+    calib: np.ndarray
+    holdout: np.ndarray
+    source: str
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "images": int(len(self.calib)),
+            "held_out_images": int(len(self.holdout)),
+            "skipped_files": self.skipped,
+        }
+
+
+def split_counts(
+    available: int, calib_count: int, holdout: int = DEFAULT_HOLDOUT
+) -> tuple[int, int]:
+    """(calibration, held-out) counts from ``available`` images: the held-out set is up to
+    ``holdout`` images but at most a fifth of them (at least one); calibration takes up to
+    ``calib_count`` of the rest."""
+    if available < MIN_IMAGES:
+        raise DataError(
+            f"INT8 calibration needs at least {MIN_IMAGES} images (one to calibrate on, one "
+            f"held out to check the result); found {available}."
+        )
+    n_hold = max(1, min(holdout, available // 5))
+    return min(calib_count, available - n_hold), n_hold
+
+
+def folder_images(
+    folder: str | Path,
+    size: int,
+    calib_count: int = DEFAULT_CALIB_COUNT,
+    holdout: int = DEFAULT_HOLDOUT,
+) -> CalibrationSet:
+    """Calibration and held-out images from ``folder`` (see the module docstring).
+
+    Raises:
+        DataError: the folder is missing, not a folder, or holds fewer than 2 readable images.
+    """
+    from p2p_deploy.media.files import media_kind
+    from p2p_deploy.media.images import read_image
+    from p2p_deploy.media.resize import fit
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{root}: --calib must be a folder of images (no such folder).")
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    images = [p for p in files if media_kind(p) == "image"]
+    skipped = len(files) - len(images)
+    try:
+        n_cal, n_hold = split_counts(len(images), calib_count, holdout)
+    except DataError as exc:
+        raise DataError(f"{root}: {exc}") from None
+
+    def read(paths: list[Path], want: int) -> tuple[list[np.ndarray], int]:
+        """Up to ``want`` readable images of ``paths`` in order, and how many paths that took
+        (a big folder is never read whole); unreadable ones are warned about and counted."""
+        nonlocal skipped
+        out: list[np.ndarray] = []
+        taken = 0
+        for p in paths:
+            if len(out) == want:
+                break
+            taken += 1
+            try:
+                out.append(fit(read_image(p), size, "stretch")[0])
+            except DataError as exc:
+                log.warning("calibration: %s", exc)
+                skipped += 1
+        return out, taken
+
+    # The held-out images are the last ones; calibration takes from the front, never past them.
+    hold, taken = read(images[::-1], n_hold)
+    calib, _ = read(images[: len(images) - taken], n_cal)
+    if not hold or not calib:
+        raise DataError(
+            f"{root}: INT8 calibration needs at least {MIN_IMAGES} readable images (one to "
+            f"calibrate on, one held out); {skipped} files could not be used."
+        )
+    return CalibrationSet(
+        calib=bgr8_to_tensor(calib),
+        holdout=bgr8_to_tensor(hold[::-1]),
+        source=str(root),
+        skipped=skipped,
+    )
+
+
+def synthetic_images(
+    provider: SyntheticProvider,
+    size: int,
+    *,
+    seed: int = 0,
+    direction: str = "BtoA",
+    calib_count: int = DEFAULT_CALIB_COUNT,
+    holdout: int = DEFAULT_HOLDOUT,
+) -> CalibrationSet:
+    """Calibration and held-out images from the synthetic facades ``provider`` (disjoint
+    index ranges, see :data:`SYNTH_CALIB_OFFSET`)."""
+    if calib_count < 1:
+        raise P2PError(f"--calib-count must be at least 1, got {calib_count}.")
+
+    def batch(offset: int, n: int) -> np.ndarray:
+        return np.stack(
+            [rgb8_to_tensor(provider(offset + i, size, seed, direction)) for i in range(n)]
+        )
+
+    what = "label maps" if direction == "BtoA" else "photos"
+    return CalibrationSet(
+        calib=batch(SYNTH_CALIB_OFFSET, calib_count),
+        holdout=batch(SYNTH_HOLDOUT_OFFSET, holdout),
+        source=f"synthetic facades {what} (seed {seed}, {direction})",
+    )
+
+
+def default_calibration(
+    checkpoint: str | Path,
+    meta: dict[str, Any],
+    size: int,
+    provider: SyntheticProvider | None,
+    calib_count: int = DEFAULT_CALIB_COUNT,
+) -> CalibrationSet:
+    """The checkpoint's own kind of data: synthetic facades for a synthetic run.
+
+    Raises:
+        P2PError: the checkpoint does not say it was trained on synthetic data (a folder, a
+            canonical .pth), or no provider was given: the user must pass ``--calib DIR``.
+    """
+    data = meta.get("data")
+    if data == "synthetic" and provider is not None:
+        return synthetic_images(
+            provider,
+            size,
+            seed=int(meta.get("seed", 0) or 0),
+            direction=str(meta.get("direction", "BtoA")),
+            calib_count=calib_count,
+        )
+    if data and data != "synthetic":
+        why = f"it was trained on {data}"
+    elif data == "synthetic":
+        why = "no synthetic data provider was given"
+    else:
+        why = "its metadata does not say what data it was trained on"
+    raise P2PError(
+        f"{checkpoint}: {why}; give --calib DIR with images like the ones the model will "
+        "translate (a few dozen are enough)."
+    )

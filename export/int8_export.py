@@ -1,0 +1,219 @@
+"""The ``--int8`` step of ``p2p export``: calibrate, quantize, gate, write ``model_int8.onnx``
+(and, with TensorRT and a GPU, ``model_int8.plan``).
+
+Everything is made in the export's staging folder and moved under its final name only after
+the graph check and the quality gate passed: a failed gate leaves no ``model_int8.onnx``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from p2p_deploy.errors import P2PError
+from p2p_deploy.export.calibration import (
+    DEFAULT_CALIB_COUNT,
+    CalibrationSet,
+    SyntheticProvider,
+    default_calibration,
+    folder_images,
+)
+from p2p_deploy.export.int8 import (
+    DEFAULT_METHOD,
+    MIN_PSNR_DB,
+    GateReport,
+    quality_gate,
+    quantize_int8,
+)
+from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+
+log = logging.getLogger(__name__)
+
+INT8_ONNX = "model_int8.onnx"
+QUANTIZER = "onnxruntime.quantization.quantize_static (QDQ)"
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """What ``--int8`` was given.
+
+    Attributes:
+        calib_dir: ``--calib``: a folder of images like the ones to translate; None: the
+            checkpoint's own kind of data (synthetic facades for a synthetic run).
+        calib_count: ``--calib-count``: calibration images (default 32).
+        method: calibration method (``minmax``, ``percentile``, ``entropy``).
+        min_psnr_db: the quality gate.
+        synthetic: draws synthetic input images (the CLI passes train's generator; export may
+            not import train). None: a synthetic checkpoint needs ``--calib``.
+    """
+
+    calib_dir: Path | None = None
+    calib_count: int = DEFAULT_CALIB_COUNT
+    method: str = DEFAULT_METHOD
+    min_psnr_db: float = MIN_PSNR_DB
+    synthetic: SyntheticProvider | None = None
+
+
+def check_options(opts: Int8Options) -> None:
+    """Flag checks done before anything is loaded or written."""
+    if opts.calib_count < 1:
+        raise P2PError(f"--calib-count must be at least 1, got {opts.calib_count}.")
+    if opts.calib_dir is not None and not Path(opts.calib_dir).is_dir():
+        raise P2PError(f"{opts.calib_dir}: --calib must be a folder of images (no such folder).")
+
+
+def calibration_set(
+    opts: Int8Options, checkpoint: str | Path, meta: dict[str, Any], size: int
+) -> CalibrationSet:
+    """The calibration and held-out images for ``opts`` (folder, or the checkpoint's data)."""
+    if opts.calib_dir is not None:
+        return folder_images(opts.calib_dir, size, opts.calib_count)
+    return default_calibration(checkpoint, meta, size, opts.synthetic, opts.calib_count)
+
+
+@dataclass
+class Int8Result:
+    """The staged INT8 model, its gate report and its calibration."""
+
+    staged: Path
+    gate: GateReport
+    calibration: CalibrationSet
+
+
+def stage_int8(
+    fp32_onnx: Path,
+    stage: Path,
+    calib: CalibrationSet,
+    opts: Int8Options,
+    step: Callable[[str], None] = lambda _m: None,
+) -> Int8Result:
+    """Quantize ``fp32_onnx`` into ``stage/model_int8.onnx``, check, gate, write its sidecar.
+
+    Raises:
+        P2PError: quantization failed, the graph is not the INT8 one, or the gate failed
+            ("... PSNR 28.8 dB ... below 35 dB"); nothing is promoted then.
+    """
+    staged = stage / INT8_ONNX
+    step(f"calibrating and quantizing {INT8_ONNX} on {len(calib.calib)} images")
+    method = opts.method
+    try:
+        graph = quantize_int8(fp32_onnx, staged, calib.calib, method=method)
+    except P2PError as exc:
+        if method == "minmax":
+            raise
+        # Histogram methods cannot bin a (nearly) constant activation, e.g. calibration images
+        # that are all one colour: min/max always works, and the gate judges the result.
+        log.warning("%s calibration failed (%s); using minmax", method, exc)
+        method = "minmax"
+        graph = quantize_int8(fp32_onnx, staged, calib.calib, method=method)
+    step(f"quality gate of {INT8_ONNX} on {len(calib.holdout)} held-out images")
+    gate = quality_gate(staged, fp32_onnx, calib.holdout, opts.min_psnr_db)
+    if not gate.passed:
+        raise P2PError(
+            f"{fp32_onnx.parent / INT8_ONNX}: INT8 quality gate failed: {gate.summary()}; "
+            f"calibrated on "
+            f"{len(calib.calib)} images from {calib.source}; nothing was written "
+            "(calibrate on images like the ones to translate, --calib DIR)."
+        )
+    base = ModelSidecar.read(fp32_onnx)
+    side = dataclasses.replace(
+        base,
+        precision="int8",  # verified from the graph (quantize_int8 refused anything else)
+        extra={
+            "quantizer": QUANTIZER,
+            "quantization": {
+                "weights": "int8, symmetric, per output channel",
+                "activations": "int8, symmetric (zero point 0)",
+                "quantized_ops": list(graph.ops),
+                "float_ops": graph.float_ops,
+            },
+            "calibration": {"method": method, **calib.to_dict()},
+            "quality_gate": gate.to_dict(),
+            "int8_graph": graph.to_dict(),
+            "source_onnx": fp32_onnx.name,
+        },
+    )
+    side.write(staged)
+    return Int8Result(staged=staged, gate=gate, calibration=calib)
+
+
+def promote(staged: Path, out_dir: Path) -> list[Path]:
+    """Move a staged model and its sidecar under their final names (sidecar first)."""
+    final = out_dir / staged.name
+    os.replace(sidecar_for(staged), sidecar_for(final))
+    os.replace(staged, final)
+    return [final, sidecar_for(final)]
+
+
+def export_int8_onnx(
+    result: Any,
+    fp32_onnx: Path,
+    stage: Path,
+    loaded: Any,
+    opts: Int8Options,
+    step: Callable[[str], None],
+) -> Path:
+    """The ``--int8`` hook of ``run_export``: calibration set, quantize, gate, promote.
+
+    Adds the files to ``result`` (an ExportResult), sets ``result.int8`` (an
+    :class:`Int8Result`) and returns the final ``model_int8.onnx``.
+    """
+    import time
+
+    t = time.perf_counter()
+    calib = calibration_set(opts, loaded.path, loaded.meta, loaded.config.image_size)
+    q = stage_int8(fp32_onnx, stage, calib, opts, step)
+    written = promote(q.staged, fp32_onnx.parent)
+    result.int8 = q
+    result.files += written
+    result.models.append(written[0])
+    result.seconds["onnx_int8"] = time.perf_counter() - t
+    return written[0]
+
+
+def export_int8_plan(
+    result: Any,
+    finals: dict[str, Path],
+    opts: Int8Options,
+    step: Callable[[str], None],
+    **build_options: Any,
+) -> None:
+    """``model_int8.plan`` where TensorRT and a GPU are present, a note in ``result``
+    otherwise. Built by the project's builder (export/tensorrt_build.py: strongly typed build of
+    the QDQ graph, i.e. explicit quantization, no calibrator and no INT8 flag), its int8
+    verified from the network and the engine (export/int8_engine.py), then checked against
+    ONNX Runtime on the fp32 ONNX (PSNR >= 35 dB) before it gets its final name.
+    ``build_options``: ``build_engine``'s keyword arguments (profile, workspace...).
+    """
+    import time
+
+    from p2p_deploy.deps import available
+    from p2p_deploy.errors import MissingDependency
+    from p2p_deploy.export.tensorrt_build import (
+        NoTensorRTGpu,
+        build_engine,
+        plan_name,
+        skipped_message,
+    )
+
+    if not available("tensorrt"):
+        if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
+            result.notes.append(skipped_message())
+        return
+    plan = finals["int8"].parent / plan_name("int8")
+    step(f"building TensorRT engine {plan.name}")
+    t = time.perf_counter()
+    try:
+        build_engine(finals["int8"], plan, reference_onnx=finals["fp32"], **build_options)
+    except (MissingDependency, NoTensorRTGpu) as exc:
+        if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
+            result.notes.append(skipped_message(str(exc)))
+        return
+    result.seconds["engine_int8"] = time.perf_counter() - t
+    result.files += [plan, sidecar_for(plan)]
+    result.models.append(plan)

@@ -1,0 +1,224 @@
+"""OpenVINO runner (CPU): an exported ``model.onnx`` / ``model_int8.onnx``, or an OpenVINO IR
+``.xml`` (with its ``.bin``) that a user brings.
+
+Precision (what :attr:`precision` says is what the compiled model runs, read back from it):
+
+* ``fp32``: ``INFERENCE_PRECISION_HINT`` f32, set explicitly: on CPUs with AMX or AVX512_BF16
+  OpenVINO's default is bf16, which must not be labelled fp32;
+* ``bf16``: the hint bf16; labelled bf16 only when the compiled model's (de)convolutions run in
+  bf16 (a CPU without bf16 support runs them in f32, and the label says fp32), ``bf16+fp32``
+  when only some do (OpenVINO 2026.4 runs this generator's ConvTranspose layers in f32 under
+  the hint; :attr:`conv_precisions` has the counts);
+* ``int8``: the INT8 QDQ graph (``p2p export --int8``): OpenVINO turns the QDQ pairs into
+  int8 convolutions (VNNI / AMX-INT8); the float parts run in f32 (``precision="bf16"``
+  runs them in bf16 instead).
+
+The label comes from the runtime model: each (de)convolution's ``runtimePrecision``; when they
+disagree the label is ``mixed`` and :attr:`conv_precisions` has the counts.
+
+CPU settings: ``INFERENCE_NUM_THREADS`` = ``threads`` (default: physical cores),
+``PERFORMANCE_HINT`` LATENCY and one stream (one batch at a time, all threads on it). Each batch
+size gets its own compiled model with a static shape (compiled on first use, kept): static
+shapes let the plugin pick its fastest kernels, and a deployment uses one or two batch sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2p_deploy.deps import require
+from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.runners.base import Runner
+from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
+_HINT = {"fp32": "f32", "bf16": "bf16"}
+_LABEL = {"f32": "fp32", "bf16": "bf16", "i8": "int8", "u8": "int8", "f16": "fp16"}
+IR_EXTS = (".xml",)
+
+
+def cpu_bf16_supported() -> bool:
+    """True when OpenVINO's CPU plugin can run bf16 on this CPU (AVX512_BF16 or AMX)."""
+    try:
+        ov = require("openvino")
+        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - no openvino, no CPU plugin: no bf16
+        return False
+    return "BF16" in [str(c) for c in caps]
+
+
+def _graph_is_quantized(model: Any) -> bool:
+    """QDQ (from ONNX) or FakeQuantize (an INT8 IR) nodes in the model read by OpenVINO."""
+    kinds = {op.get_type_name() for op in model.get_ops()}
+    return bool(kinds & {"FakeQuantize", "QuantizeLinear", "DequantizeLinear"}) or (
+        "Convert" in kinds
+        and any(
+            op.get_type_name() == "Constant" and str(op.get_element_type()) in ("i8", "u8")
+            for op in model.get_ops()
+        )
+    )
+
+
+class OpenVINORunner(Runner):
+    """Runs an ONNX export or an IR on OpenVINO's CPU plugin.
+
+    Args:
+        path: ``model.onnx``, ``model_int8.onnx`` (with their sidecars) or an IR ``.xml``.
+        device: ``cpu`` or None (OpenVINO's CPU plugin); anything else is refused.
+        threads: inference threads (default: physical cores).
+        precision: ``fp32`` or ``bf16`` for the float arithmetic (default fp32); an INT8 graph
+            runs its convolutions in int8 either way.
+    """
+
+    backend = "openvino"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str | None = None,
+        threads: int | None = None,
+        precision: str | None = None,
+    ) -> None:
+        super().__init__(path, "cpu")
+        if device not in (None, "cpu"):
+            raise P2PError(
+                f"{self.path}: the OpenVINO runner runs on the CPU (device cpu), not {device}."
+            )
+        if not self.path.is_file():
+            raise P2PError(f"{self.path}: no such model file.")
+        if precision not in (None, *PRECISIONS):
+            raise P2PError(f"OpenVINO precision must be fp32 or bf16, got {precision!r}.")
+        from p2p_deploy.runners.onnxruntime_runner import physical_cores
+
+        self.threads = threads or physical_cores()
+        self.hint = precision or "fp32"
+        self.sidecar: ModelSidecar | None = None
+        if sidecar_for(self.path).is_file():
+            self.sidecar = ModelSidecar.read(self.path)
+            self.image_size = self.sidecar.image_size
+            self.test_norm = self.sidecar.test_norm
+        self.precision = "not loaded"
+        self.conv_precisions: dict[str, int] = {}
+        self.quantized = False
+        self._core: Any = None
+        self._model: Any = None
+        self._compiled: dict[int, tuple[Any, Any]] = {}  # batch -> (compiled model, request)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def _activate(self) -> None:
+        ov = require("openvino")
+        self._core = ov.Core()
+        try:
+            self._model = self._core.read_model(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own exception types
+            first = (
+                str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
+            )
+            raise EngineMismatch(
+                f"{self.path}: OpenVINO cannot read this model ({first})."
+            ) from None
+        if len(self._model.inputs) != 1 or len(self._model.outputs) != 1:
+            raise EngineMismatch(f"{self.path}: expected one input and one output.")
+        shape = self._model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape]
+        if len(dims) != 4 or dims[1] != 3 or dims[2] is None or dims[2] != dims[3]:
+            raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
+        if self.sidecar is not None and dims[2] != self.image_size:
+            raise EngineMismatch(
+                f"{self.path}: graph input is {dims[2]} px but its sidecar says "
+                f"{self.image_size}; re-export it."
+            )
+        self.image_size = int(dims[2])
+        if dims[0] is not None:  # a static batch axis (e.g. an IR saved for batch 1)
+            self.min_batch = self.max_batch = int(dims[0])
+        self.quantized = _graph_is_quantized(self._model)
+        # Compile the smallest batch now: loading errors surface here, and the label is known.
+        compiled, _ = self._compile(self.min_batch)
+        self.conv_precisions = _conv_precisions(compiled)
+        self.precision = _label(self.conv_precisions)
+        if (
+            self.sidecar is not None
+            and self.sidecar.precision == "int8"
+            and self.precision != "int8"
+        ):
+            log.warning("%s: INT8 graph but OpenVINO runs %s", self.path, self.conv_precisions)
+        log.debug("openvino runner: %s, convolutions %s", self.describe(), self.conv_precisions)
+
+    def _close(self) -> None:
+        self._compiled.clear()
+        self._model = None
+        self._core = None
+
+    def _compile(self, batch: int) -> tuple[Any, Any]:
+        """The compiled model and infer request for a static ``batch`` (compiled once)."""
+        if batch not in self._compiled:
+            model = self._model.clone()
+            s = self.image_size
+            model.reshape({model.inputs[0].get_any_name(): [batch, 3, s, s]})
+            config = {
+                "INFERENCE_PRECISION_HINT": _HINT[self.hint],
+                "INFERENCE_NUM_THREADS": self.threads,
+                "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY",
+            }
+            try:
+                compiled = self._core.compile_model(model, "CPU", config)
+            except Exception as exc:  # noqa: BLE001
+                first = (
+                    str(exc).strip().splitlines()[0][:240]
+                    if str(exc).strip()
+                    else type(exc).__name__
+                )
+                raise EngineMismatch(
+                    f"{self.path}: OpenVINO cannot compile this model ({first})."
+                ) from None
+            self._compiled[batch] = (compiled, compiled.create_infer_request())
+        return self._compiled[batch]
+
+    # -- inference ------------------------------------------------------------------------
+
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        _, request = self._compile(batch.shape[0])
+        request.infer({0: batch}, share_inputs=True)
+        # The request owns its output buffer and reuses it on the next call: copy it out.
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    def _describe_extras(self) -> list[str]:
+        extras = [f"{self.threads} threads", *super()._describe_extras()]
+        if self.hint == "bf16":
+            extras.insert(0, "bf16 hint")
+        if len(self.conv_precisions) > 1:
+            convs = ", ".join(f"{v} {k}" for k, v in sorted(self.conv_precisions.items()))
+            extras.insert(0, f"convolutions: {convs}")
+        return extras
+
+
+def _conv_precisions(compiled: Any) -> dict[str, int]:
+    """Count of runtime precisions of the compiled model's (de)convolution nodes."""
+    counts: Counter[str] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = str(info["layerType"].astype(str)) if "layerType" in info else op.get_type_name()
+        if "conv" in kind.lower() and "runtimePrecision" in info:
+            counts[_LABEL.get(str(info["runtimePrecision"].astype(str)), "other")] += 1
+    return dict(counts)
+
+
+def _label(counts: dict[str, int]) -> str:
+    """The one precision all (de)convolutions run in; ``bf16+fp32`` when the bf16 hint left
+    some in fp32 (OpenVINO 2026.4 keeps this generator's ConvTranspose layers in f32 under the
+    bf16 hint); ``mixed`` otherwise."""
+    kinds = sorted(k for k, v in counts.items() if v)
+    if len(kinds) == 1:
+        return kinds[0]
+    if kinds == ["bf16", "fp32"]:
+        return "bf16+fp32"
+    return "mixed" if kinds else "unknown"
