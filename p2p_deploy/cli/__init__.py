@@ -77,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     usage_error, click_error = _click_class("UsageError"), _click_class("ClickException")
     command = typer.main.get_command(app)
+    from p2p_deploy.media.native import guarded_python_stderr
+
     try:
         # Not standalone: click raises its usage errors here instead of printing a box.
-        code = command.main(args=argv, prog_name="p2p", standalone_mode=False)
+        with guarded_python_stderr():  # our lines never mix with libpng's (media/native.py)
+            code = command.main(args=argv, prog_name="p2p", standalone_mode=False)
     except P2PError as exc:
         typer.echo(f"{exc.prefix}{exc}", err=True)
         return exc.exit_code

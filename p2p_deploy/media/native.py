@@ -12,7 +12,9 @@ call itself runs with file descriptor 2 pointed at an in-memory file
 (:func:`captured_native_stderr`). Descriptor 2 is shared by every thread: what another thread
 writes meanwhile (a progress bar, a ``failed:`` line) lands in the same capture, so the capture
 is replayed afterwards, minus the lines that match the native libraries' patterns. Windows are
-serialised by a lock and last as long as one decode (about a millisecond).
+serialised by a lock and last as long as one decode (about a millisecond); the CLI routes
+Python's own stderr writes through the same lock (:func:`guarded_python_stderr`), so they wait
+for a window to close instead of mixing with a native library's partial line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,44 @@ NATIVE_LINE = re.compile(
     rb"|\[[^\]\n]* @ (0x)?[0-9a-fA-F]+\]|OpenCV: |OpenCV\(|Corrupt JPEG data|"
     rb"Premature end of JPEG|Invalid SOS parameters|TIFFReadDirectory|TIFFFetch)"
 )
+
+
+class GuardedStderr:
+    """``sys.stderr`` whose writes wait while a native call has descriptor 2 captured.
+
+    Without it, a line that another thread writes during a capture window shares the capture
+    with libpng's and OpenCV's own output, and a write that lands between two of libpng's
+    writes (it prints its message and its newline separately) mixes with a line that is then
+    dropped as native. With it, Python's own output (log lines, progress bars, ``failed:``
+    lines) never enters a capture: it waits the window out (about a millisecond).
+    """
+
+    def __init__(self, wrapped: TextIO) -> None:
+        self.wrapped = wrapped
+
+    def write(self, text: str) -> int:
+        with _LOCK:
+            return self.wrapped.write(text)
+
+    def flush(self) -> None:
+        with _LOCK:
+            self.wrapped.flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...
+        return getattr(self.wrapped, name)
+
+
+@contextlib.contextmanager
+def guarded_python_stderr() -> Iterator[None]:
+    """Route ``sys.stderr`` through :class:`GuardedStderr` for the body (the CLI's whole run);
+    the previous ``sys.stderr`` is restored afterwards."""
+    previous = sys.stderr
+    if not isinstance(previous, GuardedStderr):
+        sys.stderr = GuardedStderr(previous)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stderr = previous
 
 
 def _sink() -> int:
