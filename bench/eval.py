@@ -25,10 +25,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import write_bytes, write_json, write_text
+from p2p_deploy.atomic import write_json, write_text
 from p2p_deploy.bench.metrics import image_metrics, psnr_db
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.imaging import rgb8_to_tensor, tensor_to_bgr8
+from p2p_deploy.media.images import write_image
 from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, split_pairs
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,8 @@ def score_model(
                     _keep(grids[1], opts.grid, item, worst=True)
                     if opts.save_images:
                         png = Path(pair.name).stem + ".png"
-                        _write_png(opts.out / "outputs" / png, out8)
-                        _write_png(opts.out / "targets" / png, tgt8)
+                        write_image(opts.out / "outputs" / png, out8)
+                        write_image(opts.out / "targets" / png, tgt8)
             if on_images:
                 on_images(len(chunk))
     return scores, outputs
@@ -299,16 +300,6 @@ def grid_image(rows: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]]
         ]
         blocks += [_caption(f"{name}   L1 {l1_value:.4f}", 3 * tile), np.concatenate(tiles, 1)]
     return np.concatenate(blocks, axis=0)
-
-
-def _write_png(path: Path, img: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", img)
-    if not ok:
-        raise P2PError(f"{path}: cannot encode the PNG.")
-    try:
-        write_bytes(path, buf.tobytes())
-    except OSError as exc:
-        raise P2PError(f"{exc.filename or path}: cannot write ({exc.strerror or exc}).") from None
 
 
 def _csv(result: EvalResult) -> str:
@@ -369,8 +360,8 @@ def run_eval(
     out = opts.out
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _write_png(out / "best.png", grid_image(grids[0].rows))
-        _write_png(out / "worst.png", grid_image(grids[1].rows))
+        write_image(out / "best.png", grid_image(grids[0].rows))
+        write_image(out / "worst.png", grid_image(grids[1].rows))
         write_text(out / "eval.csv", _csv(result))
         names = ("eval.json", "eval.csv", "best.png", "worst.png")
         if opts.save_images:
