@@ -56,16 +56,13 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
-            try:
-                import torch
+            import torch  # a base dependency
 
-                if torch.cuda.is_available():
-                    self._torch = torch
-                    self._gpu_index = torch.device(self.device).index or 0
-                    torch.cuda.reset_peak_memory_stats(self._gpu_index)
-                    self._gpu_used0 = self._gpu_used()
-            except ImportError:
-                pass
+            if torch.cuda.is_available():
+                self._torch = torch
+                self._gpu_index = torch.device(self.device).index or 0
+                torch.cuda.reset_peak_memory_stats(self._gpu_index)
+                self._gpu_used0 = self._gpu_used()
         self._sample()
         self._thread = threading.Thread(target=self._loop, name="peak-memory", daemon=True)
         self._thread.start()

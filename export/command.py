@@ -216,11 +216,7 @@ def run_export(
             finals,
             int8,
             step,
-            profile=profile,
-            workspace_gib=opts.workspace,
-            timing_cache=opts.timing_cache,
-            version_compatible=opts.version_compatible,
-            hardware_compatible=opts.hardware_compatible,
+            **_build_options(opts, profile),
         )
     if opts.triton is not None:
         from p2p_deploy.export.triton import write_triton_repository
@@ -236,6 +232,18 @@ def run_export(
         )
         result.files.append(config)
     return result
+
+
+def _build_options(opts: ExportOptions, profile: BatchProfile) -> dict[str, Any]:
+    """``build_engine``'s keyword arguments from the export options (every plan: fp16, fp32,
+    int8, is built the same way)."""
+    return {
+        "profile": profile,
+        "workspace_gib": opts.workspace,
+        "timing_cache": opts.timing_cache,
+        "version_compatible": opts.version_compatible,
+        "hardware_compatible": opts.hardware_compatible,
+    }
 
 
 def _build_engines(
@@ -265,11 +273,7 @@ def _build_engines(
             build_engine(
                 onnx_files[prec],
                 plan,
-                profile=profile,
-                workspace_gib=opts.workspace,
-                timing_cache=opts.timing_cache,
-                version_compatible=opts.version_compatible,
-                hardware_compatible=opts.hardware_compatible,
+                **_build_options(opts, profile),
                 reference_onnx=onnx_files["fp32"],  # engine parity against ONNX Runtime fp32
             )
         except MissingDependency as exc:  # tensorrt or polygraphy (named in its message)

@@ -16,7 +16,6 @@ Plain Python over names and dicts (tested without TensorRT), except :func:`netwo
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from p2p_deploy.export.trt_precision import (
     FLOAT_KINDS,
     NOT_AVAILABLE,
     InspectorRecord,
+    inspector_layers,
     is_compute_layer,
     tensor_dtype,
 )
@@ -87,11 +87,9 @@ def int8_network_verdict(convs: list[NetworkConv], source: str) -> dict[str, Any
 def read_int8_inspector(info: str | dict[str, Any]) -> InspectorRecord:
     """The inspector record of an INT8 engine: compute layers counted by their *input* dtype;
     ``contrary`` lists those shown reading only float tensors."""
-    try:
-        data = json.loads(info) if isinstance(info, str) else info
-    except json.JSONDecodeError:
+    layers = inspector_layers(info)
+    if layers is None:
         return InspectorRecord(layout="unreadable")
-    layers = data.get("Layers", []) if isinstance(data, dict) else []
     rec = InspectorRecord(layers=len(layers))
     dicts = [layer for layer in layers if isinstance(layer, dict)]
     if not dicts:

@@ -236,17 +236,26 @@ def _is_contrary(layer: dict[str, Any], want: str) -> bool:
     return bool(sides) and all(want not in k for k in sides)
 
 
+def inspector_layers(info: str | dict[str, Any]) -> list[Any] | None:
+    """The ``Layers`` list of ``get_engine_information(JSON)`` output (a JSON string or its
+    parsed dict); None when the text is not JSON. Entries are dicts, or bare names for an
+    engine built without ``ProfilingVerbosity.DETAILED``."""
+    try:
+        data = json.loads(info) if isinstance(info, str) else info
+    except json.JSONDecodeError:
+        return None
+    return data.get("Layers", []) if isinstance(data, dict) else []
+
+
 def read_inspector(info: str | dict[str, Any], want: str) -> InspectorRecord:
     """Parse ``get_engine_information(JSON)`` output (either layout) into a record.
 
     ``want``: ``fp16``/``fp32``; compute layers showing another float precision go into
     ``contrary`` (the only thing :func:`inspector_verdict` refuses on).
     """
-    try:
-        data = json.loads(info) if isinstance(info, str) else info
-    except json.JSONDecodeError:
+    layers = inspector_layers(info)
+    if layers is None:
         return InspectorRecord(layout="unreadable")
-    layers = data.get("Layers", []) if isinstance(data, dict) else []
     rec = InspectorRecord(layers=len(layers))
     if not layers:
         return rec
