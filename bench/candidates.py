@@ -17,10 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from p2p_deploy.bench.harness import Candidate, Skipped
 from p2p_deploy.errors import P2PError
+
+if TYPE_CHECKING:
+    from p2p_deploy.models.opening import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +40,21 @@ def resolve_device(device: str) -> str:
 
 
 def export_temporary_onnx(
-    checkpoint: Path, workdir: Path, test_norm: str | None, loaded: Any = None
+    checkpoint: ModelFile, workdir: Path, test_norm: str | None
 ) -> list[Path]:
-    """Export the checkpoint to ``workdir/model_fp32.onnx`` and ``model_fp16.onnx`` (+ sidecars).
-
-    ``loaded``: the checkpoint's :class:`~p2p_deploy.checkpoint.LoadedGenerator` when the caller
-    already has it (read from ``checkpoint`` otherwise). The fp16 export is skipped with a
-    warning when it fails (the fp32 one must succeed).
+    """Export the (opened) checkpoint to ``workdir/model_fp32.onnx`` and ``model_fp16.onnx``
+    (+ cards). The fp16 export is skipped with a warning when it fails (the fp32 one must
+    succeed).
     """
-    from p2p_deploy.checkpoint import file_sha256, load_generator
     from p2p_deploy.export.onnx_export import export_onnx
 
-    loaded = loaded or load_generator(checkpoint)
-    sha = file_sha256(loaded.path)
+    generator = checkpoint.generator()
     paths = []
     for precision in ("fp32", "fp16"):
         path = workdir / f"model_{precision}.onnx"
         try:
             export_onnx(
-                loaded.model, path, precision=precision, test_norm=test_norm, checkpoint_sha256=sha
+                generator, path, precision=precision, test_norm=test_norm, card=checkpoint.card
             )
         except P2PError as exc:
             if precision == "fp32":
@@ -74,7 +73,7 @@ def _ort_providers() -> list[str]:
 
 def plan_candidates(
     *,
-    checkpoint: Path | None,
+    checkpoint: ModelFile | None,
     onnx: Sequence[Path],
     engines: Sequence[Path],
     backends: Sequence[str],
@@ -82,12 +81,12 @@ def plan_candidates(
     test_norm: str | None,
     workdir: Path,
     threads: int | None = None,
-    loaded: Any = None,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """The candidates to time and the ones that cannot run here.
 
     Args:
-        checkpoint: generator checkpoint (run folder, .safetensors, .pth) or None.
+        checkpoint: the opened generator checkpoint (run folder, .safetensors, .pth) or None;
+            every torch row and the temporary exports use it (read once).
         onnx: exported models; empty with a checkpoint: temporary exports in ``workdir``.
         engines: TensorRT plans.
         backends: subset of :data:`BENCH_BACKENDS`.
@@ -96,7 +95,6 @@ def plan_candidates(
             (None: the checkpoint's default), so every backend computes the same function.
         threads: ONNX Runtime intra-op threads, every provider (None: the runner's default; torch's
             thread count is set by the caller, it is process-wide).
-        loaded: the checkpoint already loaded (reused for the temporary exports), or None.
     """
     from p2p_deploy.runners.factory import open_runner
 
@@ -108,14 +106,14 @@ def plan_candidates(
     cuda = device.startswith("cuda")
     cands: list[Candidate] = []
     skipped: list[Skipped] = []
-    ckpt = str(checkpoint) if checkpoint else None
+    ckpt = str(checkpoint.path) if checkpoint else None
 
     if "torch" in backends and checkpoint is not None:
         cands.append(
             Candidate(
                 "torch eager",
                 lambda: open_runner(
-                    ckpt,
+                    checkpoint,
                     "torch",
                     device=device,
                     precision="fp32",
@@ -132,7 +130,7 @@ def plan_candidates(
                 Candidate(
                     "torch channels-last",
                     lambda: open_runner(
-                        ckpt,
+                        checkpoint,
                         "torch",
                         device=device,
                         precision="fp16",
@@ -147,7 +145,7 @@ def plan_candidates(
                 Candidate(
                     "torch channels-last+graphs",
                     lambda: open_runner(
-                        ckpt,
+                        checkpoint,
                         "torch",
                         device=device,
                         precision="fp16",
@@ -172,7 +170,7 @@ def plan_candidates(
 
     onnx_models = list(onnx)
     if not onnx_models and checkpoint is not None and {"onnxruntime", "openvino"} & set(backends):
-        onnx_models = export_temporary_onnx(checkpoint, workdir, test_norm, loaded)
+        onnx_models = export_temporary_onnx(checkpoint, workdir, test_norm)
     if "onnxruntime" in backends:
         models = onnx_models
         if not models:

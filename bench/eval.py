@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,14 +30,14 @@ from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.imaging import rgb8_to_tensor, tensor_to_bgr8
 from p2p_deploy.media.images import write_image
 from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, split_pairs
+from p2p_deploy.models.card import DEFAULT_DIRECTION, DIRECTIONS
+from p2p_deploy.models.opening import ModelFile, open_model
 
 log = logging.getLogger(__name__)
 
 METRICS = ("l1", "psnr_db", "ssim")
 # For each metric: +1 when higher is better, -1 when lower is better.
 BETTER = {"l1": -1, "psnr_db": 1, "ssim": 1}
-DIRECTIONS = ("AtoB", "BtoA")
-DEFAULT_DIRECTION = "BtoA"
 
 
 @dataclass(frozen=True)
@@ -153,39 +152,19 @@ class EvalResult:
 # --------------------------------------------------------------------------------- direction
 
 
-def model_direction(model: Path) -> str | None:
-    """The direction recorded beside ``model``: a checkpoint sidecar's ``direction`` (run
-    folder, .safetensors), or an exported model sidecar's ``extra.direction``; None if absent."""
-    candidates: list[Path] = []
-    if model.is_dir():
-        candidates = [model / "checkpoints" / "latest" / "generator.json", model / "generator.json"]
-    elif model.suffix == ".safetensors":
-        candidates = [model.with_suffix(".json")]
-    elif model.suffix in (".onnx", ".plan", ".engine"):
-        candidates = [model.with_name(model.name + ".json")]
-    for side in candidates:
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, ValueError):
-            continue
-        if not isinstance(meta, dict):
-            continue
-        value = meta.get("direction") or (meta.get("extra") or {}).get("direction")
-        if value in DIRECTIONS:
-            return value
-    return None
-
-
-def resolve_direction(opts: EvalOptions) -> tuple[str, str]:
-    """``(direction, where it came from)``: the flag, the model's sidecar, the baseline's, or
-    the default (BtoA, the facades convention) with a warning."""
+def resolve_direction(
+    opts: EvalOptions, model: ModelFile, baseline: ModelFile | None = None
+) -> tuple[str, str]:
+    """``(direction, where it came from)``: the flag, the model's card (a checkpoint's, or the
+    one an export carries from it), the baseline's, or the default (BtoA, the facades
+    convention) with a warning."""
     if opts.direction is not None:
         if opts.direction not in DIRECTIONS:
             raise P2PError(f"--direction must be AtoB or BtoA, got {opts.direction!r}.")
         return opts.direction, "--direction"
-    for path in (opts.model, opts.baseline):
-        if path is not None and (found := model_direction(path)) is not None:
-            return found, f"{path} sidecar"
+    for m in (model, baseline):
+        if m is not None and m.card is not None and m.card.direction is not None:
+            return m.card.direction, f"{m.path} card"
     log.warning(
         "%s records no direction; assuming %s (label -> photo on facades). Pass --direction "
         "if the model translates A -> B.",
@@ -219,7 +198,7 @@ def _keep(kept: _Kept, n: int, item, worst: bool) -> None:  # noqa: ANN001 - tup
 
 
 def score_model(
-    model: Path,
+    model: ModelFile,
     pairs: list[PairFiles],
     opts: EvalOptions,
     direction: str,
@@ -238,14 +217,14 @@ def score_model(
     outputs: dict[str, np.ndarray] = {}
     with open_runner(model, "auto", opts.device) as runner:
         size = runner.image_size
-        scores = ModelScores(str(model), runner.describe(), size)
+        scores = ModelScores(str(model.path), runner.describe(), size)
         for start in range(0, len(pairs), opts.batch):
             chunk = pairs[start : start + opts.batch]
             prepared = [_prepared(p, direction, size) for p in chunk]
             batch = np.stack([c for c, _ in prepared])
             out = np.asarray(runner.infer(batch), dtype=np.float32)
             if out.shape != batch.shape:
-                raise P2PError(f"{model}: the runner returned {out.shape} for {batch.shape}.")
+                raise P2PError(f"{model.path}: the runner returned {out.shape} for {batch.shape}.")
             for pair, (cond, target), y in zip(chunk, prepared, out, strict=True):
                 row: dict[str, Any] = {"name": pair.name, **image_metrics(y, target)}
                 if reference is not None and pair.name in reference:
@@ -343,7 +322,9 @@ def run_eval(
     pairs = split_pairs(opts.data, opts.split)
     if opts.limit is not None:
         pairs = pairs[: opts.limit]
-    direction, source = resolve_direction(opts)
+    model = open_model(opts.model)  # each model is read once, here
+    base = open_model(opts.baseline) if opts.baseline is not None else None
+    direction, source = resolve_direction(opts, model, base)
     if on_total:
         on_total(len(pairs) * (2 if opts.baseline is not None else 1))
     if opts.out.exists() and not opts.out.is_dir():
@@ -352,9 +333,9 @@ def run_eval(
     grids = (_Kept(), _Kept())
     reference = None
     baseline = None
-    if opts.baseline is not None:
-        baseline, reference = score_model(opts.baseline, pairs, opts, direction, on_images)
-    scores, _ = score_model(opts.model, pairs, opts, direction, on_images, reference, grids)
+    if base is not None:
+        baseline, reference = score_model(base, pairs, opts, direction, on_images)
+    scores, _ = score_model(model, pairs, opts, direction, on_images, reference, grids)
     result = EvalResult(opts, direction, source, scores, baseline)
 
     out = opts.out

@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from p2p_deploy.models.layout import WEIGHTS_NAME
+
 log = logging.getLogger(__name__)
 
 
@@ -40,13 +42,16 @@ def make_checkpoint(path: Path, ngf: int = 64, image_size: int = 256, seed: int 
     """Save a randomly initialised (N(0, 0.02)) batch-norm U-Net generator at ``path``."""
     import torch
 
-    from p2p_deploy.checkpoint import save_generator
-    from p2p_deploy.config import GeneratorConfig
     from p2p_deploy.models import UNetGenerator, init_weights
+    from p2p_deploy.models.card import ModelCard, TrainingInfo
+    from p2p_deploy.models.config import GeneratorConfig
+    from p2p_deploy.models.weights import save_generator
 
     cfg = GeneratorConfig(ngf=ngf, image_size=image_size, norm="batch")
     model = init_weights(UNetGenerator(cfg), generator=torch.Generator().manual_seed(seed))
-    return save_generator(model, path, {"note": "random weights for benchmarking", "seed": seed})
+    # Random weights for benchmarking: no training data, only the seed they were drawn with.
+    card = ModelCard(generator=cfg, test_norm="stats", training=TrainingInfo(seed=seed))
+    return save_generator(model, path, card)
 
 
 def _label_image(index: int, size: int, seed: int) -> np.ndarray:
@@ -78,7 +83,7 @@ def export_argv(workdir: Path) -> list[str]:
     """The ``p2p export`` arguments that make the ONNX models the report compares."""
     return [
         "export",
-        str(workdir / "generator.safetensors"),
+        str(workdir / WEIGHTS_NAME),
         "--out",
         str(workdir / "export"),
         "--fp16",
@@ -97,7 +102,7 @@ def bench_argv(
     argv = [
         "bench",
         "--checkpoint",
-        str(workdir / "generator.safetensors"),
+        str(workdir / WEIGHTS_NAME),
         *onnx,
         "--folder",
         str(workdir / "images"),
@@ -140,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("extra", nargs="*", help="more p2p bench flags, after --")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ckpt = a.workdir / "generator.safetensors"
+    ckpt = a.workdir / WEIGHTS_NAME
     if not ckpt.is_file():
         make_checkpoint(ckpt, a.ngf, a.size)
     make_images(a.workdir / "images", a.images, a.size)

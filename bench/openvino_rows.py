@@ -16,14 +16,14 @@ from pathlib import Path
 from p2p_deploy.bench.harness import Candidate, Skipped
 from p2p_deploy.deps import available
 from p2p_deploy.errors import P2PError
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.card import read_export_card
 
 INSTALL = 'pip install "p2p-deploy[openvino]"'
 
 
 def _precision(path: Path) -> str | None:
     try:
-        return ModelSidecar.read(path).precision
+        return read_export_card(path).precision
     except P2PError:
         return None
 

@@ -25,6 +25,7 @@ from p2p_deploy.bench.timing import TimingPolicy
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import DataError, P2PError, UsageError
 from p2p_deploy.models.flops import generator_flops
+from p2p_deploy.models.opening import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -69,40 +70,44 @@ def validate(args: BenchArgs) -> None:
 @dataclass
 class ModelInfo:
     """The benchmarked generator: image size, test norm, description, GFLOP per image, and
-    the loaded checkpoint (None without one)."""
+    the opened checkpoint (None without one)."""
 
     image_size: int
     test_norm: str
     desc: str
     gflop: float
-    loaded: Any = None
+    checkpoint: ModelFile | None = None
 
 
 def _model_info(args: BenchArgs) -> ModelInfo:
     """What is benchmarked: the checkpoint's generator, else the first model's sidecar."""
-    from p2p_deploy.sidecar import ModelSidecar
+    from p2p_deploy.models.card import read_export_card
 
     if args.checkpoint is not None:
-        from p2p_deploy.checkpoint import load_generator
-        from p2p_deploy.models.inference import default_test_norm
+        from p2p_deploy.models.opening import open_model
 
-        loaded = load_generator(args.checkpoint)
-        cfg = loaded.config
-        n = sum(p.numel() for p in loaded.model.parameters())
-        tn = args.test_norm or default_test_norm(cfg.norm)
+        ckpt = open_model(args.checkpoint)
+        if not ckpt.is_checkpoint or ckpt.card is None or ckpt.state is None:
+            raise UsageError(
+                f"{args.checkpoint}: an exported {ckpt.kind} model; --checkpoint takes a run "
+                "folder, .safetensors or .pth (exported models go to --onnx / --engine)."
+            )
+        cfg = ckpt.card.generator
+        n = sum(t.numel() for t in ckpt.state.values() if t.is_floating_point())
+        tn = args.test_norm or ckpt.card.test_norm
         gflop = generator_flops(cfg) / 1e9
         desc = (
             f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
             f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per image "
             f"(`{shown_path(args.checkpoint)}`)"
         )
-        return ModelInfo(cfg.image_size, tn, desc, gflop, loaded)
+        return ModelInfo(cfg.image_size, tn, desc, gflop, ckpt)
     model = (args.onnx or args.engine)[0]
-    side = ModelSidecar.read(model)
+    side = read_export_card(model)
     g = side.generator
-    gflop = generator_flops(side.generator_config) / 1e9
+    gflop = generator_flops(g) / 1e9
     desc = (
-        f"U-Net generator ngf {g.get('ngf')}, {side.image_size} px, {g.get('norm')} norm, "
+        f"U-Net generator ngf {g.ngf}, {side.image_size} px, {g.norm} norm, "
         f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{shown_path(model)}`)"
     )
     return ModelInfo(side.image_size, side.test_norm, desc, gflop)
@@ -113,14 +118,14 @@ def _matching_models(
 ) -> tuple[list[Path], list[Skipped]]:
     """The models whose sidecar matches what is benchmarked (image size; with a checkpoint also
     the test norm, the function the eager baseline computes); the others become Skipped."""
-    from p2p_deploy.sidecar import ModelSidecar
+    from p2p_deploy.models.card import read_export_card
 
     keep: list[Path] = []
     skipped: list[Skipped] = []
     what = "the checkpoint" if with_checkpoint else "the first model"
     for path in paths:
         try:
-            side = ModelSidecar.read(path)
+            side = read_export_card(path)
         except P2PError as exc:
             skipped.append(Skipped(label, str(exc)))
             continue
@@ -197,7 +202,7 @@ def run_bench(
     policy = TimingPolicy(warmup_s=args.warmup, duration_s=args.duration, min_iters=args.min_iters)
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
         cands, skipped = plan_candidates(
-            checkpoint=args.checkpoint,
+            checkpoint=info.checkpoint,
             onnx=onnx,
             engines=engines,
             # --onnx given but none matches: no temporary export stands in for them.
@@ -210,7 +215,6 @@ def run_bench(
             test_norm=args.test_norm,
             workdir=Path(tmp),
             threads=args.threads,
-            loaded=info.loaded,
         )
         skipped[:0] = bad_onnx + bad_engines
         if on_plan:

@@ -26,6 +26,7 @@ import numpy as np
 
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.imaging import bgr8_to_tensor, rgb8_to_tensor
+from p2p_deploy.models.card import DEFAULT_DIRECTION, ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -175,24 +176,25 @@ def synthetic_images(
 
 def default_calibration(
     checkpoint: str | Path,
-    meta: dict[str, Any],
-    size: int,
+    card: ModelCard,
     provider: SyntheticProvider | None,
     calib_count: int = DEFAULT_CALIB_COUNT,
 ) -> CalibrationSet:
-    """The checkpoint's own kind of data: synthetic facades for a synthetic run.
+    """The checkpoint's own kind of data (its card's ``training.data``): synthetic facades,
+    at the card's image size, seed and direction, for a synthetic run.
 
     Raises:
         P2PError: the checkpoint does not say it was trained on synthetic data (a folder, a
             canonical .pth), or no provider was given: the user must pass ``--calib DIR``.
     """
-    data = meta.get("data")
+    training = card.training
+    data = training.data if training is not None else None
     if data == "synthetic" and provider is not None:
         return synthetic_images(
             provider,
-            size,
-            seed=int(meta.get("seed", 0) or 0),
-            direction=str(meta.get("direction", "BtoA")),
+            card.image_size,
+            seed=(training.seed if training is not None else None) or 0,
+            direction=card.direction or DEFAULT_DIRECTION,
             calib_count=calib_count,
         )
     if data and data != "synthetic":

@@ -27,7 +27,8 @@ from p2p_deploy.export.tensorrt_build import (
     plan_name,
     skipped_message,
 )
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.card import read_export_card
+from p2p_deploy.models.layout import card_path
 
 if TYPE_CHECKING:
     from p2p_deploy.export.calibration import SyntheticProvider
@@ -66,7 +67,7 @@ def existing_export(out_dir: Path) -> list[Path]:
     if not out_dir.is_dir():
         return []
     models = [p for p in out_dir.iterdir() if p.is_file() and MODEL_FILE.fullmatch(p.name)]
-    return sorted({*models, *(sidecar_for(p) for p in models if sidecar_for(p).exists())})
+    return sorted({*models, *(card_path(p) for p in models if card_path(p).exists())})
 
 
 def _other_checkpoints(models: list[Path], sha: str) -> list[Path]:
@@ -75,7 +76,7 @@ def _other_checkpoints(models: list[Path], sha: str) -> list[Path]:
     others = []
     for model in models:
         try:
-            same = ModelSidecar.read(model).checkpoint_sha256 == sha
+            same = read_export_card(model).checkpoint_sha256 == sha
         except P2PError:
             same = False
         if not same:
@@ -120,10 +121,10 @@ def run_export(
     """
     import torch
 
-    from p2p_deploy.checkpoint import file_sha256, load_generator, resolve_checkpoint
     from p2p_deploy.export.onnx_export import check_opset, export_onnx
     from p2p_deploy.export.parity import check_onnx_parity
     from p2p_deploy.models.inference import prepare_generator
+    from p2p_deploy.models.opening import open_model
 
     step = on_step or (lambda _msg: None)
     result = ExportResult()
@@ -149,12 +150,19 @@ def run_export(
             f"{which} was asked for, but {' and '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed here: {INSTALL_HINT}."
         )
-    _check_outputs(opts, file_sha256(resolve_checkpoint(opts.checkpoint)))
-
     t = time.perf_counter()
     step("loading checkpoint")
-    loaded = load_generator(opts.checkpoint)  # before touching out: a bad one writes nothing
-    sha = file_sha256(loaded.path)
+    # Read (and hashed) once, before touching out: a bad one writes nothing.
+    checkpoint = open_model(opts.checkpoint)
+    if not checkpoint.is_checkpoint:
+        raise UsageError(
+            f"{opts.checkpoint}: an exported {checkpoint.kind} model; p2p export reads a "
+            "checkpoint (run folder, .safetensors, latest_net_G.pth)."
+        )
+    assert checkpoint.card is not None
+    sha = checkpoint.card.checkpoint_sha256 or ""
+    _check_outputs(opts, sha)
+    generator = checkpoint.generator()
     result.seconds["load"] = time.perf_counter() - t
     out_dir = Path(opts.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -168,13 +176,13 @@ def run_export(
             step(f"exporting {ONNX_NAMES[prec]}")
             staged = stage.path / ONNX_NAMES[prec]
             side = export_onnx(
-                loaded.model,
+                generator,
                 staged,
                 precision=prec,
                 test_norm=opts.test_norm,
                 opset=opts.opset,
                 io_dtype=IO_CHOICES[opts.io] if prec == "fp16" else "float32",
-                checkpoint_sha256=sha,
+                card=checkpoint.card,
             )
             result.seconds[f"onnx_{prec}"] = time.perf_counter() - t
             if not opts.skip_parity:
@@ -182,7 +190,7 @@ def run_export(
                 step(f"parity check of {ONNX_NAMES[prec]}")
                 if reference is None:
                     with torch.inference_mode():
-                        reference = prepare_generator(loaded.model, side.test_norm)
+                        reference = prepare_generator(generator, side.test_norm)
                 # Raises naming the model and the figure when it fails; nothing is promoted.
                 report = check_onnx_parity(staged, reference)
                 report.model = str(out_dir / staged.name)
@@ -196,7 +204,7 @@ def run_export(
             old.unlink()
         for prec, staged in staged_models:
             # Sidecar first: a reader that finds the model always finds its sidecar.
-            side_final, final = stage.promote(sidecar_for(staged), staged)
+            side_final, final = stage.promote(card_path(staged), staged)
             finals[prec] = final
             result.files += [final, side_final]
             result.models.append(final)
@@ -204,7 +212,7 @@ def run_export(
             from p2p_deploy.export.int8_export import export_int8_onnx
 
             finals["int8"] = export_int8_onnx(
-                result, finals["fp32"], stage.path, loaded, int8, step
+                result, finals["fp32"], stage.path, checkpoint, int8, step
             )
 
     plans = _build_engines(result, finals, out_dir, profile, opts, step)
@@ -291,7 +299,7 @@ def _build_engines(
             return plans
         result.seconds[f"engine_{prec}"] = time.perf_counter() - t
         plans[prec] = plan
-        result.files += [plan, sidecar_for(plan)]
+        result.files += [plan, card_path(plan)]
         result.models.append(plan)
-        log.info("built %s (%s)", plan, ModelSidecar.read(plan).precision)
+        log.info("built %s (%s)", plan, read_export_card(plan).precision)
     return plans

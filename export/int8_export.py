@@ -30,7 +30,9 @@ from p2p_deploy.export.int8 import (
     quality_gate,
     quantize_int8,
 )
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.card import ModelCard, read_export_card
+from p2p_deploy.models.layout import card_path
+from p2p_deploy.models.opening import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,11 @@ def check_options(opts: Int8Options) -> None:
         raise P2PError(f"{opts.calib_dir}: --calib must be a folder of images (no such folder).")
 
 
-def calibration_set(
-    opts: Int8Options, checkpoint: str | Path, meta: dict[str, Any], size: int
-) -> CalibrationSet:
+def calibration_set(opts: Int8Options, checkpoint: str | Path, card: ModelCard) -> CalibrationSet:
     """The calibration and held-out images for ``opts`` (folder, or the checkpoint's data)."""
     if opts.calib_dir is not None:
-        return folder_images(opts.calib_dir, size, opts.calib_count)
-    return default_calibration(checkpoint, meta, size, opts.synthetic, opts.calib_count)
+        return folder_images(opts.calib_dir, card.image_size, opts.calib_count)
+    return default_calibration(checkpoint, card, opts.synthetic, opts.calib_count)
 
 
 @dataclass
@@ -120,7 +120,7 @@ def stage_int8(
             f"{len(calib.calib)} images from {calib.source}; nothing was written "
             "(calibrate on images like the ones to translate, --calib DIR)."
         )
-    base = ModelSidecar.read(fp32_onnx)
+    base = read_export_card(fp32_onnx)
     side = dataclasses.replace(
         base,
         precision="int8",  # verified from the graph (quantize_int8 refused anything else)
@@ -145,16 +145,16 @@ def stage_int8(
 def promote(staged: Path, out_dir: Path) -> list[Path]:
     """Move a staged model and its sidecar under their final names (sidecar first)."""
     final = out_dir / staged.name
-    os.replace(sidecar_for(staged), sidecar_for(final))
+    os.replace(card_path(staged), card_path(final))
     os.replace(staged, final)
-    return [final, sidecar_for(final)]
+    return [final, card_path(final)]
 
 
 def export_int8_onnx(
     result: Any,
     fp32_onnx: Path,
     stage: Path,
-    loaded: Any,
+    checkpoint: ModelFile,
     opts: Int8Options,
     step: Callable[[str], None],
 ) -> Path:
@@ -166,7 +166,7 @@ def export_int8_onnx(
     import time
 
     t = time.perf_counter()
-    calib = calibration_set(opts, loaded.path, loaded.meta, loaded.config.image_size)
+    calib = calibration_set(opts, checkpoint.path, checkpoint.card)
     q = stage_int8(fp32_onnx, stage, calib, opts, step)
     written = promote(q.staged, fp32_onnx.parent)
     result.int8 = q
@@ -215,5 +215,5 @@ def export_int8_plan(
             result.notes.append(skipped_message(str(exc)))
         return
     result.seconds["engine_int8"] = time.perf_counter() - t
-    result.files += [plan, sidecar_for(plan)]
+    result.files += [plan, card_path(plan)]
     result.models.append(plan)

@@ -29,9 +29,14 @@ from p2p_deploy.export.fp16 import (
     inspect_graph_precision,
     verify_graph_precision,
 )
+from p2p_deploy.models.card import (
+    TEST_NORMS,
+    ExportCard,
+    ModelCard,
+    default_test_norm,
+)
 from p2p_deploy.models.generator import UNetGenerator
-from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.inference import prepare_generator
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +146,8 @@ def export_onnx(
     test_norm: str | None = None,
     opset: int = MIN_OPSET,
     io_dtype: str = "float32",
-    checkpoint_sha256: str | None = None,
-) -> ModelSidecar:
+    card: ModelCard | None = None,
+) -> ExportCard:
     """Export ``model`` to ONNX at ``out_path`` (atomically) with its sidecar ``<out_path>.json``.
 
     Args:
@@ -152,9 +157,10 @@ def export_onnx(
         test_norm: ``stats`` or ``running``; default :func:`default_test_norm` of the config.
         opset: ONNX opset, at least 17.
         io_dtype: dtype of ``input``/``output``: ``float32``, or ``float16`` (fp16 only).
-        checkpoint_sha256: sha256 of the source checkpoint, recorded in the sidecar.
+        card: the checkpoint's card (direction, training, source sha256), carried into the
+            export's card; None: a card of ``model``'s architecture alone.
     Returns:
-        The sidecar written. Graph: ``input`` (N, C_in, S, S) -> ``output`` (N, C_out, S, S),
+        The card written. Graph: ``input`` (N, C_in, S, S) -> ``output`` (N, C_out, S, S),
         values in [-1, 1], N dynamic.
     Raises:
         P2PError: bad arguments, export failure, or a graph that fails ``onnx.checker`` or the
@@ -205,18 +211,19 @@ def export_onnx(
         gp = inspect_graph_precision(proto)
         verify_graph_precision(gp, precision, io_dtype, str(out_path))
     shape_in = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
-    sidecar = ModelSidecar(
+    if card is not None and card.generator != cfg:
+        raise P2PError(f"{out_path}: the card describes another generator than the model.")
+    sidecar = ExportCard.of(
+        card or ModelCard(generator=cfg, test_norm=test_norm),
         kind="onnx",
         precision=gp.precision,  # what the graph check found (== precision, verified above)
         io_dtype=io_dtype,
-        generator=cfg.to_dict(),
         test_norm=test_norm,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
         input_shape=shape_in,
         output_shape=[-1, cfg.out_channels, cfg.image_size, cfg.image_size],
         opset=got_opset,
-        checkpoint_sha256=checkpoint_sha256,
         extra={
             "exporter": "torch.onnx.export(dynamo=True)",
             "torch_version": torch.__version__,

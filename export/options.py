@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from p2p_deploy.errors import UsageError
+from p2p_deploy.models.card import TEST_NORMS
 from p2p_deploy.options import option
 
 IO_CHOICES = {"fp32": "float32", "fp16": "float16"}
-TEST_NORMS = ("stats", "running")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from torch import nn
 from p2p_deploy.deps import require
 from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.imaging import psnr
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.card import read_export_card
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ def check_onnx_parity(
     Raises:
         P2PError: "<model>: parity check failed: ..." with the figure and the bar.
     """
-    sidecar = ModelSidecar.read(onnx_path)
-    size, channels = sidecar.image_size, sidecar.generator["in_channels"]
+    sidecar = read_export_card(onnx_path)
+    size, channels = sidecar.image_size, sidecar.generator.in_channels
     io_np = np.float16 if sidecar.io_dtype == "float16" else np.float32
     session = ort_session(onnx_path)
     fp16 = sidecar.precision == "fp16"

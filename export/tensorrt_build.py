@@ -29,7 +29,8 @@ from p2p_deploy.atomic import StagedFiles, write_bytes
 from p2p_deploy.deps import require
 from p2p_deploy.errors import MissingDependency, P2PError, first_line
 from p2p_deploy.gpu import gpu_identity
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.layout import card_path
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def plan_name(precision: str) -> str:
 
 
 def engine_sidecar(
-    onnx_sidecar: ModelSidecar,
+    onnx_sidecar: ExportCard,
     *,
     precision: str,
     profile: BatchProfile,
@@ -134,20 +135,13 @@ def engine_sidecar(
     version_compatible: bool = False,
     hardware_compatible: bool = False,
     extra: dict[str, Any] | None = None,
-) -> ModelSidecar:
-    """The sidecar of a plan built from the ONNX described by ``onnx_sidecar``."""
-    return ModelSidecar(
+) -> ExportCard:
+    """The card of a plan built from the ONNX described by ``onnx_sidecar``: the ONNX's card
+    (generator, direction, training, I/O, opset, source sha256) with the engine's facts."""
+    return ExportCard.of(
+        onnx_sidecar,
         kind="tensorrt",
         precision=precision,
-        io_dtype=onnx_sidecar.io_dtype,
-        generator=onnx_sidecar.generator,
-        test_norm=onnx_sidecar.test_norm,
-        input_name=onnx_sidecar.input_name,
-        output_name=onnx_sidecar.output_name,
-        input_shape=list(onnx_sidecar.input_shape),
-        output_shape=list(onnx_sidecar.output_shape),
-        opset=onnx_sidecar.opset,
-        checkpoint_sha256=onnx_sidecar.checkpoint_sha256,
         batch_profile=profile.as_list(),
         tensorrt_version=trt_version,
         gpu_name=gpu_name,
@@ -205,9 +199,9 @@ def write_timing_cache(path: str | Path, data: bytes) -> bool:
 def write_plan(
     plan_path: str | Path,
     data: bytes,
-    side: ModelSidecar,
+    side: ExportCard,
     check: Callable[[Path], dict[str, Any]] | None = None,
-) -> ModelSidecar:
+) -> ExportCard:
     """Write the plan and its sidecar as ``run_export`` writes ONNX files: both
     staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
     never leaves a new plan beside an old sidecar (or a plan without its sidecar).
@@ -224,7 +218,7 @@ def write_plan(
         if check is not None:
             side = dataclasses.replace(side, extra={**side.extra, **check(staged)})
             side.write(staged)
-        stage.promote(sidecar_for(staged), staged)
+        stage.promote(card_path(staged), staged)
     return side
 
 
@@ -329,7 +323,7 @@ def build_engine(
     version_compatible: bool = False,
     hardware_compatible: bool = False,
     reference_onnx: str | Path | None = None,
-) -> ModelSidecar:
+) -> ExportCard:
     """Build ``plan_path`` from ``onnx_path`` (which has a sidecar) and write its sidecar.
 
     The plan's precision is that of the ONNX (strongly typed), verified before and after the
@@ -361,10 +355,10 @@ def build_engine(
     )
 
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
-    side = ModelSidecar.read(onnx_path)
+    side = read_export_card(onnx_path)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_data = read_timing_cache(cache_path)
-    size, channels = side.image_size, side.generator["in_channels"]
+    size, channels = side.image_size, side.generator.in_channels
     create_builder(trt, trt.Logger(trt.Logger.ERROR))  # no GPU: one sentence, before Polygraphy
     want = side.precision
     shapes = profile.shapes(channels, size)

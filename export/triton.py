@@ -18,7 +18,7 @@ from pathlib import Path
 
 from p2p_deploy.atomic import atomic_path, write_text
 from p2p_deploy.errors import P2PError
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.card import ExportCard, read_export_card
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 PLATFORMS = {
@@ -29,7 +29,7 @@ DEFAULT_MODEL_NAME = "p2p_generator"
 
 
 def config_pbtxt(
-    sidecar: ModelSidecar,
+    sidecar: ExportCard,
     model_name: str,
     max_batch_size: int,
     preferred_batch_sizes: list[int] | None = None,
@@ -86,7 +86,7 @@ def write_triton_repository(
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name):
         raise P2PError(f"Triton model name {model_name!r}: use letters, digits, '_', '-', '.'.")
     model_path = Path(model_path)
-    side = ModelSidecar.read(model_path)
+    side = read_export_card(model_path)
     if side.kind not in PLATFORMS:
         raise P2PError(f"{model_path}: unknown model kind {side.kind!r} for Triton.")
     if max_batch_size is None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from p2p_deploy.export.parity import ParityFigure, ParityReport, ort_session, random_images
 from p2p_deploy.imaging import psnr
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.card import read_export_card
 
 if TYPE_CHECKING:
     from p2p_deploy.export.tensorrt_build import BatchProfile
@@ -87,11 +87,11 @@ def check_engine_parity(
     """
     from p2p_deploy.runners.tensorrt_runner import TensorRTRunner
 
-    side = ModelSidecar.read(plan_path)
-    ref_side = ModelSidecar.read(reference_onnx)
+    side = read_export_card(plan_path)
+    ref_side = read_export_card(reference_onnx)
     session = ort_session(reference_onnx)
     ref_np = np.float16 if ref_side.io_dtype == "float16" else np.float32
-    size, channels = side.image_size, side.generator["in_channels"]
+    size, channels = side.image_size, side.generator.in_channels
     inputs = [
         random_images(b, channels, size, seed + i)
         for i, b in enumerate(parity_batches(profile.min, profile.max))

@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_config():
     """A 32 px U-Net with ngf 8 and batch norm (5 downsamplings, ~0.2 M parameters)."""
-    from p2p_deploy.config import GeneratorConfig
+    from p2p_deploy.models.config import GeneratorConfig
 
     return GeneratorConfig(**TINY)
 
@@ -49,33 +49,33 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny batch-norm generator saved as ``generator.safetensors`` + ``generator.json``."""
-    from p2p_deploy.checkpoint import save_generator
+    from helpers import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "generator.safetensors"
-    save_generator(make_tiny_generator(), path, {"direction": "BtoA", "step": 0})
+    save_checkpoint(make_tiny_generator(), path, {"direction": "BtoA", "step": 0})
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_instance_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny instance-norm generator checkpoint."""
-    from p2p_deploy.checkpoint import save_generator
+    from helpers import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt_in") / "generator.safetensors"
-    save_generator(make_tiny_generator(seed=1, norm="instance"), path, {"direction": "BtoA"})
+    save_checkpoint(make_tiny_generator(seed=1, norm="instance"), path, {"direction": "BtoA"})
     return path
 
 
 def _export_tiny(
     tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, precision: str
 ) -> Path:
-    from p2p_deploy.checkpoint import file_sha256, load_generator
     from p2p_deploy.export.onnx_export import export_onnx
+    from p2p_deploy.models.opening import open_model
 
-    loaded = load_generator(checkpoint)
+    loaded = open_model(checkpoint)
     name = "model.onnx" if precision == "fp32" else "model_fp16.onnx"
     path = tmp_path_factory.mktemp(f"onnx_{precision}") / name
-    export_onnx(loaded.model, path, precision=precision, checkpoint_sha256=file_sha256(loaded.path))
+    export_onnx(loaded.generator(), path, precision=precision, card=loaded.card)
     return path
 
 

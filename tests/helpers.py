@@ -10,8 +10,8 @@ def make_tiny_generator(seed: int = 0, **overrides):
     so that ``stats`` and ``running`` test-norm modes give visibly different outputs."""
     import torch
 
-    from p2p_deploy.config import GeneratorConfig
     from p2p_deploy.models import UNetGenerator, init_weights
+    from p2p_deploy.models.config import GeneratorConfig
 
     cfg = GeneratorConfig(**{**TINY, **overrides})
     g = torch.Generator().manual_seed(seed)
@@ -23,3 +23,21 @@ def make_tiny_generator(seed: int = 0, **overrides):
                 m.running_var.uniform_(0.5, 2.0, generator=g)
                 m.bias.normal_(0.0, 0.1, generator=g)
     return model
+
+
+def save_checkpoint(model, path, meta: dict | None = None):
+    """Save ``model`` as a p2p checkpoint at ``path`` with a card made from ``meta`` (the
+    direction, test norm and training fields: step, epoch, seed, data, val_l1, val_psnr)."""
+    from p2p_deploy.models.card import ModelCard, TrainingInfo, default_test_norm
+    from p2p_deploy.models.weights import save_generator
+
+    meta = dict(meta or {})
+    training = {k: meta.pop(k) for k in list(meta) if k in TrainingInfo.__dataclass_fields__}
+    card = ModelCard(
+        generator=model.cfg,
+        test_norm=meta.pop("test_norm", default_test_norm(model.cfg.norm)),
+        direction=meta.pop("direction", None),
+        training=TrainingInfo(**training) if training else None,
+    )
+    assert not meta, f"unknown card fields {sorted(meta)}"
+    return save_generator(model, path, card)

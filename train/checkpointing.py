@@ -1,10 +1,7 @@
 """Training checkpoints: folders updated so that a kill at any moment leaves a usable one.
 
-Layout under ``RUN_DIR/checkpoints/``::
-
-    latest/      generator.safetensors + generator.json (what export/run read) + state.pt
-    best/        the same, for the best val L1 so far
-    epoch_NNNN/  the same, every --save-every epochs
+The layout (``RUN_DIR/checkpoints/{latest,best,epoch_NNNN}/``, each holding the generator's
+weights, its card and ``state.pt``) is spelled out in :mod:`p2p_deploy.models.layout`.
 
 A folder is written in full under a hidden temporary name (``.latest.tmp``), then swapped in:
 ``latest`` -> ``.latest.old``, ``.latest.tmp`` -> ``latest``, remove ``.latest.old``. A kill
@@ -25,12 +22,13 @@ from typing import Any
 import torch
 
 from p2p_deploy.atomic import no_space
-from p2p_deploy.checkpoint import WEIGHTS_NAME, save_generator
 from p2p_deploy.errors import CheckpointError, first_line
+from p2p_deploy.models.card import ModelCard
 from p2p_deploy.models.generator import UNetGenerator
+from p2p_deploy.models.layout import STATE_NAME, WEIGHTS_NAME, swap_names
+from p2p_deploy.models.weights import save_generator
 
 log = logging.getLogger(__name__)
-STATE_NAME = "state.pt"
 STATE_FORMAT = "p2p-deploy/train-state"
 
 
@@ -47,8 +45,7 @@ def _fsync_dir(path: Path) -> None:
 
 def recover(folder: Path) -> None:
     """Finish or undo an interrupted swap of ``folder`` (see the module docstring)."""
-    tmp = folder.parent / f".{folder.name}.tmp"
-    old = folder.parent / f".{folder.name}.old"
+    tmp, old = swap_names(folder)
     if tmp.exists():  # never complete until renamed: discard
         shutil.rmtree(tmp)
     if old.exists():
@@ -60,18 +57,17 @@ def recover(folder: Path) -> None:
 
 
 def save_checkpoint(
-    folder: Path, generator: UNetGenerator, meta: dict[str, Any], state: dict[str, Any] | None
+    folder: Path, generator: UNetGenerator, card: ModelCard, state: dict[str, Any] | None
 ) -> Path:
-    """Write ``generator.safetensors`` (+ json with ``meta``) and ``state.pt`` into ``folder``,
-    replacing it atomically (as a whole folder)."""
+    """Write the generator's weights with ``card`` beside them, and ``state.pt``, into
+    ``folder``, replacing it atomically (as a whole folder)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     recover(folder)
-    tmp = folder.parent / f".{folder.name}.tmp"
-    old = folder.parent / f".{folder.name}.old"
+    tmp, old = swap_names(folder)
     tmp.mkdir()
     try:
-        save_generator(generator, tmp / WEIGHTS_NAME, meta)
+        save_generator(generator, tmp / WEIGHTS_NAME, card)
         if state is not None:
             with open(tmp / STATE_NAME, "wb") as f:
                 torch.save({"format": STATE_FORMAT, **state}, f)

@@ -15,12 +15,12 @@ from typing import Any
 
 import tomllib
 
-from p2p_deploy.config import DiscriminatorConfig, GeneratorConfig
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import P2PError, UsageError
+from p2p_deploy.models.card import DIRECTIONS
+from p2p_deploy.models.config import DiscriminatorConfig, GeneratorConfig
 from p2p_deploy.options import option
 
-DIRECTIONS = ("AtoB", "BtoA")
 GAN_MODES = ("vanilla", "lsgan")
 
 

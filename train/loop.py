@@ -27,11 +27,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2p_deploy.atomic import clean_stale_temps, write_json, write_text
-from p2p_deploy.checkpoint import WEIGHTS_NAME, read_weights
 from p2p_deploy.errors import CheckpointError, P2PError, first_line
 from p2p_deploy.imaging import psnr
-from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights
+from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights, layout
+from p2p_deploy.models.card import ModelCard, TrainingInfo
 from p2p_deploy.models.inference import default_test_norm, prepare_generator
+from p2p_deploy.models.weights import read_weights
 from p2p_deploy.train.checkpointing import load_state, recover, save_checkpoint
 from p2p_deploy.train.config import TrainConfig, config_to_toml
 from p2p_deploy.train.datasets import DataOptions, EpochSampler, batches_per_epoch, build_datasets
@@ -188,7 +189,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.resume, self.on_step = cfg, resume, on_step
         self.run_dir = Path(cfg.out)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = self.run_dir / layout.CHECKPOINTS
         want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         self.dist: DistInfo = init_distributed(want_cuda)
         self.device = pick_device(cfg.device, self.dist.local_rank)
@@ -290,23 +291,26 @@ class Trainer:
             # (seed, rank, step) (see the module docstring), so resume needs none.
         }
 
-    def _meta(self, val: tuple[float, float] | None) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "direction": self.cfg.direction,
-            "step": self.step,
-            "epoch": self.epoch,
-            "test_norm": default_test_norm(self.cfg.norm),
-            "seed": self.cfg.seed,
-            "data": self.cfg.data,
-        }
-        if val is not None:
-            meta["val_l1"], meta["val_psnr"] = val
-        return meta
+    def _card(self, val: tuple[float, float] | None) -> ModelCard:
+        """The card saved beside the generator's weights: what export, run and eval read."""
+        return ModelCard(
+            generator=self.G.cfg,
+            test_norm=default_test_norm(self.cfg.norm),
+            direction=self.cfg.direction,
+            training=TrainingInfo(
+                data=self.cfg.data,
+                seed=self.cfg.seed,
+                step=self.step,
+                epoch=self.epoch,
+                val_l1=val[0] if val is not None else None,
+                val_psnr=val[1] if val is not None else None,
+            ),
+        )
 
     def _save(self, name: str, val: tuple[float, float] | None, with_state: bool = True) -> None:
         if self.dist.is_main:
             save_checkpoint(
-                self.ckpt_dir / name, self.G, self._meta(val), self._state() if with_state else None
+                self.ckpt_dir / name, self.G, self._card(val), self._state() if with_state else None
             )
 
     def _save_latest(self, val: tuple[float, float] | None = None, checked: bool = False) -> None:
@@ -317,11 +321,11 @@ class Trainer:
         """
         if not checked:
             self._check_weights_finite()
-        self._save("latest", val)
+        self._save(layout.LATEST, val)
         self._last_saved_step = self.step
 
     def _resume(self) -> int:
-        latest = self.ckpt_dir / "latest"
+        latest = layout.checkpoint_dir(self.run_dir)
         if self.dist.is_main:
             recover(latest)
         barrier(self.dist)
@@ -342,7 +346,7 @@ class Trainer:
                 + "; ".join(diffs)
                 + "); resume with the run's own values, or train into another --out."
             )
-        g_state = read_weights(latest / WEIGHTS_NAME)  # checked against state.pt above
+        g_state = read_weights(latest / layout.WEIGHTS_NAME)  # checked against state.pt above
         try:
             self.G.load_state_dict(g_state)
             self.D.load_state_dict(state["discriminator"])
@@ -379,7 +383,7 @@ class Trainer:
         """Where the last good checkpoint is, for a divergence message."""
         if self._last_saved_step is None:
             return "no checkpoint was saved yet"
-        latest = self.ckpt_dir / "latest"
+        latest = layout.checkpoint_dir(self.run_dir)
         return f"the last good checkpoint is {latest} (step {self._last_saved_step})"
 
     def _check_weights_finite(self) -> None:
@@ -450,8 +454,8 @@ class Trainer:
     def _write_config(self) -> None:
         from dataclasses import asdict
 
-        write_json(self.run_dir / "config.json", asdict(self.cfg))
-        write_text(self.run_dir / "config.toml", config_to_toml(self.cfg))
+        write_json(self.run_dir / layout.CONFIG_JSON, asdict(self.cfg))
+        write_text(self.run_dir / layout.CONFIG_TOML, config_to_toml(self.cfg))
 
     def _samples(self, runlog: RunLog | None) -> None:
         if runlog is None or self._last_batch is None:
@@ -475,7 +479,7 @@ class Trainer:
             self._save_latest(val, checked=True)
             if val is not None and (self.best_val is None or val[0] < self.best_val):
                 self.best_val = val[0]
-                self._save("best", val, with_state=False)
+                self._save(layout.BEST, val, with_state=False)
             finished_epoch = self.epoch if self.batch_in_epoch == 0 else None
             if (
                 completed
@@ -483,7 +487,7 @@ class Trainer:
                 and self.cfg.save_every
                 and finished_epoch % self.cfg.save_every == 0
             ):
-                self._save(f"epoch_{finished_epoch:04d}", val, with_state=False)
+                self._save(layout.epoch_name(finished_epoch), val, with_state=False)
             if runlog is not None:
                 plot_loss_curve(runlog.losses_csv, runlog.val_csv, self.run_dir / "loss_curve.png")
         barrier(self.dist)
@@ -492,8 +496,10 @@ class Trainer:
     def run(self) -> TrainResult:
         t0 = time.perf_counter()
         try:
-            latest = self.ckpt_dir / "latest"
-            if not self.resume and (latest.exists() or (self.ckpt_dir / ".latest.old").exists()):
+            if not self.resume and (
+                layout.checkpoint_dir(self.run_dir).exists()
+                or layout.interrupted_latest(self.run_dir).exists()
+            ):
                 raise P2PError(
                     f"{self.run_dir}: holds a training run already; pass --resume to "
                     "continue it or choose another --out."

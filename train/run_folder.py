@@ -15,29 +15,7 @@ from pathlib import Path
 
 from p2p_deploy.atomic import write_json
 from p2p_deploy.errors import P2PError
-
-RUN_MARKER = ".p2p-run"
-# Every name p2p train writes directly inside --out (files and folders).
-RUN_NAMES: tuple[str, ...] = (
-    "config.toml",
-    "config.json",
-    "losses.csv",
-    "val.csv",
-    "loss_curve.png",
-    "samples",
-    "tb",
-    "checkpoints",
-)
-
-
-def is_run_folder(run_dir: Path) -> bool:
-    """True when ``run_dir`` was made by ``p2p train`` (its marker, or a checkpoint)."""
-    ckpt = run_dir / "checkpoints"
-    return (
-        (run_dir / RUN_MARKER).is_file()
-        or (ckpt / "latest").exists()
-        or (ckpt / ".latest.old").exists()
-    )
+from p2p_deploy.models.layout import RUN_MARKER, RUN_NAMES, is_run_folder
 
 
 def foreign_names(run_dir: Path) -> list[str]:

@@ -127,9 +127,10 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     from p2p_deploy.errors import P2PError, UsageError
     from p2p_deploy.media.resize import RESIZE_MODES
     from p2p_deploy.media.video import fourcc, quiet_native_logs
+    from p2p_deploy.models.opening import open_model
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
-    from p2p_deploy.runners.factory import auto_backend, open_runner
+    from p2p_deploy.runners.factory import check_device, choose_backend, open_runner
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
     if args.resize not in RESIZE_MODES:
@@ -138,7 +139,9 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         fourcc(args.codec)  # one line unless it is a four-character code
     except P2PError as exc:
         raise UsageError(str(exc)) from None
-    kind = auto_backend(args.engine, args.device) if args.backend == "auto" else args.backend
+    check_device(args.device)
+    model = open_model(args.engine)  # read once: the runner takes it as it is
+    kind = choose_backend(model, args.backend, args.device)
     per_backend = args.runner_options()
     mine = per_backend.get(kind, {})
     chosen = {k: v for k, v in mine.items() if v is not None}
@@ -196,7 +199,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
 
     old = signal.signal(signal.SIGTERM, _term)
     try:
-        with open_runner(args.engine, kind, args.device, **chosen) as runner:
+        with open_runner(model, kind, args.device, **chosen) as runner:
             typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
             summary = _with_progress(prepared, runner, opts, args.progress)
     finally:
@@ -252,6 +255,17 @@ def _with_progress(prepared, runner, opts, show: bool):
     ]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("frames", total=prepared.expected_frames or None)
+        expected = [prepared.expected_frames]
+
+        def add_total(n: int) -> None:  # each video's count, once the reader has opened it
+            expected[0] += n
+            bar.update(task, total=expected[0] or None)
+
         return run_pipeline(
-            prepared, runner, opts, on_frame=lambda n: bar.advance(task, n), on_failure=failure
+            prepared,
+            runner,
+            opts,
+            on_frame=lambda n: bar.advance(task, n),
+            on_failure=failure,
+            on_total=add_total,
         )

@@ -75,9 +75,11 @@ def train_cmd(config: Path | None, resume: bool, progress: bool, **flags: object
         # must find its run), then the default.
         file_out = load_toml(config).get("out") if config is not None else None
         out_dir = Path(given.get("out") or file_out or TrainConfig.out)
-        if (out_dir / "config.json").is_file():
+        from p2p_deploy.models.layout import CONFIG_JSON
+
+        if (out_dir / CONFIG_JSON).is_file():
             # defaults < the run's own resolved config < --config file < flags.
-            base = read_run_config(out_dir / "config.json").to_dict()
+            base = read_run_config(out_dir / CONFIG_JSON).to_dict()
     cfg = resolve_config(config, given, base)
     interrupted = False
     try:
@@ -94,18 +96,21 @@ def train_cmd(config: Path | None, resume: bool, progress: bool, **flags: object
 
 def _interrupted_message(out: Path) -> str:
     """What a Ctrl-C left in ``out`` and how to continue from it."""
-    import json
+    from p2p_deploy.errors import P2PError
+    from p2p_deploy.models import layout
+    from p2p_deploy.models.card import read_card
 
-    sidecar = out / "checkpoints" / "latest" / "generator.json"
+    latest = layout.checkpoint_dir(out)
     try:
-        step = json.loads(sidecar.read_text()).get("step")
-    except (OSError, ValueError):
-        step = None
+        card = read_card(latest / layout.WEIGHTS_NAME)
+    except P2PError:
+        card = None
+    step = card.training.step if card is not None and card.training is not None else None
     if step is None:
         return f"interrupted: no checkpoint was saved in {out} yet; start the run again."
     return (
-        f"interrupted: {out / 'checkpoints' / 'latest'} holds step {step}; run the same "
-        "command with --resume to continue from it."
+        f"interrupted: {latest} holds step {step}; run the same command with --resume to "
+        "continue from it."
     )
 
 
@@ -166,6 +171,8 @@ def _run(cfg, resume: bool, progress: bool, log) -> None:  # noqa: ANN001 - torc
         finally:
             root.handlers = old
     if rank0:
+        from p2p_deploy.models import layout
+
         val = (
             f"val L1 {result.val_l1:.4f}, PSNR {result.val_psnr:.2f} dB"
             if result.val_l1 is not None
@@ -183,5 +190,5 @@ def _run(cfg, resume: bool, progress: bool, log) -> None:  # noqa: ANN001 - torc
             val,
             before,
             result.seconds,
-            result.run_dir / "checkpoints" / "latest" / "generator.safetensors",
+            layout.checkpoint_dir(result.run_dir) / layout.WEIGHTS_NAME,
         )

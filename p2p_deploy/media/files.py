@@ -32,16 +32,15 @@ OUTPUT_MARKER = ".p2p-output"
 class Job:
     """One input file and the output file it becomes.
 
-    kind: ``image`` or ``video``; ``rel`` is the path relative to the input root (for messages);
-    ``codec``: the FourCC this video is written with when it differs from the run's (an odd
-    frame size that the run's codec cannot store, see :mod:`p2p_deploy.pipeline.run`).
+    kind: ``image`` or ``video``; ``rel`` is the path relative to the input root (for messages).
+    A video whose frame size the run's codec cannot store goes to MJPG/.avi instead (decided
+    by the writer when it sees the first frame, see :mod:`p2p_deploy.pipeline.stages`).
     """
 
     kind: str
     src: Path
     dst: Path
     rel: str
-    codec: str | None = None
 
 
 @dataclass

@@ -103,6 +103,12 @@ def keeps_odd_sizes(codec: str, suffix: str) -> bool:
     return codec.upper() == "MJPG" and suffix.lower() == ".avi"
 
 
+def odd_size_output(dst: Path) -> Path:
+    """Where a video whose size ``dst``'s codec cannot store goes instead: MJPG in ``.avi``
+    (see :func:`keeps_odd_sizes`)."""
+    return dst.with_suffix(".avi")
+
+
 class VideoSink:
     """Writes a video under a temporary name and renames it onto ``path`` in :meth:`finish`.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from p2p_deploy.config import DiscriminatorConfig
+from p2p_deploy.models.config import DiscriminatorConfig
 from p2p_deploy.models.norm import make_norm
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from p2p_deploy.config import GeneratorConfig
+from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.norm import make_norm
 
 

@@ -19,7 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-TEST_NORMS: tuple[str, ...] = ("stats", "running")
+from p2p_deploy.models.card import TEST_NORMS, default_test_norm
+
+__all__ = ["TEST_NORMS", "PerImageNorm", "default_test_norm", "prepare_generator"]
+
 
 
 class PerImageNorm(nn.Module):
@@ -46,11 +49,6 @@ def _swap_batchnorm(module: nn.Module) -> None:
             setattr(module, name, PerImageNorm(child))
         else:
             _swap_batchnorm(child)
-
-
-def default_test_norm(norm: str) -> str:
-    """``stats`` for batch-norm generators (the paper's choice); instance norm needs no choice."""
-    return "stats" if norm == "batch" else "running"
 
 
 def prepare_generator(generator: nn.Module, test_norm: str) -> nn.Module:

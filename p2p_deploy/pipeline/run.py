@@ -22,15 +22,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from p2p_deploy.atomic import clean_stale_temps, write_json
 from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
-from p2p_deploy.media.resize import geometry
-from p2p_deploy.media.video import VideoSource, keeps_odd_sizes
+from p2p_deploy.media.video import odd_size_output
 from p2p_deploy.pipeline.items import DONE, Crash, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.stages import Stopped, Writer, put, read_jobs
@@ -43,8 +42,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Prepared:
     """A planned run: what will be read (Jobs and pre-failed items), what is skipped, and how
-    many frames are expected (for the progress bar; videos by their container's count).
-    ``cleaned``: temporary files of killed earlier runs removed from the output folder."""
+    many frames are expected from images (videos add theirs when the reader opens them: each
+    video is opened once). ``cleaned``: temporary files of killed earlier runs removed from
+    the output folder."""
 
     plan: InputPlan
     work: list[Job | Failed]
@@ -56,9 +56,11 @@ class Prepared:
 def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Prepared:
     """Plan the jobs of ``src``; existing outputs are skipped unless ``opts.overwrite``.
 
-    Also removes the stale temporary files that killed runs left in the output folder, fails
-    inputs that are links into the output folder (an output would replace its own input), and
-    moves videos whose output has an odd side that the codec cannot store to MJPG/.avi.
+    Also removes the stale temporary files that killed runs left in the output folder and
+    fails inputs that are links into the output folder (an output would replace its own input).
+    Nothing is decoded here: a video is opened once, by the reader. A video written as
+    MJPG/.avi (an odd frame size its codec cannot store, decided by the writer) counts as done
+    too, so a resumed run skips it.
     """
     plan = plan_inputs(src, out_dir, opts.codec)
     cleaned = clean_stale_temps(plan.out_dir)
@@ -66,13 +68,6 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
         log.info(
             "removed %d temporary file(s) that killed runs left in %s", len(cleaned), plan.out_dir
         )
-    frames: dict[Job, int] = {}
-    jobs = []
-    for job in plan.jobs:
-        if job.kind == "video":
-            job, frames[job] = _probe_video(job, opts)
-        jobs.append(job)
-    plan.jobs = jobs
     clashes = output_collisions(plan)
     dsts = {job.dst for job in plan.jobs}
     work: list[Job | Failed] = []
@@ -96,42 +91,18 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
                     f"{clashes[job].src.name}'s (rename one of them).",
                 )
             )
-        elif job.dst.exists() and not opts.overwrite:
+        elif not opts.overwrite and (
+            job.dst.exists() or (job.kind == "video" and odd_size_output(job.dst).exists())
+        ):
             skipped.append(job)
         else:
             work.append(job)
-            expected += frames.get(job, 1)
+            expected += 1 if job.kind == "image" else 0
     return Prepared(plan, work, skipped, expected, cleaned)
 
 
 def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
-
-
-def _probe_video(job: Job, opts: RunOptions) -> tuple[Job, int]:
-    """The video's frame count (0 when unknown), and its job moved to MJPG/.avi when the
-    output frame would have an odd side that ``opts.codec`` cannot store (OpenCV's FFmpeg
-    writer drops the last column/row). Only with ``keep_size``: model-size outputs are
-    padded by the writer instead (their size depends on the model; see VideoSink)."""
-    try:
-        with VideoSource(job.src) as v:
-            count, width, height = v.frame_count, v.width, v.height
-    except Exception:  # noqa: BLE001 - the reader reports the real problem in order
-        return job, 0
-    if not opts.keep_size or width <= 0 or height <= 0:
-        return job, count
-    out_h, out_w = geometry(height, width, 256, opts.resize).output_shape(True)
-    if opts.side_by_side:
-        out_w *= 2
-    if (out_w % 2 or out_h % 2) and not keeps_odd_sizes(opts.codec, job.dst.suffix):
-        dst = job.dst.with_suffix(".avi")
-        log.warning(
-            "%s: %dx%d has an odd side, which %s cannot store through OpenCV (it would drop a "
-            "column/row); writing it as MJPG to %s at %dx%d.",
-            job.src, out_w, out_h, opts.codec, dst.name, out_w, out_h,
-        )  # fmt: skip
-        job = replace(job, dst=dst, codec="MJPG")
-    return job, count
 
 
 def run_pipeline(
@@ -140,12 +111,14 @@ def run_pipeline(
     opts: RunOptions,
     on_frame: Callable[[int], None] | None = None,
     on_failure: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Translate every job of ``prepared`` with the (activated) ``runner``.
 
     Writes outputs under ``prepared.plan.out_dir`` and its ``failures.json``; returns the
-    summary. ``on_frame(n)`` is called from the writer thread after each frame written and
-    ``on_failure(reason)`` after each failure (for progress bars / messages). Ctrl-C (or any
+    summary. ``on_frame(n)`` is called from the writer thread after each frame written,
+    ``on_failure(reason)`` after each failure and ``on_total(n)`` from the reader thread with
+    the frame count of each video it opens (for progress bars / messages). Ctrl-C (or any
     exception) stops both threads and removes a half-written video before re-raising.
     """
     plan = prepared.plan
@@ -160,10 +133,11 @@ def run_pipeline(
     in_q: queue.Queue = queue.Queue(maxsize=opts.in_queue_size)
     out_q: queue.Queue = queue.Queue(maxsize=2)  # batches
     stop = threading.Event()
-    writer = Writer(opts, summary, on_frame, on_failure)
+    taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
+    writer = Writer(opts, summary, on_frame, on_failure, taken)
     reader_t = threading.Thread(
         target=read_jobs,
-        args=(prepared.work, runner.image_size, opts, in_q, stop),
+        args=(prepared.work, runner.image_size, opts, in_q, stop, on_total),
         name="p2p-reader",
         daemon=True,
     )

@@ -19,7 +19,7 @@ from p2p_deploy.errors import DataError
 from p2p_deploy.media.files import Job
 from p2p_deploy.media.images import read_image, write_image
 from p2p_deploy.media.resize import fit, restore, source_view
-from p2p_deploy.media.video import VideoSink, VideoSource
+from p2p_deploy.media.video import VideoSink, VideoSource, keeps_odd_sizes, odd_size_output
 from p2p_deploy.pipeline.items import DONE, Crash, End, Failed, Frame, Start
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.summary import RunSummary
@@ -49,8 +49,10 @@ def read_jobs(
     opts: RunOptions,
     out_q: queue.Queue,
     stop: threading.Event,
+    on_total: Callable[[int], None] | None = None,
 ) -> None:
-    """Reader thread body. ``jobs`` holds Jobs to read and ready-made Failed items, in order."""
+    """Reader thread body. ``jobs`` holds Jobs to read and ready-made Failed items, in order.
+    ``on_total(n)``: called with each video's frame count when it is opened (0 if unknown)."""
     try:
         for job in jobs:
             if isinstance(job, Failed):
@@ -58,7 +60,7 @@ def read_jobs(
             elif job.kind == "image":
                 _read_image(job, size, opts, out_q, stop)
             else:
-                _read_video(job, size, opts, out_q, stop)
+                _read_video(job, size, opts, out_q, stop, on_total)
         put(out_q, DONE, stop)
     except Stopped:
         return
@@ -84,13 +86,20 @@ def _read_image(
 
 
 def _read_video(
-    job: Job, size: int, opts: RunOptions, out_q: queue.Queue, stop: threading.Event
+    job: Job,
+    size: int,
+    opts: RunOptions,
+    out_q: queue.Queue,
+    stop: threading.Event,
+    on_total: Callable[[int], None] | None = None,
 ) -> None:
     try:
-        src = VideoSource(job.src)
+        src = VideoSource(job.src)  # the one time this run opens the video
     except DataError as exc:
         put(out_q, Failed(job, str(exc)), stop)
         return
+    if on_total is not None:
+        on_total(src.frame_count)
     with src:
         started = False
         n = 0
@@ -139,8 +148,12 @@ class Writer:
         summary: RunSummary,
         on_frame: Callable[[int], None] | None = None,
         on_failure: Callable[[str], None] | None = None,
+        taken: set | None = None,
     ) -> None:
+        """``taken``: every output path of the run (an odd-size video's MJPG/.avi fallback
+        must not be one of them)."""
         self.opts = opts
+        self.taken = taken or set()
         self.summary = summary
         self.on_frame = on_frame
         self.on_failure = on_failure
@@ -225,8 +238,38 @@ class Writer:
             write_image(item.job.dst, frame)
             return
         if self._sink is None:
-            codec = item.job.codec or self.opts.codec  # MJPG for an odd size, see prepare
-            self._sink = VideoSink(
-                item.job.dst, codec, self._fps or 25.0, frame.shape[1], frame.shape[0]
-            )
+            dst, codec = self._video_target(item.job, frame.shape[1], frame.shape[0])
+            self._sink = VideoSink(dst, codec, self._fps or 25.0, frame.shape[1], frame.shape[0])
         self._sink.write(frame)
+
+    def _video_target(self, job: Job, width: int, height: int) -> tuple[Any, str]:
+        """(output path, codec) of a video whose first output frame is ``width`` x ``height``.
+
+        OpenCV's FFmpeg writer drops the last column/row of an odd size; with ``keep_size``
+        (the output has the input's size) such a video is written with OpenCV's own MJPG
+        writer to ``.avi`` instead, at its exact size. Model-size outputs are padded by the
+        sink instead (see VideoSink).
+
+        Raises:
+            DataError: the ``.avi`` name is another output of this run.
+        """
+        codec = self.opts.codec
+        if (
+            not self.opts.keep_size
+            or not (width % 2 or height % 2)
+            or keeps_odd_sizes(codec, job.dst.suffix)
+        ):
+            return job.dst, codec
+        dst = odd_size_output(job.dst)
+        if dst in self.taken:
+            raise DataError(
+                f"{job.src}: {width}x{height} has an odd side, which {codec} cannot store "
+                f"through OpenCV, and its MJPG fallback {dst.name} is another output of this run "
+                "(rename one of the inputs, or use --codec MJPG)."
+            )
+        log.warning(
+            "%s: %dx%d has an odd side, which %s cannot store through OpenCV (it would drop a "
+            "column/row); writing it as MJPG to %s at %dx%d.",
+            job.src, width, height, codec, dst.name, width, height,
+        )  # fmt: skip
+        return dst, "MJPG"

@@ -16,11 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from p2p_deploy.errors import P2PError
+
+if TYPE_CHECKING:
+    from p2p_deploy.models.opening import ModelFile
 
 
 class BatchError(P2PError, ValueError):
@@ -52,7 +55,9 @@ class Runner(abc.ABC):
 
     Attributes (all set here; subclasses refine them in ``__init__`` or :meth:`_activate`):
         backend: ``torch``, ``onnxruntime``, ``tensorrt``, ... (class attribute).
-        path: the model file or folder.
+        model: the :class:`~p2p_deploy.models.opening.ModelFile` (file read once, and its
+            card); None for runners that wrap no file.
+        path: the model file or folder as given.
         device: ``cpu``, ``cuda:0``, ...
         precision: ``fp32`` or ``fp16``, as read from the model, not assumed.
         image_size: S.
@@ -66,8 +71,15 @@ class Runner(abc.ABC):
 
     backend: ClassVar[str] = "base"
 
-    def __init__(self, path: str | Path | None = None, device: str = "cpu") -> None:
-        self.path: Path | None = Path(path) if path is not None else None
+    def __init__(
+        self, model: ModelFile | str | Path | None = None, device: str = "cpu"
+    ) -> None:
+        """``model``: an opened :class:`ModelFile` (as ``runners.factory.open_runner`` passes
+        it), or a path, opened here with :func:`~p2p_deploy.models.opening.open_model`."""
+        from p2p_deploy.models.opening import as_model
+
+        self.model: ModelFile | None = as_model(model) if model is not None else None
+        self.path: Path | None = self.model.path if self.model is not None else None
         self.device = device
         self.precision = "fp32"
         self.image_size = 256

@@ -18,6 +18,9 @@ import numpy as np
 from p2p_deploy.deps import require
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import EngineMismatch, MissingDependency, P2PError, first_line
+from p2p_deploy.models.card import ExportCard
+from p2p_deploy.models.layout import card_path
+from p2p_deploy.models.opening import ModelFile
 from p2p_deploy.runners.base import Runner
 from p2p_deploy.runners.ort_providers import (
     DEFAULT_TRT_BATCH,
@@ -28,7 +31,6 @@ from p2p_deploy.runners.ort_providers import (
     trt_provider_options,
     without_provider,
 )
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
 
@@ -46,28 +48,8 @@ def physical_cores() -> int:
     return int(n or os.cpu_count() or 1)
 
 
-def graph_precision(model_path: Path) -> str | None:
-    """``fp16`` / ``fp32`` from the ONNX graph's own weights (most float initializers), None if
-    the onnx package is missing or the file cannot be parsed. Labels what the model *is*."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    try:
-        m = onnx.load(str(model_path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - a broken file is reported by the session itself
-        return None
-    counts = {onnx.TensorProto.FLOAT: 0, onnx.TensorProto.FLOAT16: 0}
-    for init in m.graph.initializer:
-        if init.data_type in counts:
-            counts[init.data_type] += int(np.prod(init.dims)) if init.dims else 1
-    if not any(counts.values()):
-        return None
-    return "fp16" if counts[onnx.TensorProto.FLOAT16] > counts[onnx.TensorProto.FLOAT] else "fp32"
-
-
 class OnnxRuntimeRunner(Runner):
-    """Runs an ONNX export; reads its ``model.onnx.json`` sidecar for size, precision, test norm.
+    """Runs an ONNX export; its card (``model.onnx.json``) gives size, precision, test norm.
 
     Args:
         path: ``model.onnx``.
@@ -78,41 +60,38 @@ class OnnxRuntimeRunner(Runner):
             of the pipeline could use; off by default).
         use_trt_provider: try ORT's TensorRT provider before CUDA (when installed).
         trt_batch: (min, opt, max) batch of the TensorRT provider's profile (default: the
-            sidecar's ``batch_profile``, else 1, 4, 16); larger batches are split.
+            card's ``batch_profile``, else 1, 4, 16); larger batches are split.
     """
 
     backend = "onnxruntime"
 
     def __init__(
         self,
-        path: str | Path,
+        model: ModelFile | str | Path,
         device: str | None = None,
         threads: int | None = None,
         spinning: bool = False,
         use_trt_provider: bool = True,
         trt_batch: tuple[int, int, int] | None = None,
     ) -> None:
-        super().__init__(path, device or "cpu")
-        if not self.path.is_file():
-            raise P2PError(f"{self.path}: no such model file.")
+        super().__init__(model, device or "cpu")
+        assert self.model is not None
+        if self.model.kind != "onnx":
+            raise P2PError(f"{self.path}: a {self.model.kind} model, not an ONNX file.")
         self._device_arg = device
         self.threads = threads or physical_cores()
         self.spinning = spinning
         self.use_trt_provider = use_trt_provider
-        self.sidecar: ModelSidecar | None = None
-        if sidecar_for(self.path).is_file():
-            self.sidecar = ModelSidecar.read(self.path)
-            self.image_size = self.sidecar.image_size
-            self.precision = self.sidecar.precision
-            self.test_norm = self.sidecar.test_norm
+        self.card: ExportCard | None = self.model.export_card
+        if self.card is not None:
+            self.image_size = self.card.image_size
+            self.test_norm = self.card.test_norm
         else:
             log.warning(
-                "%s: no sidecar %s; sizes taken from the graph",
-                self.path,
-                sidecar_for(self.path).name,
+                "%s: no card %s; sizes taken from the graph", self.path, card_path(self.path).name
             )
-            self.precision = graph_precision(self.path) or "fp32"
-        profile = trt_batch or (self.sidecar.batch_profile if self.sidecar else None)
+        self.precision = self.model.precision or "fp32"
+        profile = trt_batch or (self.card.batch_profile if self.card else None)
         self.trt_batch: tuple[int, int, int] = tuple(profile or DEFAULT_TRT_BATCH)
         self.provider = "not loaded"
         self.input_name = self.output_name = ""
@@ -149,10 +128,10 @@ class OnnxRuntimeRunner(Runner):
     def _trt_provider_options(self, index: int) -> dict | None:
         """The TensorRT provider's options (:func:`trt_provider_options`), or None (the CUDA
         provider is used instead of one that would rebuild its engine on every run) when the
-        cache folder cannot be made (read-only model folder) or, without a sidecar, the input
+        cache folder cannot be made (read-only model folder) or, without a card, the input
         name and size for the profile shapes are not known."""
-        if self.sidecar is None:
-            log.warning("%s: no sidecar for the TensorRT provider's profile; using CUDA", self.path)
+        if self.card is None:
+            log.warning("%s: no card for the TensorRT provider's profile; using CUDA", self.path)
             return None
         cache = self.trt_cache_dir()
         try:
@@ -164,9 +143,9 @@ class OnnxRuntimeRunner(Runner):
                 exc.strerror or exc,
             )
             return None
-        side = self.sidecar
+        card = self.card
         profile = trt_profile_options(
-            side.input_name, side.generator.get("in_channels", 3), side.image_size, self.trt_batch
+            card.input_name, card.generator.in_channels, card.image_size, self.trt_batch
         )
         return trt_provider_options(index, self.precision == "fp16", cache, profile)
 
@@ -199,15 +178,15 @@ class OnnxRuntimeRunner(Runner):
         if len(shape) != 4 or shape[1] != 3:
             raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
         if isinstance(shape[2], int):
-            if self.sidecar is not None and shape[2] != self.image_size:
+            if self.card is not None and shape[2] != self.image_size:
                 raise EngineMismatch(
-                    f"{self.path}: graph input is {shape[2]} px but its sidecar says "
+                    f"{self.path}: graph input is {shape[2]} px but its card says "
                     f"{self.image_size}; re-export it."
                 )
             self.image_size = shape[2]
-        elif self.sidecar is None:
+        elif self.card is None:
             raise EngineMismatch(
-                f"{self.path}: dynamic image size and no sidecar to say which; re-export it."
+                f"{self.path}: dynamic image size and no card to say which; re-export it."
             )
         # A static batch axis fixes each call's size (pad up to it); a symbolic one takes any N.
         if isinstance(shape[0], int):
@@ -241,8 +220,9 @@ class OnnxRuntimeRunner(Runner):
         """
 
         def create(provs: list):
+            # From the bytes open_model read: the file is read once.
             session = ort.InferenceSession(
-                str(self.path), sess_options=so, providers=provs, enable_fallback=0
+                self.model.data, sess_options=so, providers=provs, enable_fallback=0
             )
             if hasattr(session, "disable_fallback"):
                 session.disable_fallback()

@@ -33,15 +33,15 @@ import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.models.card import ExportCard
+from p2p_deploy.models.opening import ModelFile
 from p2p_deploy.runners.base import Runner
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
 _HINT = {"fp32": "f32", "bf16": "bf16"}
 _LABEL = {"f32": "fp32", "bf16": "bf16", "i8": "int8", "u8": "int8", "f16": "fp16"}
-IR_EXTS = (".xml",)
 
 
 def cpu_bf16_supported() -> bool:
@@ -70,7 +70,8 @@ class OpenVINORunner(Runner):
     """Runs an ONNX export or an IR on OpenVINO's CPU plugin.
 
     Args:
-        path: ``model.onnx``, ``model_int8.onnx`` (with their sidecars) or an IR ``.xml``.
+        model: ``model.onnx``, ``model_int8.onnx`` (with their cards) or an IR ``.xml``, opened
+            (:func:`~p2p_deploy.models.opening.open_model`) or a path.
         device: ``cpu`` or None (OpenVINO's CPU plugin); anything else is refused.
         threads: inference threads (default: physical cores).
         precision: ``fp32`` or ``bf16`` for the float arithmetic (default fp32); an INT8 graph
@@ -81,29 +82,29 @@ class OpenVINORunner(Runner):
 
     def __init__(
         self,
-        path: str | Path,
+        model: ModelFile | str | Path,
         device: str | None = None,
         threads: int | None = None,
         precision: str | None = None,
     ) -> None:
-        super().__init__(path, "cpu")
+        super().__init__(model, "cpu")
+        assert self.model is not None
         if device not in (None, "cpu"):
             raise P2PError(
                 f"{self.path}: the OpenVINO runner runs on the CPU (device cpu), not {device}."
             )
-        if not self.path.is_file():
-            raise P2PError(f"{self.path}: no such model file.")
+        if self.model.kind not in ("onnx", "openvino"):
+            raise P2PError(f"{self.path}: a {self.model.kind} model, not ONNX or OpenVINO IR.")
         if precision not in (None, *PRECISIONS):
             raise P2PError(f"OpenVINO precision must be fp32 or bf16, got {precision!r}.")
         from p2p_deploy.runners.onnxruntime_runner import physical_cores
 
         self.threads = threads or physical_cores()
         self.hint = precision or "fp32"
-        self.sidecar: ModelSidecar | None = None
-        if sidecar_for(self.path).is_file():
-            self.sidecar = ModelSidecar.read(self.path)
-            self.image_size = self.sidecar.image_size
-            self.test_norm = self.sidecar.test_norm
+        self.card: ExportCard | None = self.model.export_card
+        if self.card is not None:
+            self.image_size = self.card.image_size
+            self.test_norm = self.card.test_norm
         self.precision = "not loaded"
         self.conv_precisions: dict[str, int] = {}
         self.quantized = False
@@ -117,7 +118,12 @@ class OpenVINORunner(Runner):
         ov = require("openvino")
         self._core = ov.Core()
         try:
-            self._model = self._core.read_model(str(self.path))
+            # From the bytes open_model read (an IR's weights as a tensor over its .bin bytes).
+            if self.model.weights_data is not None:
+                weights = ov.Tensor(np.frombuffer(self.model.weights_data, dtype=np.uint8))
+                self._model = self._core.read_model(self.model.data, weights)
+            else:
+                self._model = self._core.read_model(self.model.data)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own exception types
             first = (
                 str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
@@ -131,9 +137,9 @@ class OpenVINORunner(Runner):
         dims = [d.get_length() if d.is_static else None for d in shape]
         if len(dims) != 4 or dims[1] != 3 or dims[2] is None or dims[2] != dims[3]:
             raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
-        if self.sidecar is not None and dims[2] != self.image_size:
+        if self.card is not None and dims[2] != self.image_size:
             raise EngineMismatch(
-                f"{self.path}: graph input is {dims[2]} px but its sidecar says "
+                f"{self.path}: graph input is {dims[2]} px but its card says "
                 f"{self.image_size}; re-export it."
             )
         self.image_size = int(dims[2])
@@ -145,8 +151,8 @@ class OpenVINORunner(Runner):
         self.conv_precisions = _conv_precisions(compiled)
         self.precision = _label(self.conv_precisions)
         if (
-            self.sidecar is not None
-            and self.sidecar.precision == "int8"
+            self.card is not None
+            and self.card.precision == "int8"
             and self.precision != "int8"
         ):
             log.warning("%s: INT8 graph but OpenVINO runs %s", self.path, self.conv_precisions)

@@ -28,7 +28,7 @@ from types import ModuleType
 
 log = logging.getLogger(__name__)
 
-# Batch range of the TensorRT provider's profile when the sidecar has none (the exporter's
+# Batch range of the TensorRT provider's profile when the card has none (the exporter's
 # default TensorRT profile, 1:4:16).
 DEFAULT_TRT_BATCH: tuple[int, int, int] = (1, 4, 16)
 

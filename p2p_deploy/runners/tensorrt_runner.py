@@ -26,9 +26,10 @@ from p2p_deploy.deps import require
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.gpu import gpu_identity
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.opening import ModelFile
 from p2p_deploy.runners.base import DeviceStep, Runner
 from p2p_deploy.runners.trt_memory import CudaMemory, DeviceBuffer, TorchCudaMemory, open_memory
-from p2p_deploy.sidecar import ModelSidecar
 
 log = logging.getLogger(__name__)
 
@@ -61,28 +62,28 @@ def current_gpu(device: int = 0) -> tuple[str, str]:
 
 
 def check_engine_fits(
-    path: Path, sidecar: ModelSidecar, trt_version: str, gpu: tuple[str, str]
+    path: Path, card: ExportCard, trt_version: str, gpu: tuple[str, str]
 ) -> None:
     """Refuse an engine built for another TensorRT version or GPU, in one sentence.
 
     Raises:
         EngineMismatch: naming what differs and how to rebuild.
     """
-    built_ver = sidecar.tensorrt_version
-    if built_ver and not sidecar.version_compatible and not _same_version(built_ver, trt_version):
+    built_ver = card.tensorrt_version
+    if built_ver and not card.version_compatible and not _same_version(built_ver, trt_version):
         raise EngineMismatch(
             f"{path}: built with TensorRT {built_ver} but this machine has TensorRT {trt_version}; "
             f"{REBUILD_HINT}."
         )
     name, cc = gpu
     if (
-        sidecar.compute_capability
-        and not sidecar.hardware_compatible
-        and sidecar.compute_capability != cc
+        card.compute_capability
+        and not card.hardware_compatible
+        and card.compute_capability != cc
     ):
         raise EngineMismatch(
-            f"{path}: built for {sidecar.gpu_name or 'a GPU'} (compute capability "
-            f"{sidecar.compute_capability}) but this GPU is {name} ({cc}); {REBUILD_HINT}."
+            f"{path}: built for {card.gpu_name or 'a GPU'} (compute capability "
+            f"{card.compute_capability}) but this GPU is {name} ({cc}); {REBUILD_HINT}."
         )
 
 
@@ -112,7 +113,7 @@ def process_logger(trt: Any) -> Any:
 
 def quiet_nvtx(trt: Any, ctx: Any) -> None:
     """Run ``ctx`` with layer-name NVTX markers only. The exporter builds with
-    ``ProfilingVerbosity.DETAILED`` (for the inspector record in the sidecar), and a context
+    ``ProfilingVerbosity.DETAILED`` (for the inspector record in the card), and a context
     defaults to the build's verbosity, which "will generally increase latency in enqueueV3()"
     (TensorRT, ``IExecutionContext.nvtx_verbosity``; it "does not affect how IEngineInspector
     interacts with the engine"). LAYER_NAMES_ONLY is trtexec's default. A TensorRT without the
@@ -152,10 +153,11 @@ class ContextPerShape:
 
 
 class TensorRTRunner(Runner):
-    """Runs a TensorRT engine with its ``model.plan.json`` sidecar.
+    """Runs a TensorRT engine with its card ``model.plan.json``.
 
     Args:
-        path: ``model.plan`` / ``model.engine``.
+        model: ``model.plan`` / ``model.engine``, opened
+            (:func:`~p2p_deploy.models.opening.open_model`) or a path.
         device: ``cuda`` or ``cuda:N``.
         memory: ``auto`` (torch when it has CUDA, else pycuda), ``torch`` or ``pycuda``.
         cuda_graphs: capture one CUDA graph per batch size on first use (torch memory only).
@@ -165,32 +167,34 @@ class TensorRTRunner(Runner):
 
     def __init__(
         self,
-        path: str | Path,
+        model: ModelFile | str | Path,
         device: str | None = None,
         memory: str = "auto",
         cuda_graphs: bool = False,
     ) -> None:
-        super().__init__(path, device or "cuda:0")
-        if not self.path.is_file():
-            raise P2PError(f"{self.path}: no such engine file.")
+        super().__init__(model, device or "cuda:0")
+        assert self.model is not None
+        if self.model.kind != "tensorrt":
+            raise P2PError(f"{self.path}: a {self.model.kind} model, not a TensorRT engine.")
         if self.device == "cpu":
             raise P2PError(
                 f"{self.path}: TensorRT engines run on a CUDA GPU only; use the .onnx for the CPU."
             )
         if memory not in ("auto", "torch", "pycuda"):
             raise P2PError(f"memory must be auto, torch or pycuda, got {memory!r}.")
-        # Before the sidecar: without TensorRT no sidecar or re-export makes the engine run,
+        # Before the card: without TensorRT no card or re-export makes the engine run,
         # so the one thing to say is which extra to install.
         require("tensorrt")
         self._index = parse_device(self.device, allow_auto=False).cuda_index
         self._memory_pref = memory
         self.cuda_graphs = cuda_graphs
-        self.sidecar = ModelSidecar.read(self.path)
-        self.image_size = self.sidecar.image_size
-        self.precision = self.sidecar.precision
-        self.test_norm = self.sidecar.test_norm
-        self.input_name = self.sidecar.input_name
-        self.output_name = self.sidecar.output_name
+        # An engine cannot be understood (nor checked against this GPU) without its card.
+        self.card: ExportCard = self.model.export_card or read_export_card(self.model.file)
+        self.image_size = self.card.image_size
+        self.precision = self.card.precision
+        self.test_norm = self.card.test_norm
+        self.input_name = self.card.input_name
+        self.output_name = self.card.output_name
         self.mem: CudaMemory | None = None
         self._trt: Any = None  # the tensorrt module, once activated
         self._logger: Any = None
@@ -207,7 +211,7 @@ class TensorRTRunner(Runner):
 
     def _activate(self) -> None:
         trt = require("tensorrt")
-        check_engine_fits(self.path, self.sidecar, trt.__version__, current_gpu(self._index))
+        check_engine_fits(self.path, self.card, trt.__version__, current_gpu(self._index))
         self.mem = open_memory(self._memory_pref, self._index)
         if self.cuda_graphs and not isinstance(self.mem, TorchCudaMemory):
             log.warning("CUDA graphs need torch buffers; running %s without them", self.path)
@@ -219,13 +223,13 @@ class TensorRTRunner(Runner):
         self._trt = trt
         self._logger = process_logger(trt)
         self._runtime = trt.Runtime(self._logger)
-        if self.sidecar.version_compatible:
+        if self.card.version_compatible:
             # A version-compatible plan embeds the lean runtime it runs with (host code):
             # TensorRT deserializes it only when allowed. Polygraphy's EngineFromBytes
-            # (backend/trt/loader.py) sets this for every plan; here only where the sidecar says
+            # (backend/trt/loader.py) sets this for every plan; here only where the card says
             # the plan was built so, since it lets the plan run code of its own.
             self._runtime.engine_host_code_allowed = True
-        engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        engine = self._runtime.deserialize_cuda_engine(self.model.data)  # read once
         if engine is None:  # as EngineFromBytes: None, not an exception, on failure
             raise EngineMismatch(
                 f"{self.path}: TensorRT {trt.__version__} cannot deserialize this engine (other "
@@ -246,7 +250,7 @@ class TensorRTRunner(Runner):
         s = self.image_size
         if len(shape) != 4 or tuple(shape[1:]) != (3, s, s):
             raise EngineMismatch(
-                f"{self.path}: engine input {shape} does not match its sidecar (-1, 3, {s}, {s})."
+                f"{self.path}: engine input {shape} does not match its card (-1, 3, {s}, {s})."
             )
         if shape[0] == -1:
             # Buffers sized by profile 0's max shape, as NVIDIA's samples/python/

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from p2p_deploy.checkpoint import load_generator
-from p2p_deploy.config import GeneratorConfig
 from p2p_deploy.errors import P2PError
 from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
-from p2p_deploy.models.inference import TEST_NORMS, default_test_norm, prepare_generator
+from p2p_deploy.models.card import TEST_NORMS
+from p2p_deploy.models.config import GeneratorConfig
+from p2p_deploy.models.inference import prepare_generator
+from p2p_deploy.models.opening import ModelFile
 from p2p_deploy.runners.base import DeviceStep, Runner
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class TorchRunner(Runner):
     """Runs a checkpoint (run folder, ``.safetensors`` or canonical ``latest_net_G.pth``).
 
     Args:
-        path: the checkpoint.
+        model: the checkpoint, opened (:func:`~p2p_deploy.models.opening.open_model`) or a path.
         device: ``cpu`` (default when no CUDA), ``cuda`` or ``cuda:N``.
         precision: ``fp32`` or ``fp16`` (fp16 needs CUDA; default fp16 on CUDA, fp32 on CPU).
         test_norm: ``stats`` or ``running``; default from the checkpoint's norm.
@@ -44,7 +45,7 @@ class TorchRunner(Runner):
 
     def __init__(
         self,
-        path: str | Path,
+        model: ModelFile | str | Path,
         device: str | None = None,
         precision: str | None = None,
         test_norm: str | None = None,
@@ -53,7 +54,13 @@ class TorchRunner(Runner):
         compile: bool = False,
         max_batch: int | None = None,
     ) -> None:
-        super().__init__(path, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        super().__init__(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        assert self.model is not None and self.model.card is not None
+        if not self.model.is_checkpoint:
+            raise P2PError(
+                f"{self.path}: an exported {self.model.kind} model, not generator weights; the "
+                "torch runner runs checkpoints (run folder, .safetensors, .pth)."
+            )
         self._dev = torch.device(self.device)
         if self._dev.type == "cuda" and not torch.cuda.is_available():
             raise P2PError(
@@ -67,23 +74,21 @@ class TorchRunner(Runner):
             raise P2PError("fp16 with the torch runner needs a CUDA device; use fp32 on the CPU.")
         if test_norm is not None and test_norm not in TEST_NORMS:
             raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
-        self._test_norm_arg = test_norm
-        self.test_norm = test_norm or "stats"  # final after activate(): the checkpoint's norm
+        card = self.model.card
+        self.test_norm = test_norm or card.test_norm
         self.channels_last = cuda if channels_last is None else channels_last
         self.cuda_graphs = cuda_graphs and cuda
         self.compile = compile
         self.max_batch = max_batch
-        self.config: GeneratorConfig | None = None
+        self.config: GeneratorConfig = card.generator
+        self.image_size = card.image_size
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self._model: torch.nn.Module | None = None
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     def _activate(self) -> None:
-        loaded = load_generator(self.path)
-        self.config = loaded.config
-        self.image_size = loaded.config.image_size
-        self.test_norm = self._test_norm_arg or default_test_norm(loaded.config.norm)
-        model = prepare_generator(loaded.model, self.test_norm)
+        assert self.model is not None
+        model = prepare_generator(self.model.generator(), self.test_norm)
         model = model.to(self._dev, dtype=self._dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from p2p_deploy.bench.eval import EvalOptions, grid_image, model_direction, run_eval
+from p2p_deploy.bench.eval import EvalOptions, grid_image, resolve_direction, run_eval
 from p2p_deploy.bench.metrics import PSNR_CAP_DB, l1, psnr_db, ssim
 from p2p_deploy.errors import DataError
 
@@ -98,7 +98,7 @@ def test_eval_scores_the_deployed_model_on_the_right_halves(
         on_images=seen.append,
         on_total=total.append,
     )
-    assert res.direction == "BtoA" and "sidecar" in res.direction_source
+    assert res.direction == "BtoA" and "card" in res.direction_source
     assert total == [6] and seen == [4, 2]
     m = res.model.mean()
     # Only the uint8 rounding of the stored photos separates output and target.
@@ -193,8 +193,8 @@ def test_same_model_as_baseline_has_zero_difference(
     assert all(v == 0.0 for v in cmp["difference"].values())
     assert all(d["drop"] == 0.0 for d in cmp["largest_drop"].values())
     assert cmp["psnr_vs_baseline_db"]["min"] == PSNR_CAP_DB
-    # No direction in an exported model's sidecar: the default, said so.
-    assert res.direction == "BtoA" and res.direction_source.startswith("default")
+    # The exported model carries its checkpoint's card, direction included.
+    assert res.direction == "BtoA" and res.direction_source.endswith("model.onnx card")
 
 
 def test_paired_layout_limit_and_errors(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -229,16 +229,15 @@ def test_paired_layout_limit_and_errors(tmp_path: Path, tiny_checkpoint: Path) -
         run_eval(EvalOptions(tiny_checkpoint, tmp_path / "bad", out=tmp_path / "o"))
 
 
-def test_direction_from_sidecars(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    assert model_direction(tiny_checkpoint) == "BtoA"
-    run = tmp_path / "run" / "checkpoints" / "latest"
-    run.mkdir(parents=True)
-    (run / "generator.json").write_text(json.dumps({"direction": "AtoB"}))
-    assert model_direction(tmp_path / "run") == "AtoB"
-    onnx = tmp_path / "m.onnx"
-    (tmp_path / "m.onnx.json").write_text(json.dumps({"extra": {"direction": "AtoB"}}))
-    assert model_direction(onnx) == "AtoB"
-    assert model_direction(tmp_path / "latest_net_G.pth") is None
+def test_direction_from_cards(tmp_path: Path, tiny_checkpoint: Path, tiny_onnx_fp32: Path):
+    from p2p_deploy.models.opening import open_model
+
+    opts = EvalOptions(tiny_checkpoint, tmp_path)
+    ckpt, onnx = open_model(tiny_checkpoint), open_model(tiny_onnx_fp32)
+    assert resolve_direction(opts, ckpt) == ("BtoA", f"{tiny_checkpoint} card")
+    assert resolve_direction(opts, onnx)[0] == "BtoA"  # the export carries the checkpoint's
+    flag = EvalOptions(tiny_checkpoint, tmp_path, direction="AtoB")
+    assert resolve_direction(flag, ckpt) == ("AtoB", "--direction")
 
 
 def test_grid_image_shape() -> None:
@@ -248,12 +247,11 @@ def test_grid_image_shape() -> None:
 
 
 def test_baseline_of_another_size(tmp_path: Path, own_output_data: Path, tiny_checkpoint: Path):
-    from helpers import make_tiny_generator
-
-    from p2p_deploy.checkpoint import save_generator
+    from helpers import make_tiny_generator, save_checkpoint
 
     big = tmp_path / "g64.safetensors"
-    save_generator(make_tiny_generator(seed=2, image_size=64, n_down=6), big, {"direction": "BtoA"})
+    g64 = make_tiny_generator(seed=2, image_size=64, n_down=6)
+    save_checkpoint(g64, big, {"direction": "BtoA"})
     res = run_eval(EvalOptions(tiny_checkpoint, own_output_data, out=tmp_path / "o", baseline=big))
     assert res.baseline is not None and res.baseline.image_size == 64
     cmp = res.comparison()

@@ -8,13 +8,14 @@ import json
 import cv2
 
 from p2p_deploy.bench.make_cpu_report import bench_argv, main, make_checkpoint, make_images
-from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.models.opening import open_model
 
 
 def test_parts(tmp_path):
     ckpt = make_checkpoint(tmp_path / "generator.safetensors", ngf=8, image_size=32)
-    loaded = load_generator(ckpt)
-    assert (loaded.config.ngf, loaded.config.image_size, loaded.config.norm) == (8, 32, "batch")
+    loaded = open_model(ckpt)
+    g = loaded.card.generator
+    assert (g.ngf, g.image_size, g.norm) == (8, 32, "batch")
     paths = make_images(tmp_path / "images", count=3, size=32)
     assert len(paths) == 3
     for p in paths:

@@ -114,11 +114,11 @@ def test_gflops_column_shows_small_rates_not_zero(tiny_report, tiny_checkpoint):
     import copy
 
     from p2p_deploy.bench.roofline import annotate_rows
-    from p2p_deploy.checkpoint import load_generator
     from p2p_deploy.models.flops import generator_flops
+    from p2p_deploy.models.opening import open_model
 
     report = copy.deepcopy(tiny_report[0])
-    gflop = generator_flops(load_generator(tiny_checkpoint).config) / 1e9
+    gflop = generator_flops(open_model(tiny_checkpoint).card.generator) / 1e9
     annotate_rows(report["results"], gflop)
     header, *lines = [
         ln for ln in render_markdown(report).splitlines() if ln.startswith("| ") and "|--" not in ln

@@ -30,11 +30,11 @@ def onnx_64px(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def onnx_running(tmp_path_factory, tiny_checkpoint) -> Path:
     """The tiny checkpoint exported in ``running`` mode (its default is ``stats``)."""
-    from p2p_deploy.checkpoint import load_generator
     from p2p_deploy.export.onnx_export import export_onnx
+    from p2p_deploy.models.opening import open_model
 
     path = tmp_path_factory.mktemp("onnx_running") / "model.onnx"
-    export_onnx(load_generator(tiny_checkpoint).model, path, test_norm="running")
+    export_onnx(open_model(tiny_checkpoint).generator(), path, test_norm="running")
     return path
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from data_server import SPLITS, make_archive, serve_folder
 
-from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.models.opening import open_model
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -87,8 +87,8 @@ def test_download_then_train(tmp_path: Path) -> None:
         "1",
     )
     assert r.returncode == 0, r.stderr
-    loaded = load_generator(run)
-    assert loaded.meta["direction"] == "BtoA" and loaded.meta["step"] == 2
+    loaded = open_model(run)
+    assert loaded.card.direction == "BtoA" and loaded.card.training.step == 2
 
 
 def test_download_errors_are_one_line(tmp_path: Path) -> None:

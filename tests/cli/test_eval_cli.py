@@ -43,7 +43,7 @@ def test_eval_cli_with_baseline(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "3 images of" in err and "mean: L1 " in err and "SSIM" in err
-    assert "BtoA (" in err and "sidecar)" in err  # from the baseline checkpoint's sidecar
+    assert "BtoA (" in err and "card)" in err  # from the exported model's card
     assert "model - baseline: L1 " in err and "largest per-image drop" in err
     assert f"grids (input | output | target): {out / 'best.png'}, {out / 'worst.png'}" in err
     report = json.loads((out / "eval.json").read_text())

@@ -81,9 +81,9 @@ def _write(path, data: bytes):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda d: d / "missing.safetensors", "no such file or folder"),
+        (lambda d: d / "missing.safetensors", "no such model file or folder"),
         (lambda d: _write(d / "junk.pth", b"hello"), "not a torch checkpoint"),
-        (lambda d: _write(d / "w.safetensors", b"\x00" * 3), "no architecture sidecar"),
+        (lambda d: _write(d / "w.safetensors", b"\x00" * 3), "no card w.json beside it"),
     ],
 )
 def test_bad_checkpoints_one_line(tmp_path, capsys, make, message):
@@ -197,11 +197,11 @@ def test_export_into_another_export_is_refused_then_replaced_whole(
 ):
     """Issue 11.4: checkpoint A with --fp16, then B without it, must not leave A's
     model_fp16.onnx beside B's model.onnx."""
-    from helpers import make_tiny_generator
+    from helpers import make_tiny_generator, save_checkpoint
 
-    from p2p_deploy.checkpoint import file_sha256, save_generator
+    from p2p_deploy.models.weights import file_sha256
 
-    other = save_generator(make_tiny_generator(seed=1), tmp_path / "b" / "generator.safetensors")
+    other = save_checkpoint(make_tiny_generator(seed=1), tmp_path / "b" / "generator.safetensors")
     out = tmp_path / "o"
     code, _, err = _run(capsys, tiny_checkpoint, "--out", out, "--fp16", "--skip-parity")
     assert code == 0, err

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.models.opening import open_model
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -84,14 +84,15 @@ def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert "D " in r.stderr and "G_L1" in r.stderr and "val L1" in r.stderr
-    gen = load_generator(run)
-    assert gen.config.ngf == 8 and gen.meta["direction"] == "BtoA" and gen.meta["step"] == 4
+    gen = open_model(run)
+    assert gen.card.generator.ngf == 8 and gen.card.direction == "BtoA"
+    assert gen.card.training.step == 4
     assert "ngf = 8" in (run / "config.toml").read_text()
     # Resume with more epochs: continues from step 4, flags override the saved config.
     r = p2p("train", "--out", str(run), "--resume", "--epochs", "2", "--log-every", "2")
     assert r.returncode == 0, r.stderr
     assert "resumed from step 4" in r.stderr
-    assert load_generator(run).meta["step"] == 8
+    assert open_model(run).card.training.step == 8
 
 
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
@@ -157,7 +158,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     # One line that names the saved step and --resume (the generic "run the same command
     # again" fails for train: without --resume it refuses a folder that holds a run).
     last = err.strip().splitlines()[-1]
-    step = load_generator(run).meta["step"]
+    step = open_model(run).card.training.step
     assert last.startswith("interrupted: ") and f"holds step {step}" in last and "--resume" in last
     assert "Traceback" not in err and "run the same command again" not in err
     assert not list((run / "checkpoints").glob(".*"))  # no half-swapped checkpoint folder

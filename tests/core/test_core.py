@@ -10,7 +10,6 @@ import torch
 from helpers import make_tiny_generator
 
 from p2p_deploy.atomic import atomic_path, write_json
-from p2p_deploy.config import GeneratorConfig, downsamplings_for
 from p2p_deploy.errors import P2PError
 from p2p_deploy.imaging import (
     bgr8_to_tensor,
@@ -20,8 +19,10 @@ from p2p_deploy.imaging import (
     torch_bgr8_to_tensor,
     torch_tensor_to_bgr8,
 )
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.config import GeneratorConfig, downsamplings_for
 from p2p_deploy.models.inference import prepare_generator
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.layout import card_path
 
 
 def test_downsamplings_follow_image_size():
@@ -88,24 +89,24 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path):
 
 def test_sidecar_roundtrip_and_errors(tmp_path, tiny_config):
     model = tmp_path / "model.onnx"
-    sc = ModelSidecar(
+    sc = ExportCard(
         kind="onnx",
         precision="fp16",
         io_dtype="float32",
-        generator=tiny_config.to_dict(),
+        generator=tiny_config,
         test_norm="stats",
         input_shape=[-1, 3, 32, 32],
         output_shape=[-1, 3, 32, 32],
         opset=17,
     )
-    assert sc.write(model) == sidecar_for(model) == tmp_path / "model.onnx.json"
-    back = ModelSidecar.read(model)
-    assert back == sc and back.generator_config == tiny_config and back.image_size == 32
-    with pytest.raises(P2PError, match="no sidecar"):
-        ModelSidecar.read(tmp_path / "other.onnx")
+    assert sc.write(model) == card_path(model) == tmp_path / "model.onnx.json"
+    back = read_export_card(model)
+    assert back == sc and back.generator == tiny_config and back.image_size == 32
+    with pytest.raises(P2PError, match="no card"):
+        read_export_card(tmp_path / "other.onnx")
     (tmp_path / "bad.onnx.json").write_text("{not json")
-    with pytest.raises(P2PError, match="unreadable sidecar"):
-        ModelSidecar.read(tmp_path / "bad.onnx")
+    with pytest.raises(P2PError, match="not JSON"):
+        read_export_card(tmp_path / "bad.onnx")
 
 
 def test_stats_mode_never_mixes_frames_and_differs_from_running():
@@ -156,11 +157,13 @@ def test_generator_flops_match_the_layers_that_run():
 
 def test_run_folder_with_an_interrupted_checkpoint_swap_still_resolves(tmp_path):
     """A save killed between its two renames leaves only checkpoints/.latest.old."""
-    from p2p_deploy.checkpoint import load_generator, save_generator
+    from helpers import save_checkpoint
+
+    from p2p_deploy.models.opening import open_model
 
     old = tmp_path / "checkpoints" / ".latest.old" / "generator.safetensors"
-    save_generator(make_tiny_generator(), old, {"step": 7})
-    assert load_generator(tmp_path).meta["step"] == 7
+    save_checkpoint(make_tiny_generator(), old, {"step": 7})
+    assert open_model(tmp_path).card.training.step == 7
 
 
 def test_jpeg_truncation_is_detected_from_the_bytes():

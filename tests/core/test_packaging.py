@@ -57,7 +57,7 @@ def test_import_layers_hold(wheel: Path, tmp_path: Path):
     zipfile.ZipFile(wheel).extractall(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     res = subprocess.run(
-        [str(BIN / "lint-imports"), "--config", str(REPO / ".importlinter"), "--no-cache"],
+        [str(BIN / "lint-imports"), str(REPO / ".importlinter"), "--no-cache"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
     )
     out = res.stdout + res.stderr

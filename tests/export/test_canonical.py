@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import CheckpointError
 from p2p_deploy.export.command import run_export
 from p2p_deploy.export.options import ExportOptions
 from p2p_deploy.export.parity import check_onnx_parity
-from p2p_deploy.sidecar import ModelSidecar
+from p2p_deploy.models.card import read_export_card
+from p2p_deploy.models.opening import open_model
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -161,14 +161,15 @@ def _save(net: nn.Module, folder: Path) -> Path:
 def test_canonical_checkpoint_exports_with_parity(tmp_path, norm, test_norm):
     net = make_canonical(norm)
     ckpt = _save(net, tmp_path)
-    loaded = load_generator(ckpt)
-    assert loaded.source == "canonical"
-    assert (loaded.config.ngf, loaded.config.n_down, loaded.config.norm) == (4, 6, norm)
+    loaded = open_model(ckpt)
+    assert loaded.card.source == "canonical"
+    g = loaded.card.generator
+    assert (g.ngf, g.n_down, g.norm) == (4, 6, norm)
 
     result = run_export(ExportOptions(ckpt, tmp_path / "out", test_norm=test_norm, engine=False))
     onnx_path = tmp_path / "out" / "model.onnx"
     assert onnx_path in result.files
-    side = ModelSidecar.read(onnx_path)
+    side = read_export_card(onnx_path)
     mode = test_norm or "running"
     assert side.test_norm == mode
     # The canonical module itself, in the same mode, is the reference.

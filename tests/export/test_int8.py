@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from helpers import make_tiny_generator
+from helpers import make_tiny_generator, save_checkpoint
 from onnx import numpy_helper
 
-from p2p_deploy.checkpoint import save_generator
 from p2p_deploy.cli import main
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.export.calibration import folder_images, split_counts
@@ -41,7 +40,7 @@ def synthetic_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny generator whose metadata says it was trained on the synthetic facades."""
     path = tmp_path_factory.mktemp("ckpt_syn") / "generator.safetensors"
     meta = {"direction": "BtoA", "data": "synthetic", "seed": 3}
-    return save_generator(make_tiny_generator(seed=2), path, meta)
+    return save_checkpoint(make_tiny_generator(seed=2), path, meta)
 
 
 def test_qdq_graph_quantizes_every_conv_and_conv_transpose(tiny_int8: Path) -> None:

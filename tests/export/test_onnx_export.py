@@ -10,13 +10,15 @@ import pytest
 import torch
 from helpers import make_tiny_generator
 
-from p2p_deploy.checkpoint import file_sha256, load_generator
 from p2p_deploy.errors import P2PError
 from p2p_deploy.export.fp16 import inspect_graph_precision, verify_graph_precision
 from p2p_deploy.export.onnx_export import export_onnx
 from p2p_deploy.export.parity import check_onnx_parity, ort_session, random_images
+from p2p_deploy.models.card import read_export_card
 from p2p_deploy.models.inference import prepare_generator
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.layout import card_path
+from p2p_deploy.models.opening import open_model
+from p2p_deploy.models.weights import file_sha256
 
 
 def _ops(path) -> set[str]:
@@ -32,13 +34,13 @@ def test_fp32_fixture_interface_and_sidecar(tiny_onnx_fp32, tiny_checkpoint):
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 32, 32]
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
 
-    side = json.loads(sidecar_for(tiny_onnx_fp32).read_text())
+    side = json.loads(card_path(tiny_onnx_fp32).read_text())
     assert side["kind"] == "onnx" and side["precision"] == "fp32" and side["io_dtype"] == "float32"
     assert side["test_norm"] == "stats"
     assert side["input_shape"] == [-1, 3, 32, 32] and side["output_shape"] == [-1, 3, 32, 32]
     assert side["opset"] >= 17
     assert side["checkpoint_sha256"] == file_sha256(tiny_checkpoint)
-    assert side["generator"] == load_generator(tiny_checkpoint).config.to_dict()
+    assert side["generator"] == open_model(tiny_checkpoint).card.generator.to_dict()
 
 
 def test_stats_mode_is_per_image_instance_norm(tiny_onnx_fp32):
@@ -53,7 +55,7 @@ def test_stats_mode_is_per_image_instance_norm(tiny_onnx_fp32):
 
 
 def test_fp32_parity_both_modes_and_modes_differ(tiny_onnx_fp32, tiny_checkpoint, tmp_path):
-    model = load_generator(tiny_checkpoint).model
+    model = open_model(tiny_checkpoint).generator()
     stats = check_onnx_parity(tiny_onnx_fp32, prepare_generator(model, "stats"))
     assert stats.passed and stats.max_abs_err <= 1e-4
     assert sorted({f.batch for f in stats.figures}) == [1, 3]
@@ -75,7 +77,7 @@ def test_fp32_parity_both_modes_and_modes_differ(tiny_onnx_fp32, tiny_checkpoint
 
 def test_batch_three_catches_statistics_mixed_across_frames(tiny_onnx_fp32, tiny_checkpoint):
     """A reference that shares batch statistics (BN in train mode) agrees at batch 1 only."""
-    mixing = prepare_generator(load_generator(tiny_checkpoint).model, "running")
+    mixing = prepare_generator(open_model(tiny_checkpoint).generator(), "running")
     for m in mixing.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.train()
@@ -98,11 +100,11 @@ def test_fp16_graph_precision_and_parity(tiny_onnx_fp16, tiny_checkpoint):
     gp = inspect_graph_precision(proto)
     assert gp.precision == "fp16" and gp.input_dtype == gp.output_dtype == "float32"
     assert set(gp.compute) == {"float16"}
-    side = ModelSidecar.read(tiny_onnx_fp16)
+    side = read_export_card(tiny_onnx_fp16)
     assert side.precision == "fp16" and side.io_dtype == "float32"
 
     report = check_onnx_parity(
-        tiny_onnx_fp16, prepare_generator(load_generator(tiny_checkpoint).model, "stats")
+        tiny_onnx_fp16, prepare_generator(open_model(tiny_checkpoint).generator(), "stats")
     )
     assert report.metric == "psnr_db" and report.min_psnr_db >= 40.0
     assert report.max_abs_err > 0  # fp16 rounding is really there: not the fp32 graph
@@ -118,12 +120,12 @@ def test_fp16_io_has_no_casts(tmp_path):
 
 
 def test_instance_norm_generator(tiny_instance_checkpoint, tmp_path):
-    loaded = load_generator(tiny_instance_checkpoint)
+    loaded = open_model(tiny_instance_checkpoint)
     path = tmp_path / "inst.onnx"
-    side = export_onnx(loaded.model, path)
-    assert side.generator["norm"] == "instance" and side.test_norm == "running"
+    side = export_onnx(loaded.generator(), path)
+    assert side.generator.norm == "instance" and side.test_norm == "running"
     assert "InstanceNormalization" in _ops(path)
-    assert check_onnx_parity(path, prepare_generator(loaded.model, "running")).passed
+    assert check_onnx_parity(path, prepare_generator(loaded.generator(), "running")).passed
 
 
 def test_verify_graph_precision_refuses_a_fp32_graph_labelled_fp16(tiny_onnx_fp32):
@@ -166,7 +168,7 @@ def test_interface_check_refuses_a_static_batch_graph():
 def test_unloadable_onnx_is_one_line(tiny_onnx_fp32, tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(tiny_onnx_fp32.read_bytes()[:1000])  # truncated
-    ModelSidecar.read(tiny_onnx_fp32).write(bad)
+    read_export_card(tiny_onnx_fp32).write(bad)
     with pytest.raises(P2PError, match=r"broken\.onnx: ONNX Runtime cannot load it") as info:
         check_onnx_parity(bad, prepare_generator(make_tiny_generator(), "stats"))
     assert "\n" not in str(info.value)
@@ -187,7 +189,7 @@ class _NanOnBatch(torch.nn.Module):
 @pytest.mark.parametrize("bad_batch", [1, 3])
 def test_nan_output_fails_parity(tiny_onnx_fp32, tiny_checkpoint, bad_batch):
     """A NaN anywhere fails (Python's max/min would skip it depending on its position)."""
-    ref = prepare_generator(load_generator(tiny_checkpoint).model, "stats")
+    ref = prepare_generator(open_model(tiny_checkpoint).generator(), "stats")
     report = check_onnx_parity(tiny_onnx_fp32, _NanOnBatch(ref, bad_batch), raise_on_failure=False)
     assert not report.passed and report.non_finite
     assert np.isnan(report.max_abs_err) and np.isnan(report.min_psnr_db)

@@ -27,7 +27,8 @@ from p2p_deploy.export.tensorrt_build import (
     write_plan,
     write_timing_cache,
 )
-from p2p_deploy.sidecar import ModelSidecar, sidecar_for
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.layout import card_path
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -63,7 +64,7 @@ def test_version_check(caplog):
 
 
 def test_engine_sidecar(tiny_onnx_fp16, tmp_path):
-    onnx_side = ModelSidecar.read(tiny_onnx_fp16)
+    onnx_side = read_export_card(tiny_onnx_fp16)
     side = engine_sidecar(
         onnx_side,
         precision="fp16",
@@ -80,8 +81,8 @@ def test_engine_sidecar(tiny_onnx_fp16, tmp_path):
     assert d["tensorrt_version"] == "10.3.0" and d["compute_capability"] == "9.0"
     assert d["gpu_name"] == "NVIDIA H100" and d["hardware_compatible"] is True
     assert d["checkpoint_sha256"] == onnx_side.checkpoint_sha256
-    assert d["generator"] == onnx_side.generator and d["test_norm"] == "stats"
-    assert ModelSidecar.read(tmp_path / "model_fp16.plan").batch_profile == [1, 4, 16]
+    assert d["generator"] == onnx_side.generator.to_dict() and d["test_norm"] == "stats"
+    assert read_export_card(tmp_path / "model_fp16.plan").batch_profile == [1, 4, 16]
 
 
 @pytest.mark.skipif(HAS_TRT, reason="checks the message where tensorrt is absent")
@@ -131,7 +132,7 @@ def test_real_fp16_and_fp32_engines(tiny_onnx_fp16, tiny_onnx_fp32, tmp_path):
 def test_real_build_shows_parser_errors(tmp_path, tiny_onnx_fp32):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
-    ModelSidecar.read(tiny_onnx_fp32).write(bad)
+    read_export_card(tiny_onnx_fp32).write(bad)
     with pytest.raises(P2PError, match=r"bad\.onnx: TensorRT's ONNX parser rejected it: "):
         build_engine(bad, tmp_path / "bad.plan", profile=BatchProfile(1, 1, 1))
     assert not (tmp_path / "bad.plan").exists()
@@ -186,9 +187,9 @@ def test_failing_cache_write_is_a_warning(tmp_path, caplog):
     assert (tmp_path / "t.cache").read_bytes() == b"abc"
 
 
-def _plan_sidecar(onnx: Path, precision: str) -> ModelSidecar:
+def _plan_sidecar(onnx: Path, precision: str) -> ExportCard:
     return engine_sidecar(
-        ModelSidecar.read(onnx),
+        read_export_card(onnx),
         precision=precision,
         profile=BatchProfile(1, 2, 4),
         trt_version="10.3.0",
@@ -201,7 +202,7 @@ def test_write_plan_sidecar_first_and_no_leftovers(tiny_onnx_fp16, tmp_path):
     plan = tmp_path / "model_fp16.plan"
     write_plan(plan, b"engine-1", _plan_sidecar(tiny_onnx_fp16, "fp16"))
     assert plan.read_bytes() == b"engine-1"
-    assert ModelSidecar.read(plan).precision == "fp16"
+    assert read_export_card(plan).precision == "fp16"
     assert sorted(p.name for p in tmp_path.iterdir()) == [plan.name, plan.name + ".json"]
 
 
@@ -210,12 +211,12 @@ def test_failed_plan_write_keeps_the_old_pair(tiny_onnx_fp16, tmp_path):
     the old sidecar untouched, and no staging folder."""
     plan = tmp_path / "model_fp16.plan"
     write_plan(plan, b"old", _plan_sidecar(tiny_onnx_fp16, "fp16"))
-    old_side = sidecar_for(plan).read_text()
+    old_side = card_path(plan).read_text()
     bad = _plan_sidecar(tiny_onnx_fp16, "fp16")
     bad.extra["unserialisable"] = object()
     with pytest.raises(TypeError):
         write_plan(plan, b"new", bad)
-    assert plan.read_bytes() == b"old" and sidecar_for(plan).read_text() == old_side
+    assert plan.read_bytes() == b"old" and card_path(plan).read_text() == old_side
     assert sorted(p.name for p in tmp_path.iterdir()) == [plan.name, plan.name + ".json"]
 
 
@@ -225,7 +226,7 @@ def test_write_plan_check_failure_leaves_nothing(tiny_onnx_fp16, tmp_path):
     plan = tmp_path / "model_fp16.plan"
 
     def failing(staged: Path) -> dict:
-        assert staged.is_file() and sidecar_for(staged).is_file() and staged != plan
+        assert staged.is_file() and card_path(staged).is_file() and staged != plan
         raise P2PError(f"{plan}: engine parity check failed: PSNR 12.0 dB (>= 40 dB)")
 
     with pytest.raises(P2PError, match="engine parity check failed"):
@@ -240,7 +241,7 @@ def test_write_plan_records_check_figures(tiny_onnx_fp16, tmp_path):
         plan, b"engine", _plan_sidecar(tiny_onnx_fp16, "fp16"), check=lambda _: figures
     )
     assert side.extra["engine_parity"] == figures["engine_parity"]
-    assert ModelSidecar.read(plan).extra["engine_parity"]["min_psnr_db"] == 51.2
+    assert read_export_card(plan).extra["engine_parity"]["min_psnr_db"] == 51.2
 
 
 class _Config:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from p2p_deploy.errors import P2PError
-from p2p_deploy.runners.factory import auto_backend, backend_for, open_runner
+from p2p_deploy.models.opening import open_model
+from p2p_deploy.runners.factory import auto_backend, open_runner
 
 ov = pytest.importorskip("openvino", reason="openvino is not installed")
 
@@ -53,7 +54,7 @@ def test_ir_xml_with_static_batch(tiny_onnx_fp32: Path, tmp_path: Path) -> None:
     model.reshape([1, 3, 32, 32])  # an IR saved for batch 1: every call is split into rows
     xml = tmp_path / "model.xml"
     ov.save_model(model, str(xml), compress_to_fp16=False)
-    assert backend_for(xml) == "openvino"
+    assert open_model(xml).backend == "openvino"
     x = _x(3)
     with open_runner(tiny_onnx_fp32, "onnxruntime", device="cpu") as ref_runner:
         ref = ref_runner.infer(x)
@@ -68,11 +69,11 @@ def test_ir_xml_with_static_batch(tiny_onnx_fp32: Path, tmp_path: Path) -> None:
 def test_auto_picks_openvino_on_the_cpu(
     tiny_onnx_fp32: Path, tiny_onnx_fp16: Path, tiny_onnx_int8: Path, tiny_checkpoint: Path
 ) -> None:
-    assert auto_backend(tiny_onnx_fp32, "cpu") == "openvino"
-    assert auto_backend(tiny_onnx_int8, "cpu") == "openvino"
-    assert auto_backend(tiny_onnx_fp16, "cpu") == "onnxruntime"  # made for GPUs
-    assert auto_backend(tiny_onnx_fp32, "cuda") == "onnxruntime"
-    assert auto_backend(tiny_checkpoint, "cpu") == "torch"
+    assert auto_backend(open_model(tiny_onnx_fp32), "cpu") == "openvino"
+    assert auto_backend(open_model(tiny_onnx_int8), "cpu") == "openvino"
+    assert auto_backend(open_model(tiny_onnx_fp16), "cpu") == "onnxruntime"  # made for GPUs
+    assert auto_backend(open_model(tiny_onnx_fp32), "cuda") == "onnxruntime"
+    assert auto_backend(open_model(tiny_checkpoint), "cpu") == "torch"
     runner = open_runner(tiny_onnx_int8, device="cpu")
     assert runner.backend == "openvino"
     with pytest.raises(P2PError, match="runs on the CPU"):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
+from p2p_deploy.models.card import ExportCard
+from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.inference import prepare_generator
-from p2p_deploy.runners.factory import backend_for, open_runner
+from p2p_deploy.models.opening import open_model
+from p2p_deploy.runners.factory import open_runner
 from p2p_deploy.runners.tensorrt_runner import check_engine_fits
-from p2p_deploy.sidecar import ModelSidecar
 
 # max |difference| in [-1, 1] units against eager fp32 torch, per runner precision
 # (int8 and bf16: the quantized graph on uniform noise, the hardest input for its ranges)
@@ -29,7 +30,7 @@ def _inputs(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 
 def _eager(checkpoint: Path, x: np.ndarray, test_norm: str = "stats") -> np.ndarray:
-    model = prepare_generator(load_generator(checkpoint).model, test_norm)
+    model = prepare_generator(open_model(checkpoint).generator(), test_norm)
     with torch.inference_mode():
         return model(torch.from_numpy(x)).numpy()
 
@@ -127,17 +128,17 @@ def test_onnx_runner_without_sidecar_reads_graph(tiny_onnx_fp16: Path, tmp_path:
 def test_factory_by_extension_and_errors(
     tiny_checkpoint: Path, tiny_onnx_fp32: Path, tmp_path: Path
 ) -> None:
-    assert backend_for(tiny_checkpoint) == "torch"
-    assert backend_for(tiny_checkpoint.parent) == "torch"
-    assert backend_for(tiny_onnx_fp32) == "onnxruntime"
+    assert open_model(tiny_checkpoint).backend == "torch"
+    assert open_model(tiny_checkpoint.parent).backend == "torch"
+    assert open_model(tiny_onnx_fp32).backend == "onnxruntime"
     plan = tmp_path / "m.plan"
     plan.write_bytes(b"x")
-    assert backend_for(plan) == "tensorrt"
+    assert open_model(plan).backend == "tensorrt"
     with pytest.raises(P2PError, match="no such model"):
-        backend_for(tmp_path / "missing.onnx")
+        open_model(tmp_path / "missing.onnx")
     (tmp_path / "m.bin").write_bytes(b"x")
     with pytest.raises(P2PError, match="unknown model type"):
-        backend_for(tmp_path / "m.bin")
+        open_model(tmp_path / "m.bin")
     with pytest.raises(P2PError, match="cannot run on the torch backend"):
         open_runner(tiny_onnx_fp32, backend="torch")
     # Without TensorRT the missing package is what to fix first (not the missing sidecar).
@@ -170,18 +171,18 @@ def test_corrupt_onnx_is_refused_in_one_sentence(
     assert "\n" not in str(info.value)
 
 
-def _side(**kw) -> ModelSidecar:
+def _side(**kw) -> ExportCard:
     base = dict(
         kind="tensorrt",
         precision="fp16",
         io_dtype="float32",
-        generator={"image_size": 32},
+        generator=GeneratorConfig(image_size=32, n_down=5),
         test_norm="stats",
         tensorrt_version="10.3.0",
         gpu_name="NVIDIA L4",
         compute_capability="8.9",
     )
-    return ModelSidecar(**{**base, **kw})
+    return ExportCard(**{**base, **kw})
 
 
 def test_engine_mismatch_names_what_differs() -> None:

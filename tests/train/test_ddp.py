@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from p2p_deploy.checkpoint import load_generator
+from p2p_deploy.models.opening import open_model
 from p2p_deploy.train.checkpointing import load_state
 
 
@@ -58,6 +58,6 @@ def test_two_process_gloo(tmp_path: Path, subprocess_env: dict) -> None:
     assert r.stderr.count("epoch 0 step 3 ") == 1
     state = load_state(out / "checkpoints" / "latest")
     assert state["step"] == 3 and state["world_size"] == 2
-    gen = load_generator(out)
-    assert not any(k.startswith("module.") for k in gen.model.state_dict())
-    assert gen.meta["step"] == 3
+    gen = open_model(out)
+    assert not any(k.startswith("module.") for k in gen.generator().state_dict())
+    assert gen.card.training.step == 3

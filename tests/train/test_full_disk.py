@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from smallfs import fill, tmpfs
 
-from p2p_deploy.checkpoint import load_generator
 from p2p_deploy.errors import P2PError
+from p2p_deploy.models.opening import open_model
 from p2p_deploy.train.loop import train
 
 
@@ -42,7 +42,7 @@ def test_full_disk_keeps_the_last_good_checkpoint(tiny_train, tmp_path: Path) ->
             train(cfg.replace(max_steps=3), resume=True)
         assert "the last good checkpoint is" in str(info.value) and "(step 1)" in str(info.value)
         latest = fs / "run" / "checkpoints" / "latest"
-        assert load_generator(latest).meta["step"] == 1
+        assert open_model(latest).card.training.step == 1
         assert not [p for p in latest.parent.iterdir() if p.name.startswith(".")]
         filler.unlink()  # space again: the same command continues from the checkpoint
         res = train(cfg.replace(max_steps=3), resume=True)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from p2p_deploy.checkpoint import file_sha256, load_generator
 from p2p_deploy.errors import CheckpointError, P2PError
+from p2p_deploy.models.opening import open_model
+from p2p_deploy.models.weights import file_sha256
 from p2p_deploy.train.checkpointing import load_state, recover, save_checkpoint
 from p2p_deploy.train.loop import TrainingDiverged, train
 
@@ -20,11 +21,12 @@ def test_run_folder_contents(tiny_train) -> None:
     res = train(cfg)
     run = Path(cfg.out)
     assert (res.step, res.epoch) == (8, 2)
-    loaded = load_generator(run)  # what export/run call
-    assert loaded.config == cfg.generator_config()
-    meta = loaded.meta
-    assert meta["direction"] == "BtoA" and meta["step"] == 8 and meta["epoch"] == 2
-    assert meta["val_l1"] == pytest.approx(res.val_l1) and "val_psnr" in meta
+    loaded = open_model(run)  # what export/run call
+    assert loaded.card.generator == cfg.generator_config()
+    card = loaded.card
+    assert card.direction == "BtoA" and card.training.step == 8 and card.training.epoch == 2
+    assert card.training.val_l1 == pytest.approx(res.val_l1) and card.training.val_psnr > 0
+    assert card.training.data == "synthetic" and card.training.seed == cfg.seed
     for name in ("best", "epoch_0001", "epoch_0002"):
         assert (run / "checkpoints" / name / "generator.safetensors").is_file()
     assert json.loads((run / "config.json").read_text())["ngf"] == 8
@@ -71,7 +73,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny_train, caplog) -> None:
     with pytest.raises(TrainingDiverged, match=r"NaN/inf at step 5.*last good checkpoint.*step 4"):
         train(cfg.replace(lr=1e30, epochs=3), resume=True)
     assert file_sha256(latest) == before
-    assert torch.isfinite(next(iter(load_generator(latest).model.parameters()))).all()
+    assert torch.isfinite(next(iter(open_model(latest).generator().parameters()))).all()
 
 
 def test_resume_errors(tiny_train, tmp_path: Path) -> None:
@@ -100,8 +102,12 @@ def test_resume_errors(tiny_train, tmp_path: Path) -> None:
 def test_interrupted_swap_is_recovered(tiny_train, tmp_path: Path) -> None:
     from helpers import make_tiny_generator
 
+    from p2p_deploy.models.card import ModelCard
+
     ckpts = tmp_path / "ck"
-    save_checkpoint(ckpts / "latest", make_tiny_generator(), {"step": 1}, {"step": 1})
+    g = make_tiny_generator()
+    card = ModelCard(generator=g.cfg, test_norm="stats")
+    save_checkpoint(ckpts / "latest", g, card, {"step": 1})
     # A kill between the two renames: only the old folder and a half-written tmp remain.
     (ckpts / "latest").rename(ckpts / ".latest.old")
     (ckpts / ".latest.tmp").mkdir()
@@ -109,7 +115,7 @@ def test_interrupted_swap_is_recovered(tiny_train, tmp_path: Path) -> None:
     recover(ckpts / "latest")
     assert load_state(ckpts / "latest")["step"] == 1
     assert not (ckpts / ".latest.tmp").exists() and not (ckpts / ".latest.old").exists()
-    save_checkpoint(ckpts / "latest", make_tiny_generator(), {"step": 2}, {"step": 2})
+    save_checkpoint(ckpts / "latest", g, card, {"step": 2})
     assert load_state(ckpts / "latest")["step"] == 2
     assert [p.name for p in ckpts.iterdir()] == ["latest"]
 

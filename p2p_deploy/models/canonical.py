@@ -18,8 +18,8 @@ from collections.abc import Mapping
 
 import torch
 
-from p2p_deploy.config import GeneratorConfig
 from p2p_deploy.errors import CheckpointError
+from p2p_deploy.models.config import GeneratorConfig
 
 FIRST_CONV = "model.model.0.weight"
 
