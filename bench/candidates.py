@@ -109,57 +109,29 @@ def plan_candidates(
     ckpt = str(checkpoint.path) if checkpoint else None
 
     if "torch" in backends and checkpoint is not None:
-        cands.append(
-            Candidate(
-                "torch eager",
-                lambda: open_runner(
-                    checkpoint,
-                    "torch",
-                    device=device,
-                    precision="fp32",
-                    channels_last=False,
-                    test_norm=test_norm,
-                ),
-                baseline=True,
-                device=device,
-                source=ckpt,
-            )
-        )
+        # (label, runner options, baseline): eager fp32 is the baseline; fp16 rows need CUDA.
+        fp16 = {"precision": "fp16", "channels_last": True}
+        torch_rows = [("torch eager", {"precision": "fp32", "channels_last": False}, True)]
         if cuda:
-            cands.append(
-                Candidate(
-                    "torch channels-last",
-                    lambda: open_runner(
-                        checkpoint,
-                        "torch",
-                        device=device,
-                        precision="fp16",
-                        channels_last=True,
-                        test_norm=test_norm,
-                    ),
-                    device=device,
-                    source=ckpt,
-                )
-            )
-            cands.append(
-                Candidate(
-                    "torch channels-last+graphs",
-                    lambda: open_runner(
-                        checkpoint,
-                        "torch",
-                        device=device,
-                        precision="fp16",
-                        channels_last=True,
-                        cuda_graphs=True,
-                        test_norm=test_norm,
-                    ),
-                    device=device,
-                    source=ckpt,
-                )
-            )
+            torch_rows += [
+                ("torch channels-last", fp16, False),
+                ("torch channels-last+graphs", {**fp16, "cuda_graphs": True}, False),
+            ]
         else:
             skipped.append(
                 Skipped("torch fp16", "fp16 torch needs a CUDA GPU (CPU half convs are slow)")
+            )
+        for label, opts, baseline in torch_rows:
+            cands.append(
+                Candidate(
+                    label,
+                    lambda opts=opts: open_runner(
+                        checkpoint, "torch", device=device, test_norm=test_norm, **opts
+                    ),
+                    baseline=baseline,
+                    device=device,
+                    source=ckpt,
+                )
             )
     elif "torch" in backends:
         skipped.append(

@@ -3,8 +3,9 @@
 ``p2p run`` has three stages, one per thread (:mod:`p2p_deploy.pipeline`):
 
 * ``read``: :func:`p2p_deploy.pipeline.stages.read_jobs` (decode, convert to BGR8, fit S x S);
-* ``infer``: ``runner.infer_frames`` on batches gathered as the pipeline's batcher does (uint8
-  frames in and out; a GPU runner converts to and from [-1, 1] on the device, as in ``p2p run``);
+* ``infer``: :func:`p2p_deploy.pipeline.run.infer_batches`, the pipeline's own batcher
+  (batches span files; ``runner.infer_frames``, uint8 frames in and out: a GPU runner converts
+  to and from [-1, 1] on the device, as in ``p2p run``);
 * ``write``: :class:`p2p_deploy.pipeline.stages.Writer` (restore the size, compose, encode,
   atomic writes).
 
@@ -39,7 +40,7 @@ from p2p_deploy.media.images import read_image
 from p2p_deploy.media.resize import fit
 from p2p_deploy.pipeline.items import DONE, Crash, End, Frame
 from p2p_deploy.pipeline.options import RunOptions
-from p2p_deploy.pipeline.run import prepare
+from p2p_deploy.pipeline.run import infer_batches, prepare
 from p2p_deploy.pipeline.stages import Writer, read_jobs
 from p2p_deploy.pipeline.summary import RunSummary
 from p2p_deploy.runners.base import Runner
@@ -120,35 +121,6 @@ def _read(src: Path, size: int, opts: RunOptions, out_dir: Path, cap: int | None
     return items or [DONE]
 
 
-def _infer(runner: Runner, items: list, batch: int) -> list[list]:
-    """The infer stage, batched as the pipeline's batcher does (batches span files): each
-    Frame gets its output from ``runner.infer_frames``; returns the writer's batches."""
-    batches: list[list] = []
-    pending: list = []
-    frames: list[Frame] = []
-
-    def flush() -> None:
-        if frames:
-            outputs = runner.infer_frames(np.stack([f.model_input for f in frames]))
-            for f, out in zip(frames, outputs, strict=True):
-                f.output = out
-        if pending:
-            batches.append(list(pending))
-        pending.clear()
-        frames.clear()
-
-    for item in items:
-        if item is DONE:
-            break
-        pending.append(item)
-        if isinstance(item, Frame):
-            frames.append(item)
-            if len(frames) >= batch:
-                flush()
-    flush()
-    return batches
-
-
 def _write(batches: list[list], opts: RunOptions, summary: RunSummary) -> None:
     """The write stage: the pipeline's ``Writer`` over the batches, on this thread."""
     q: queue.Queue = queue.Queue()
@@ -197,7 +169,7 @@ def run_e2e(
         t0 = time.perf_counter()
         items = _read(src, runner.image_size, opts, Path(tmp) / "out", max_frames)
         t1 = time.perf_counter()
-        batches = _infer(runner, items, batch)
+        batches = list(infer_batches(runner, items, batch))
         t2 = time.perf_counter()
         _write(batches, opts, summary)
         t3 = time.perf_counter()

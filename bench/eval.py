@@ -51,7 +51,7 @@ class EvalOptions:
         out: folder for eval.json, eval.csv, best.png, worst.png.
         baseline: a second model scored on the same images, for differences.
         limit: score at most this many pairs (the first by name); None = all.
-        direction: AtoB or BtoA; None = from the model's sidecar, else BtoA.
+        direction: AtoB or BtoA; None = from the model's card, else BtoA.
         batch: images per runner call.
         grid: rows in best.png and worst.png.
         device: runner device (None: the runner's default).

@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from p2p_deploy.imaging import psnr
+
 DATA_RANGE = 2.0  # [-1, 1]
 # Identical images have infinite PSNR; JSON has no infinity and means would be useless: cap.
 PSNR_CAP_DB = 100.0
@@ -27,12 +29,9 @@ def l1(output: np.ndarray, target: np.ndarray) -> float:
 
 
 def psnr_db(output: np.ndarray, target: np.ndarray) -> float:
-    """PSNR in dB for a peak-to-peak range of 2, capped at :data:`PSNR_CAP_DB`."""
-    diff = np.asarray(output, np.float64) - np.asarray(target, np.float64)
-    mse = float(np.mean(diff * diff))
-    if mse <= DATA_RANGE**2 * 10 ** (-PSNR_CAP_DB / 10):
-        return PSNR_CAP_DB
-    return 10.0 * float(np.log10(DATA_RANGE**2 / mse))
+    """PSNR in dB for a peak-to-peak range of 2, capped at :data:`PSNR_CAP_DB` (identical
+    images score the cap): :func:`p2p_deploy.imaging.psnr`."""
+    return psnr(output, target, DATA_RANGE, cap_db=PSNR_CAP_DB)
 
 
 def _blur(x: np.ndarray) -> np.ndarray:

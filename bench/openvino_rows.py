@@ -31,7 +31,7 @@ def _precision(path: Path) -> str | None:
 def openvino_candidates(
     models: Sequence[Path], device: str, threads: int | None
 ) -> tuple[list[Candidate], list[Skipped]]:
-    """The OpenVINO candidates for ``models`` (ONNX files with sidecars) on ``device``."""
+    """The OpenVINO candidates for ``models`` (ONNX files with cards) on ``device``."""
     if device != "cpu":
         return [], [Skipped("openvino", f"OpenVINO rows run on the CPU; this run is on {device}")]
     if not models:

@@ -80,7 +80,7 @@ class ModelInfo:
 
 
 def _model_info(args: BenchArgs) -> ModelInfo:
-    """What is benchmarked: the checkpoint's generator, else the first model's sidecar."""
+    """What is benchmarked: the checkpoint's generator, else the first model's card."""
     from p2p_deploy.models.card import read_export_card
 
     if args.checkpoint is not None:
@@ -116,7 +116,7 @@ def _model_info(args: BenchArgs) -> ModelInfo:
 def _matching_models(
     paths: Sequence[Path], label: str, info: ModelInfo, with_checkpoint: bool
 ) -> tuple[list[Path], list[Skipped]]:
-    """The models whose sidecar matches what is benchmarked (image size; with a checkpoint also
+    """The models whose card matches what is benchmarked (image size; with a checkpoint also
     the test norm, the function the eager baseline computes); the others become Skipped."""
     from p2p_deploy.models.card import read_export_card
 

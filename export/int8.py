@@ -35,7 +35,7 @@ import onnx
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import P2PError
-from p2p_deploy.imaging import psnr
+from p2p_deploy.imaging import psnr, psnr_from_mse
 
 log = logging.getLogger(__name__)
 
@@ -341,14 +341,6 @@ def quality_gate(
             worst = min(worst, psnr(got, ref))
         se += float(np.square(got.astype(np.float64) - ref).sum())
         n += ref.size
-    return GateReport(
-        psnr_db=worst, mean_psnr_db=pooled_psnr(se, n), images=len(holdout), threshold=threshold
-    )
-
-
-def pooled_psnr(squared_error: float, count: int) -> float:
-    """PSNR (dB, range [-1, 1]) of a summed squared error over ``count`` values."""
-    mse = squared_error / max(count, 1)
-    if mse == 0:
-        return math.inf
-    return 10 * math.log10(4.0 / mse) if math.isfinite(mse) else -math.inf
+    # All held-out pixels together; a NaN output scores -inf, as its image does above.
+    mean = -math.inf if math.isnan(se) else psnr_from_mse(se / max(n, 1))
+    return GateReport(psnr_db=worst, mean_psnr_db=mean, images=len(holdout), threshold=threshold)

@@ -181,7 +181,7 @@ def write_json(final: str | os.PathLike[str], obj: Any) -> None:
 
 
 class StagedFiles:
-    """Stage-then-promote for files that belong together (a model and its sidecar).
+    """Stage-then-promote for files that belong together (a model and its card).
 
     The files are written into a hidden temporary folder inside ``folder`` (same file system,
     so the moves are atomic renames) and moved under their final names with :meth:`promote`

@@ -1,7 +1,7 @@
 """Which GPU this is: what a TensorRT engine is tied to (name and compute capability).
 
-Shared by the exporter (written into an engine's sidecar) and the TensorRT runner (compared with
-the sidecar). Imports nothing heavy at module level: a torch-free box asks pycuda or cuda-python.
+Shared by the exporter (written into an engine's card) and the TensorRT runner (compared with
+the card). Imports nothing heavy at module level: a torch-free box asks pycuda or cuda-python.
 """
 
 from __future__ import annotations

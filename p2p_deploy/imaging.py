@@ -9,6 +9,7 @@ versions run wherever their tensors live, e.g. on the GPU).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import cv2
@@ -86,9 +87,33 @@ def torch_tensor_to_bgr8(batch: torch.Tensor) -> torch.Tensor:
     return x.to(torch.uint8).permute(0, 2, 3, 1).flip(-1).contiguous()
 
 
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 2.0) -> float:
-    """PSNR in dB between two arrays of values in [-1, 1] (range 2); inf when identical."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+def psnr_from_mse(mse: float, data_range: float = 2.0, *, cap_db: float | None = None) -> float:
+    """PSNR in dB of a mean squared error ``mse`` over values spanning ``data_range``.
+
+    The one PSNR of the project (every caller goes through it or :func:`psnr`):
+
+    * ``mse == 0`` (identical): ``inf``, or ``cap_db`` when given;
+    * with ``cap_db``, any figure above it is ``cap_db`` (reports that store JSON, which has no
+      infinity, and average figures, which one identical pair would make infinite);
+    * ``mse == inf`` (an output holding inf): ``-inf``, the worst figure, without a warning;
+    * ``mse`` NaN (an output holding NaN): NaN, so that a broken output never scores a finite
+      figure and a NaN-aware aggregate (``min``/``mean``) shows it.
+    """
+    mse = float(mse)
+    if math.isnan(mse):
+        return math.nan
+    if mse == math.inf:
+        return -math.inf
     if mse == 0.0:
-        return float("inf")
-    return 10.0 * float(np.log10(data_range**2 / mse))
+        return math.inf if cap_db is None else float(cap_db)
+    value = 10.0 * math.log10(data_range**2 / mse)
+    return value if cap_db is None else min(value, float(cap_db))
+
+
+def psnr(
+    a: np.ndarray, b: np.ndarray, data_range: float = 2.0, *, cap_db: float | None = None
+) -> float:
+    """PSNR in dB between two arrays of values in [-1, 1] (range 2): ``inf`` when identical,
+    ``cap_db`` at most when given; NaN/inf in the arrays as :func:`psnr_from_mse` says."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return psnr_from_mse(float(np.mean(diff * diff)), data_range, cap_db=cap_db)

@@ -27,8 +27,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from p2p_deploy.atomic import clean_stale_temps, write_json, write_text
-from p2p_deploy.errors import CheckpointError, P2PError, first_line
+from p2p_deploy.errors import CheckpointError, DataError, P2PError, first_line
 from p2p_deploy.imaging import psnr
+from p2p_deploy.media.images import write_image
 from p2p_deploy.models import PatchDiscriminator, UNetGenerator, init_weights, layout
 from p2p_deploy.models.card import ModelCard, TrainingInfo
 from p2p_deploy.models.inference import default_test_norm, prepare_generator
@@ -46,7 +47,7 @@ from p2p_deploy.train.distributed import (
 from p2p_deploy.train.interrupt import stop_on_sigint
 from p2p_deploy.train.losses import discriminator_loss, generator_losses
 from p2p_deploy.train.metrics import RunLog
-from p2p_deploy.train.plots import plot_loss_curve, sample_grid, write_png
+from p2p_deploy.train.plots import plot_loss_curve, sample_grid
 from p2p_deploy.train.run_folder import check_out_folder, mark_run_folder
 
 log = logging.getLogger(__name__)
@@ -462,7 +463,13 @@ class Trainer:
             return
         a, f, b = (t.detach().float().cpu().numpy() for t in self._last_batch)
         grid = sample_grid(a, f, b)
-        write_png(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid)
+        try:
+            write_image(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid)
+        except DataError as exc:  # a full disk: as any other write of the run (see train())
+            raise P2PError(
+                f"{first_line(exc, limit=400)}; training stopped at step {self.step}; "
+                f"{self._last_good()}."
+            ) from None
         runlog.image("samples/input_generated_target", grid, self.step)
 
     def _end_of_epoch(self, runlog: RunLog | None, completed: bool) -> tuple[float, float] | None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from p2p_deploy.atomic import atomic_path, write_bytes
+from p2p_deploy.atomic import atomic_path
 from p2p_deploy.imaging import tensor_to_bgr8
 
 
@@ -18,24 +17,13 @@ def sample_grid(
     """Rows of ``input | generated | target``.
 
     Args: three (N, 3, S, S) float arrays in [-1, 1] (RGB).
-    Returns: (rows * S, 3 * S, 3) uint8 **BGR** (OpenCV's order, ready for ``cv2.imwrite``).
+    Returns: (rows * S, 3 * S, 3) uint8 **BGR** (OpenCV's order, ready for
+        :func:`p2p_deploy.media.images.write_image`).
     """
     n = min(max_rows, len(inputs))
     cols = [tensor_to_bgr8(x[:n]) for x in (inputs, fakes, targets)]
     rows = [np.concatenate([c[i] for c in cols], axis=1) for i in range(n)]
     return np.concatenate(rows, axis=0)
-
-
-def write_png(path: Path, bgr: np.ndarray) -> None:
-    """Atomically write an (H, W, 3) uint8 BGR image.
-
-    Encoded in memory and written by Python, so a full disk raises the OS's own OSError
-    (errno 28), not a bare False from ``cv2.imwrite``.
-    """
-    ok, data = cv2.imencode(".png", bgr)
-    if not ok:
-        raise ValueError(f"{path}: OpenCV could not encode the image")
-    write_bytes(path, data.tobytes())
 
 
 def plot_loss_curve(losses_csv: Path, val_csv: Path, out_png: Path) -> bool:

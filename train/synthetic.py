@@ -20,8 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import atomic_path
 from p2p_deploy.errors import DataError
+from p2p_deploy.media.images import write_image
+from p2p_deploy.media.video import VideoSink
 
 CLASSES: tuple[str, ...] = (
     "background",
@@ -250,14 +251,8 @@ def synthetic_labels(index: int, seed: int = 0, size: int = 256) -> np.ndarray:
 
 
 def aligned_image(photo_rgb: np.ndarray, label_rgb: np.ndarray) -> np.ndarray:
-    """A|B side by side as one (S, 2S, 3) uint8 **BGR** image ready for ``cv2.imwrite``."""
+    """A|B side by side as one (S, 2S, 3) uint8 **BGR** image, ready for :func:`write_image`."""
     return cv2.cvtColor(np.concatenate([photo_rgb, label_rgb], axis=1), cv2.COLOR_RGB2BGR)
-
-
-def _write_image(path: Path, bgr: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), bgr):
-            raise DataError(f"{path}: OpenCV could not write the image.")
 
 
 # Split offsets keep train, val and test pairs distinct for the same seed.
@@ -285,7 +280,7 @@ def write_aligned_dataset(
             if path.exists():
                 continue
             photo, label = synthetic_pair(SPLIT_OFFSETS[split] + i, seed, size)
-            _write_image(path, aligned_image(photo, label))
+            write_image(path, aligned_image(photo, label))
             written[split] += 1
     return written
 
@@ -305,7 +300,7 @@ def write_label_maps(out_dir: str | Path, count: int, size: int = 256, seed: int
         if path.exists():
             continue
         _, label = synthetic_pair(SPLIT_OFFSETS["test"] + i, seed, size)
-        _write_image(path, cv2.cvtColor(label, cv2.COLOR_RGB2BGR))
+        write_image(path, cv2.cvtColor(label, cv2.COLOR_RGB2BGR))
         written += 1
     return written
 
@@ -323,20 +318,17 @@ def write_label_video(
     if frames < 1:
         raise DataError("--video needs at least one frame.")
     big = cv2.cvtColor(PALETTE_RGB[synthetic_labels(3_000_000, seed, 2 * size)], cv2.COLOR_RGB2BGR)
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
-        if not writer.isOpened():
-            raise DataError(
-                f"{path}: OpenCV cannot write mp4v video here (its FFmpeg build lacks it)."
-            )
-        try:
-            for k in range(frames):
-                t = k / max(1, frames - 1)
-                crop = int(round(2 * size * (0.9 - 0.3 * t)))  # zoom in slowly
-                x0 = int(round((2 * size - crop) * t))  # pan left to right
-                y0 = int(round((2 * size - crop) * 0.5 * (1 - t)))
-                win = big[y0 : y0 + crop, x0 : x0 + crop]
-                writer.write(cv2.resize(win, (size, size), interpolation=cv2.INTER_NEAREST))
-        finally:
-            writer.release()
+    sink = VideoSink(path, "mp4v", fps, size, size)  # DataError: codecs that work here
+    try:
+        for k in range(frames):
+            t = k / max(1, frames - 1)
+            crop = int(round(2 * size * (0.9 - 0.3 * t)))  # zoom in slowly
+            x0 = int(round((2 * size - crop) * t))  # pan left to right
+            y0 = int(round((2 * size - crop) * 0.5 * (1 - t)))
+            win = big[y0 : y0 + crop, x0 : x0 + crop]
+            sink.write(cv2.resize(win, (size, size), interpolation=cv2.INTER_NEAREST))
+    except BaseException:
+        sink.abort()
+        raise
+    sink.finish()  # checked, then renamed onto ``path``; DataError with the OS's reason
     return path

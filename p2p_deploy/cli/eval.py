@@ -16,7 +16,7 @@ HELP = (
     "MODEL is anything `p2p run` takes (run folder, .safetensors, latest_net_G.pth, .onnx "
     "fp32/fp16/int8, .plan) and runs through the same runner. DATA/SPLIT holds aligned A|B "
     "images (or A/ and B/ folders); halves are resized to the model's size. The direction "
-    "comes from --direction, else the model's sidecar, else BtoA. Writes OUT/eval.json, "
+    "comes from --direction, else the model's card, else BtoA. Writes OUT/eval.json, "
     "OUT/eval.csv, and OUT/best.png / OUT/worst.png (input | output | target, best and worst "
     "by L1). With --baseline, both models score the same images and the report gives the "
     "difference per metric and the largest per-image drop. FID is not computed (see README)."
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--direction",
             help="AtoB or BtoA.",
-            show_default="from the model's sidecar, else BtoA",
+            show_default="from the model's card, else BtoA",
         ),
         batch: int = typer.Option(4, "--batch", "-b", min=1, help="Images per model call."),
         grid: int = typer.Option(4, "--grid", min=1, help="Rows in best.png and worst.png."),

@@ -184,10 +184,10 @@ def open_model(path: str | Path) -> ModelFile:
     card = read_card(file)
     if card is not None and not isinstance(card, ExportCard):
         raise CardError(f"{card_path(file)}: a checkpoint's card beside a {kind} model.")
-    data = _read_export(file)
+    data = read_bytes(file, P2PError)
     weights_data = None
     if kind == "openvino":
-        weights_data = _read_export(ir_weights(file))
+        weights_data = read_bytes(ir_weights(file), P2PError)
     return ModelFile(given, file, kind, card, data, weights_data)
 
 
@@ -216,15 +216,6 @@ def _with_sha(card: ModelCard, sha: str) -> ModelCard:
     return dataclasses.replace(card, checkpoint_sha256=sha)
 
 
-def _read_export(file: Path) -> bytes:
-    try:
-        return file.read_bytes()
-    except FileNotFoundError:
-        raise P2PError(f"{file}: no such file.") from None
-    except OSError as exc:
-        raise P2PError(f"{file}: cannot read the model ({exc.strerror or exc}).") from None
-
-
 def onnx_graph_precision(data: bytes) -> str | None:
     """``fp16`` / ``fp32`` of an ONNX graph (given as bytes) by its float initializers (most
     elements), ``int8`` when its convolutions are fed by int8 weights; None when the onnx
@@ -247,8 +238,10 @@ def onnx_graph_precision(data: bytes) -> str | None:
     if not any(counts.values()):
         return None
     return max(
-        (("int8", counts[onnx.TensorProto.INT8]), ("fp16", counts[onnx.TensorProto.FLOAT16]),
-         ("fp32", counts[onnx.TensorProto.FLOAT])),
+        (
+            ("int8", counts[onnx.TensorProto.INT8]),
+            ("fp16", counts[onnx.TensorProto.FLOAT16]),
+            ("fp32", counts[onnx.TensorProto.FLOAT]),
+        ),
         key=lambda kv: kv[1],
     )[0]
-

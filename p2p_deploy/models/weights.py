@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from p2p_deploy.atomic import atomic_path
-from p2p_deploy.errors import CheckpointError, first_line
+from p2p_deploy.errors import CheckpointError, P2PError, first_line
 from p2p_deploy.models.card import CHECKPOINT_FORMAT, ModelCard
 from p2p_deploy.models.config import GeneratorConfig
 
@@ -41,18 +41,18 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_bytes(path: Path) -> bytes:
-    """The whole file, or one sentence saying why not.
+def read_bytes(path: Path, error: type[P2PError] = CheckpointError) -> bytes:
+    """The whole file (any model file: weights, ONNX, IR, plan), or one sentence saying why not.
 
     Raises:
-        CheckpointError: missing or unreadable.
+        error: missing or unreadable (:class:`CheckpointError` unless told otherwise).
     """
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file.") from None
+        raise error(f"{path}: no such file.") from None
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read file ({exc.strerror or exc}).") from None
+        raise error(f"{path}: cannot read file ({exc.strerror or exc}).") from None
 
 
 def parse_safetensors(data: bytes, where: Path) -> dict[str, torch.Tensor]:
@@ -202,4 +202,3 @@ def build_generator(
             f"{where}: weights do not fit the U-Net in its card ({detail[:300]})."
         ) from None
     return model
-

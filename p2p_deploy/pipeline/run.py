@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,32 +195,50 @@ def mark_output_dir(out_dir: Path) -> None:
         log.debug("%s: not written (%s)", marker, exc)
 
 
-def _batch_loop(
-    runner: Runner,
-    batch: int,
-    in_q: queue.Queue,
-    out_q: queue.Queue,
-    stop: threading.Event,
-    summary: RunSummary,
-    writer: Writer,
-) -> None:
-    """Gather items until ``batch`` frames are pending, run them, pass everything on in order."""
+def infer_batches(
+    runner: Runner, items: Iterable, batch: int, summary: RunSummary | None = None
+) -> Iterator[list]:
+    """The pipeline's batcher: gather ``items`` until ``batch`` frames are pending, run those
+    frames through ``runner.infer_frames`` (uint8 frames in and out: a GPU runner converts on
+    the device) and yield everything gathered, in order, as one writer batch.
+
+    Batches span files: a job's Start/End/Failed markers travel between its frames. Each
+    Frame gets its ``output`` before its batch is yielded; the frames still pending at the end
+    of ``items`` (or at DONE, which ends them) go as a last, smaller batch. ``summary`` counts
+    the model's seconds and frames. ``p2p run`` and the bench's infer stage both batch here.
+    """
     pending: list = []
     frames: list[Frame] = []
 
-    def flush() -> None:
+    def flush() -> list:
         if frames:
             t = time.perf_counter()
             outputs = runner.infer_frames(np.stack([f.model_input for f in frames]))
-            summary.model_seconds += time.perf_counter() - t
-            summary.model_frames += len(frames)
+            if summary is not None:
+                summary.model_seconds += time.perf_counter() - t
+                summary.model_frames += len(frames)
             for f, out in zip(frames, outputs, strict=True):
                 f.output = out
-        if pending:
-            put(out_q, list(pending), stop)
+        out = list(pending)
         pending.clear()
         frames.clear()
+        return out
 
+    for item in items:
+        if item is DONE:
+            break
+        pending.append(item)
+        if isinstance(item, Frame):
+            frames.append(item)
+            if len(frames) >= batch:
+                yield flush()
+    if pending:
+        yield flush()
+
+
+def _queued_items(in_q: queue.Queue, stop: threading.Event, writer: Writer) -> Iterator:
+    """The reader's items from ``in_q`` up to DONE; raises the writer's error, a reader's
+    Crash, or when ``stop`` is set (a worker gave up)."""
     while True:
         if writer.error is not None:
             raise writer.error
@@ -231,13 +249,22 @@ def _batch_loop(
         except queue.Empty:
             continue
         if item is DONE:
-            flush()
-            put(out_q, DONE, stop)
             return
         if isinstance(item, Crash):
             raise item.error
-        pending.append(item)
-        if isinstance(item, Frame):
-            frames.append(item)
-            if len(frames) >= batch:
-                flush()
+        yield item
+
+
+def _batch_loop(
+    runner: Runner,
+    batch: int,
+    in_q: queue.Queue,
+    out_q: queue.Queue,
+    stop: threading.Event,
+    summary: RunSummary,
+    writer: Writer,
+) -> None:
+    """Batch the reader's items (:func:`infer_batches`) and pass each batch, then DONE, on."""
+    for items in infer_batches(runner, _queued_items(in_q, stop, writer), batch, summary):
+        put(out_q, items, stop)
+    put(out_q, DONE, stop)

@@ -14,6 +14,7 @@ from p2p_deploy.errors import P2PError
 from p2p_deploy.imaging import (
     bgr8_to_tensor,
     psnr,
+    psnr_from_mse,
     tensor_to_bgr8,
     to_bgr8,
     torch_bgr8_to_tensor,
@@ -73,6 +74,23 @@ def test_psnr():
     assert psnr(a, a) == float("inf")
     b = a + 0.02
     assert psnr(a, b) == pytest.approx(10 * np.log10(4 / 0.02**2), rel=1e-4)
+
+
+def test_psnr_one_definition_for_every_caller(recwarn):
+    """The guarantees each caller relies on: identical -> inf (export parity, bench accuracy's
+    null) or the cap (bench eval's JSON), NaN stays NaN (parity's NaN-aware min), inf -> -inf
+    (the worst figure), and no numpy warning on the way."""
+    a = np.zeros((3, 8, 8), np.float32)
+    assert psnr(a, a, cap_db=100.0) == 100.0
+    assert psnr(a, a + 1e-9, cap_db=100.0) == 100.0  # above the cap: the cap
+    assert psnr(a, a + 0.5, cap_db=100.0) == pytest.approx(10 * np.log10(16.0))
+    nan, inf = a.copy(), a.copy()
+    nan[0, 0, 0], inf[0, 0, 0] = np.nan, np.inf
+    assert np.isnan(psnr(nan, a)) and np.isnan(psnr(nan, a, cap_db=100.0))
+    assert psnr(inf, a) == -np.inf and psnr(inf, a, cap_db=100.0) == -np.inf
+    assert psnr_from_mse(0.0) == np.inf and psnr_from_mse(0.25) == pytest.approx(12.0412, 1e-4)
+    assert psnr_from_mse(1.0, data_range=1.0) == 0.0
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):

@@ -167,3 +167,29 @@ def test_writer_crash_is_raised_not_hidden_and_failures_kept(tmp_path: Path) -> 
     assert type(info.value) is OSError
     failures = json.loads((tmp_path / "out" / "failures.json").read_text())["failures"]
     assert [Path(f["path"]).name for f in failures] == ["a_broken.png"]
+
+
+def test_one_batcher_for_the_run_and_the_bench() -> None:
+    """``infer_batches`` is the batcher of ``p2p run`` and of the bench's infer stage: batches
+    span files, markers keep their places, the last batch is partial, DONE ends the items, and
+    the summary counts the model's frames."""
+    from p2p_deploy.bench import e2e
+    from p2p_deploy.media.files import Job
+    from p2p_deploy.pipeline import run
+    from p2p_deploy.pipeline.items import DONE, End, Start
+    from p2p_deploy.pipeline.summary import RunSummary
+
+    assert e2e.infer_batches is run.infer_batches
+    jobs = [Job("image", Path(f"{k}.png"), Path(f"o{k}.png"), f"{k}.png") for k in range(3)]
+    items: list = []
+    for k, job in enumerate(jobs):
+        pixels = np.full((32, 32, 3), 10 * k, np.uint8)
+        frame = Frame(job, 0, pixels, geometry=None)  # type: ignore[arg-type]  # not read here
+        items += [Start(job), frame, End(job, 1)]
+    runner, summary = NegateRunner(), RunSummary(runner="negate")
+    batches = list(run.infer_batches(runner, [*items, DONE, Start(jobs[0])], 2, summary))
+    assert [b for batch in batches for b in batch] == items  # in order, nothing after DONE
+    assert [sum(isinstance(i, Frame) for i in b) for b in batches] == [2, 1]
+    assert runner.calls == [2, 1] and summary.model_frames == 3
+    for k, frame in enumerate(i for i in items if isinstance(i, Frame)):
+        assert (frame.output == 255 - 10 * k).all()

@@ -141,11 +141,9 @@ def test_factory_by_extension_and_errors(
         open_model(tmp_path / "m.bin")
     with pytest.raises(P2PError, match="cannot run on the torch backend"):
         open_runner(tiny_onnx_fp32, backend="torch")
-    # Without TensorRT the missing package is what to fix first (not the missing sidecar).
+    # Without TensorRT the missing package is what to fix first (not the missing card).
     has_trt = importlib.util.find_spec("tensorrt") is not None
-    match = (
-        "no sidecar" if has_trt else r'tensorrt is not installed.*pip install "p2p-deploy\[gpu\]"'
-    )
+    match = "no card" if has_trt else r'tensorrt is not installed.*pip install "p2p-deploy\[gpu\]"'
     with pytest.raises(P2PError, match=match):
         open_runner(plan)
 

@@ -47,3 +47,15 @@ def test_full_disk_keeps_the_last_good_checkpoint(tiny_train, tmp_path: Path) ->
         filler.unlink()  # space again: the same command continues from the checkpoint
         res = train(cfg.replace(max_steps=3), resume=True)
         assert res.resumed_from == 1 and res.step == 3
+
+
+def test_a_sample_grid_that_cannot_be_written_stops_like_any_write(tiny_train, tmp_path) -> None:
+    """Sample grids go through media.images.write_image: its one sentence (the OS's reason)
+    still ends with where training stopped and the last good checkpoint."""
+    cfg = tiny_train(max_steps=1)
+    train(cfg)
+    (tmp_path / "run" / "samples").write_text("in the way")
+    with pytest.raises(P2PError, match=r"step_0000002\.png: cannot write \(File exists\)") as e:
+        train(cfg.replace(max_steps=2, sample_every=1), resume=True)
+    assert "training stopped at step 2; the last good checkpoint is" in str(e.value)
+    assert "(step 1)" in str(e.value)

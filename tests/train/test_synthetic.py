@@ -6,7 +6,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from p2p_deploy.errors import DataError
 from p2p_deploy.train.synthetic import (
     PALETTE_RGB,
     synthetic_pair,
@@ -69,3 +71,27 @@ def test_label_video(tmp_path: Path) -> None:
     cap.release()
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3)
     assert not np.array_equal(frames[0], frames[-1])  # it pans
+
+
+def test_full_disk_names_the_os_reason_and_leaves_no_file(tmp_path: Path) -> None:
+    """The synthetic images and label video go through media.images.write_image and
+    media.video.VideoSink: on a full disk the error names the OS's reason (cv2.imwrite only
+    said False) and nothing stays under a final name."""
+    from smallfs import fill, tmpfs
+
+    with tmpfs(tmp_path / "small", "256k") as fs:
+        (fs / "syn" / "train").mkdir(parents=True)
+        filler = fill(fs)
+        with pytest.raises(DataError, match=r"00001\.png: cannot write \(No space left on device"):
+            write_aligned_dataset(fs / "syn", {"train": 2}, size=32)
+        with pytest.raises(DataError, match=r"labels\.mp4: cannot write \(No space left on devi"):
+            write_label_video(fs / "syn" / "labels.mp4", frames=3, size=32)
+        assert sorted(p.name for p in (fs / "syn").rglob("*")) == ["train"]
+        filler.unlink()
+        assert write_aligned_dataset(fs / "syn", {"train": 2}, size=32) == {"train": 2}
+
+
+def test_label_video_under_a_file_names_the_os_reason(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match=r"labels\.mp4: cannot write \(File exists\)"):
+        write_label_video(tmp_path / "file" / "labels.mp4", frames=2, size=32)
