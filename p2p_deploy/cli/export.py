@@ -14,7 +14,7 @@ HELP = "\n\n".join(
         "Writes into --out: model.onnx (fp32); with --fp16 also model_fp16.onnx (fp16 weights and"
         " compute, float32 I/O with Casts unless --io fp16) and model_fp16.plan (TensorRT,"
         " strongly typed, FP16 verified from the engine); with --fp32-engine model_fp32.plan."
-        " Each model has a <name>.json sidecar (architecture, precision, opset, I/O names and"
+        " Each model has a <name>.json card (architecture, precision, opset, I/O names and"
         " shapes, test norm,"
         " checkpoint sha256; engines also TensorRT version, GPU, compute capability, batch"
         " profile)."
@@ -75,7 +75,7 @@ def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily abov
         typer.echo(note)
     for path in result.models:
         typer.echo(f"wrote   {path}")
-    if opts.triton is not None:
-        typer.echo(f"triton  {result.files[-1]}")
+    if result.triton is not None:
+        typer.echo(f"triton  {result.triton}")
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
     typer.echo(f"done in {sum(result.seconds.values()):.1f} s ({stages})")
