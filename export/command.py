@@ -18,13 +18,6 @@ def run_export(
     on_step: Callable[[str], None] | None = None,
     synthetic: SyntheticProvider | None = None,
 ) -> ExportResult:
-    """Export a generator checkpoint as ``opts`` says and return what was written and found.
-
-    ``on_step`` is called with a short description before each step; ``synthetic`` draws INT8
-    calibration images for a synthetic run (the CLI passes train's generator: export may not
-    import train).
-
-    Raises:
-        P2PError (UsageError, CheckpointError, MissingDependency, ...): a one-line reason.
-    """
+    """Export a generator checkpoint as ``opts`` says and return what was written and found
+    (see :class:`~p2p_deploy.export.exporter.Exporter`: ``on_step``, ``synthetic``, errors)."""
     return Exporter(opts, on_step, synthetic).run()

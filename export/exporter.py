@@ -160,8 +160,7 @@ class Exporter:
         P2PError (UsageError, CheckpointError, MissingDependency, ...): a one-line reason.
     """
 
-    # Set by run() and its steps: the checkpoint read once, its generator, the staging folder,
-    # what each step made, its seconds, the notes, and why TensorRT cannot build (once known).
+    # Set by run() and its steps (_no_tensorrt: why TensorRT cannot build here, once known).
     checkpoint: ModelFile
     generator: UNetGenerator
     _stage: StagedFiles
@@ -193,9 +192,9 @@ class Exporter:
         except P2PError as exc:
             raise UsageError(str(exc)) from None
         self.engines = self._plans_wanted()
-        missing = [m for m in ("tensorrt", "polygraphy") if not available(m)]
         asked = [prec for prec, required in self.engines if required]
-        if asked and missing:
+        missing = [m for m in ("tensorrt", "polygraphy") if asked and not available(m)]
+        if missing:
             # Asked for explicitly: fail before spending minutes on exports that were not the point.
             verb = "is" if len(missing) == 1 else "are"
             reason = f"{' and '.join(missing)} {verb} not installed here"

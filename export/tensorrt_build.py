@@ -152,7 +152,7 @@ def engine_card(
     )
 
 
-def skipped_message(reason: str = "tensorrt is not installed here") -> str:
+def skipped_message(reason: str) -> str:
     """The one sentence printed when the engine is skipped (for want of TensorRT or a GPU)."""
     return f"TensorRT engine skipped: {reason}; to build it: {INSTALL_HINT}."
 

@@ -80,7 +80,7 @@ def engine_report(
 def check_engine_parity(
     plan_path: str | Path, reference_onnx: str | Path, profile: BatchProfile, seed: int = 1234
 ) -> ParityReport:
-    """Run ``plan_path`` ((with its card)) and ONNX Runtime on ``reference_onnx`` on the same
+    """Run ``plan_path`` (with its card) and ONNX Runtime on ``reference_onnx`` on the same
     random images; ``profile``: the plan's :class:`~.tensorrt_build.BatchProfile`.
 
     Needs TensorRT and a GPU (the runner raises its one-sentence errors otherwise).
