@@ -3,7 +3,7 @@
 TensorRT 11 has no FP16 builder flag; a strongly typed build takes its precision from the ONNX
 graph's own types. So the fp16 ONNX must carry fp16 weights and fp16 compute, with explicit
 ``Cast`` nodes at the float32 input/output (unless fp16 I/O is asked for). The precision written
-in a sidecar is what :func:`verify_graph_precision` found, not what was requested.
+in a card is what :func:`verify_graph_precision` found, not what was requested.
 """
 
 from __future__ import annotations

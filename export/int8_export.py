@@ -1,19 +1,18 @@
-"""The ``--int8`` step of ``p2p export``: calibrate, quantize, gate, write ``model_int8.onnx``
-(and, with TensorRT and a GPU, ``model_int8.plan``).
+"""The pieces of ``p2p export --int8`` (run by :meth:`.exporter.Exporter.export_int8`):
+calibration images, quantize, graph check, quality gate, card of ``model_int8.onnx``.
 
-Everything is made in the export's staging folder and moved under its final name only after
-the graph check and the quality gate passed: a failed gate leaves no ``model_int8.onnx``.
+The model is made in the export's staging folder; the exporter moves it under its final name
+only after the graph check and the quality gate passed: a failed gate leaves no
+``model_int8.onnx``. With TensorRT and a GPU the exporter also builds ``model_int8.plan``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from p2p_deploy.errors import P2PError
 from p2p_deploy.export.calibration import (
@@ -31,8 +30,6 @@ from p2p_deploy.export.int8 import (
     quantize_int8,
 )
 from p2p_deploy.models.card import ModelCard, read_export_card
-from p2p_deploy.models.layout import card_path
-from p2p_deploy.models.opening import ModelFile
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +73,7 @@ def calibration_set(opts: Int8Options, checkpoint: str | Path, card: ModelCard) 
     return default_calibration(checkpoint, card, opts.synthetic, opts.calib_count)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Int8Result:
     """The staged INT8 model, its gate report and its calibration."""
 
@@ -92,7 +89,7 @@ def stage_int8(
     opts: Int8Options,
     step: Callable[[str], None] = lambda _m: None,
 ) -> Int8Result:
-    """Quantize ``fp32_onnx`` into ``stage/model_int8.onnx``, check, gate, write its sidecar.
+    """Quantize ``fp32_onnx`` into ``stage/model_int8.onnx``, check, gate, write its card.
 
     Raises:
         P2PError: quantization failed, the graph is not the INT8 one, or the gate failed
@@ -121,7 +118,7 @@ def stage_int8(
             "(calibrate on images like the ones to translate, --calib DIR)."
         )
     base = read_export_card(fp32_onnx)
-    side = dataclasses.replace(
+    card = dataclasses.replace(
         base,
         precision="int8",  # verified from the graph (quantize_int8 refused anything else)
         extra={
@@ -138,82 +135,5 @@ def stage_int8(
             "source_onnx": fp32_onnx.name,
         },
     )
-    side.write(staged)
+    card.write(staged)
     return Int8Result(staged=staged, gate=gate, calibration=calib)
-
-
-def promote(staged: Path, out_dir: Path) -> list[Path]:
-    """Move a staged model and its sidecar under their final names (sidecar first)."""
-    final = out_dir / staged.name
-    os.replace(card_path(staged), card_path(final))
-    os.replace(staged, final)
-    return [final, card_path(final)]
-
-
-def export_int8_onnx(
-    result: Any,
-    fp32_onnx: Path,
-    stage: Path,
-    checkpoint: ModelFile,
-    opts: Int8Options,
-    step: Callable[[str], None],
-) -> Path:
-    """The ``--int8`` hook of ``run_export``: calibration set, quantize, gate, promote.
-
-    Adds the files to ``result`` (an ExportResult), sets ``result.int8`` (an
-    :class:`Int8Result`) and returns the final ``model_int8.onnx``.
-    """
-    import time
-
-    t = time.perf_counter()
-    calib = calibration_set(opts, checkpoint.path, checkpoint.card)
-    q = stage_int8(fp32_onnx, stage, calib, opts, step)
-    written = promote(q.staged, fp32_onnx.parent)
-    result.int8 = q
-    result.files += written
-    result.models.append(written[0])
-    result.seconds["onnx_int8"] = time.perf_counter() - t
-    return written[0]
-
-
-def export_int8_plan(
-    result: Any,
-    finals: dict[str, Path],
-    opts: Int8Options,
-    step: Callable[[str], None],
-    **build_options: Any,
-) -> None:
-    """``model_int8.plan`` where TensorRT and a GPU are present, a note in ``result``
-    otherwise. Built by the project's builder (export/tensorrt_build.py: strongly typed build of
-    the QDQ graph, i.e. explicit quantization, no calibrator and no INT8 flag), its int8
-    verified from the network and the engine (export/int8_engine.py), then checked against
-    ONNX Runtime on the fp32 ONNX (PSNR >= 35 dB) before it gets its final name.
-    ``build_options``: ``build_engine``'s keyword arguments (profile, workspace...).
-    """
-    import time
-
-    from p2p_deploy.deps import available
-    from p2p_deploy.errors import MissingDependency
-    from p2p_deploy.export.tensorrt_build import (
-        NoTensorRTGpu,
-        build_engine,
-        plan_name,
-        skipped_message,
-    )
-
-    if not available("tensorrt"):
-        if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
-            result.notes.append(skipped_message())
-        return
-    plan = finals["int8"].parent / plan_name("int8")
-    step(f"building TensorRT engine {plan.name}")
-    t = time.perf_counter()
-    try:
-        build_engine(finals["int8"], plan, reference_onnx=finals["fp32"], **build_options)
-    except (MissingDependency, NoTensorRTGpu) as exc:
-        if not any(n.startswith("TensorRT engine skipped") for n in result.notes):
-            result.notes.append(skipped_message(str(exc)))
-        return
-    result.seconds["engine_int8"] = time.perf_counter() - t
-    result.files += [plan, card_path(plan)]
-    result.models.append(plan)

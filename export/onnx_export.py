@@ -148,7 +148,7 @@ def export_onnx(
     io_dtype: str = "float32",
     card: ModelCard | None = None,
 ) -> ExportCard:
-    """Export ``model`` to ONNX at ``out_path`` (atomically) with its sidecar ``<out_path>.json``.
+    """Export ``model`` to ONNX at ``out_path`` (atomically) with its card ``<out_path>.json``.
 
     Args:
         model: the generator (any mode; an eval copy is exported, ``model`` is untouched).
@@ -202,7 +202,7 @@ def export_onnx(
         got_opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
         if got_opset != opset:
             # The exporter keeps its native opset, with a warning we silence, when the version
-            # converter cannot reach the one asked for: the sidecar must not claim otherwise.
+            # converter cannot reach the one asked for: the card must not claim otherwise.
             raise P2PError(
                 f"{out_path}: opset {opset} was asked for, but the exporter could only write "
                 f"opset {got_opset}; use --opset {got_opset}."
@@ -213,7 +213,7 @@ def export_onnx(
     shape_in = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
     if card is not None and card.generator != cfg:
         raise P2PError(f"{out_path}: the card describes another generator than the model.")
-    sidecar = ExportCard.of(
+    export_card = ExportCard.of(
         card or ModelCard(generator=cfg, test_norm=test_norm),
         kind="onnx",
         precision=gp.precision,  # what the graph check found (== precision, verified above)
@@ -230,6 +230,6 @@ def export_onnx(
             "graph_precision": gp.to_dict(),
         },
     )
-    sidecar.write(out_path)
+    export_card.write(out_path)
     log.debug("wrote %s (%s, %s, opset %d)", out_path, gp.precision, test_norm, got_opset)
-    return sidecar
+    return export_card

@@ -54,7 +54,7 @@ class ParityReport:
 
     Attributes:
         model: the ONNX file checked.
-        precision: ``fp32`` or ``fp16`` (from its sidecar).
+        precision: ``fp32`` or ``fp16`` (from its card).
         test_norm: the mode both sides ran in.
         figures: one per batch compared.
         batch_independence_err: max abs difference between a batch-3 run and three batch-1
@@ -178,9 +178,9 @@ def check_onnx_parity(
     """Compare the ONNX at ``onnx_path`` with ``reference_module`` on random inputs.
 
     Args:
-        onnx_path: an exported model with its sidecar (precision, test norm, I/O dtype).
+        onnx_path: an exported model with its card (precision, test norm, I/O dtype).
         reference_module: eager fp32 torch module in the same test-norm mode, e.g.
-            ``prepare_generator(model, sidecar.test_norm)``; (N, C, S, S) float32 -> same.
+            ``prepare_generator(model, card.test_norm)``; (N, C, S, S) float32 -> same.
             Used as given (its train/eval flags are the caller's choice).
         batches: batch sizes to try, one random batch each.
         seed: seed of the random inputs.
@@ -190,21 +190,21 @@ def check_onnx_parity(
     Raises:
         P2PError: "<model>: parity check failed: ..." with the figure and the bar.
     """
-    sidecar = read_export_card(onnx_path)
-    size, channels = sidecar.image_size, sidecar.generator.in_channels
-    io_np = np.float16 if sidecar.io_dtype == "float16" else np.float32
+    card = read_export_card(onnx_path)
+    size, channels = card.image_size, card.generator.in_channels
+    io_np = np.float16 if card.io_dtype == "float16" else np.float32
     session = ort_session(onnx_path)
-    fp16 = sidecar.precision == "fp16"
+    fp16 = card.precision == "fp16"
     report = ParityReport(
         model=str(onnx_path),
-        precision=sidecar.precision,
-        test_norm=sidecar.test_norm,
+        precision=card.precision,
+        test_norm=card.test_norm,
         metric="psnr_db" if fp16 else "max_abs_err",
         threshold=min_psnr_db if fp16 else max_abs_err,
     )
 
     def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {sidecar.input_name: x.astype(io_np)})[0].astype(np.float32)
+        return session.run(None, {card.input_name: x.astype(io_np)})[0].astype(np.float32)
 
     indep = 0.0
     for i, batch in enumerate(batches):

@@ -11,7 +11,7 @@ on the parity inputs against ONNX Runtime fp32 (:mod:`.trt_parity`) before it is
 its final name; a failure at any step leaves no new plan there.
 
 Everything that does not need the ``tensorrt`` module (batch profiles, version checks,
-precision logic, sidecars, timing-cache files, messages) is plain Python, tested without a GPU.
+precision logic, cards, timing-cache files, messages) is plain Python, tested without a GPU.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def trt_features(version: str) -> TrtFeatures:
     return TrtFeatures(version=str(version).strip(), major=major, minor=minor)
 
 
-# --- sidecar and messages --------------------------------------------------------------------
+# --- cards and messages ----------------------------------------------------------------------
 
 
 def plan_name(precision: str) -> str:
@@ -124,8 +124,8 @@ def plan_name(precision: str) -> str:
     return f"model_{precision}.plan"
 
 
-def engine_sidecar(
-    onnx_sidecar: ExportCard,
+def engine_card(
+    onnx_card: ExportCard,
     *,
     precision: str,
     profile: BatchProfile,
@@ -136,10 +136,10 @@ def engine_sidecar(
     hardware_compatible: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> ExportCard:
-    """The card of a plan built from the ONNX described by ``onnx_sidecar``: the ONNX's card
+    """The card of a plan built from the ONNX described by ``onnx_card``: the ONNX's card
     (generator, direction, training, I/O, opset, source sha256) with the engine's facts."""
     return ExportCard.of(
-        onnx_sidecar,
+        onnx_card,
         kind="tensorrt",
         precision=precision,
         batch_profile=profile.as_list(),
@@ -152,7 +152,7 @@ def engine_sidecar(
     )
 
 
-def skipped_message(reason: str = "tensorrt is not installed here") -> str:
+def skipped_message(reason: str) -> str:
     """The one sentence printed when the engine is skipped (for want of TensorRT or a GPU)."""
     return f"TensorRT engine skipped: {reason}; to build it: {INSTALL_HINT}."
 
@@ -199,27 +199,27 @@ def write_timing_cache(path: str | Path, data: bytes) -> bool:
 def write_plan(
     plan_path: str | Path,
     data: bytes,
-    side: ExportCard,
+    card: ExportCard,
     check: Callable[[Path], dict[str, Any]] | None = None,
 ) -> ExportCard:
-    """Write the plan and its sidecar as ``run_export`` writes ONNX files: both
-    staged in a hidden folder beside ``plan_path``, then moved sidecar first, so a failed write
-    never leaves a new plan beside an old sidecar (or a plan without its sidecar).
+    """Write the plan and its card as the exporter writes ONNX files: both
+    staged in a hidden folder beside ``plan_path``, then moved card first, so a failed write
+    never leaves a new plan beside an old card (or a plan without its card).
 
     ``check(staged_plan)`` runs on the staged pair before the move (the engine parity run);
-    what it returns is added to the sidecar's ``extra``; when it raises, nothing is moved and
-    nothing new is left under ``plan_path``. Returns the sidecar written.
+    what it returns is added to the card's ``extra``; when it raises, nothing is moved and
+    nothing new is left under ``plan_path``. Returns the card written.
     """
     plan_path = Path(plan_path)
     with StagedFiles(plan_path.parent, stem="p2p-engine") as stage:
         staged = stage.path / plan_path.name
         write_bytes(staged, data)
-        side.write(staged)
+        card.write(staged)
         if check is not None:
-            side = dataclasses.replace(side, extra={**side.extra, **check(staged)})
-            side.write(staged)
+            card = dataclasses.replace(card, extra={**card.extra, **check(staged)})
+            card.write(staged)
         stage.promote(card_path(staged), staged)
-    return side
+    return card
 
 
 # --- the build -------------------------------------------------------------------------------
@@ -324,13 +324,13 @@ def build_engine(
     hardware_compatible: bool = False,
     reference_onnx: str | Path | None = None,
 ) -> ExportCard:
-    """Build ``plan_path`` from ``onnx_path`` (which has a sidecar) and write its sidecar.
+    """Build ``plan_path`` from ``onnx_path`` (which has a card) and write its card.
 
     The plan's precision is that of the ONNX (strongly typed), verified before and after the
     build. Input (N, C, S, S) with N in ``profile``; I/O dtype as the ONNX's. Then the engine
     runs on the parity inputs against ONNX Runtime on ``reference_onnx`` (the fp32 export;
     ``onnx_path`` itself when None): fp16 PSNR >= 40 dB, fp32 max abs err <= 1e-3, figures in
-    the sidecar.
+    the card.
 
     Raises:
         MissingDependency: tensorrt or polygraphy is not installed.
@@ -355,12 +355,12 @@ def build_engine(
     )
 
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
-    side = read_export_card(onnx_path)
+    card = read_export_card(onnx_path)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_data = read_timing_cache(cache_path)
-    size, channels = side.image_size, side.generator.in_channels
+    size, channels = card.image_size, card.generator.in_channels
     create_builder(trt, trt.Logger(trt.Logger.ERROR))  # no GPU: one sentence, before Polygraphy
-    want = side.precision
+    want = card.precision
     shapes = profile.shapes(channels, size)
 
     with G_LOGGER.verbosity(G_LOGGER.ERROR):  # Polygraphy's INFO lines are not the user's
@@ -380,7 +380,7 @@ def build_engine(
             net_record = network_verdict(network_layers(network), want, str(onnx_path))
         try:
             config = poly.CreateConfig(
-                profiles=[poly.Profile().add(side.input_name, *shapes)],
+                profiles=[poly.Profile().add(card.input_name, *shapes)],
                 memory_pool_limits={trt.MemoryPoolType.WORKSPACE: int(workspace_gib * (1 << 30))},
                 # Layer dtypes for the inspector record (polygraphy CreateConfig docs).
                 profiling_verbosity=trt.ProfilingVerbosity.DETAILED,
@@ -397,7 +397,7 @@ def build_engine(
             if config.num_optimization_profiles != 1:
                 raise P2PError(
                     f"{onnx_path}: TensorRT refused the batch profile {profile.as_list()} "
-                    f"for input {side.input_name!r}."
+                    f"for input {card.input_name!r}."
                 )
             if cache_path is not None:
                 attach_timing_cache(config, cache_data or b"", cache_path)
@@ -413,8 +413,8 @@ def build_engine(
         engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
         for i in range(engine.num_io_tensors)
     }
-    io_words = io_verdict(io, side.io_dtype, str(plan_path))
-    info = inspect_engine(trt, engine, side.input_name, shapes[1])
+    io_words = io_verdict(io, card.io_dtype, str(plan_path))
+    info = inspect_engine(trt, engine, card.input_name, shapes[1])
     if want == "int8":
         from p2p_deploy.export.int8_engine import int8_inspector_verdict, read_int8_inspector
 
@@ -426,8 +426,8 @@ def build_engine(
     del engine
 
     gpu, cc = gpu_identity(0)
-    plan_side = engine_sidecar(
-        side,
+    plan_card = engine_card(
+        card,
         precision=want,
         profile=profile,
         trt_version=features.version,
@@ -464,9 +464,9 @@ def build_engine(
             raise P2PError(f"{plan_path}: engine parity check failed: {report.summary()}")
         return {"engine_parity": report.to_dict()}
 
-    plan_side = write_plan(plan_path, bytes(serialized), plan_side, check=parity)
+    plan_card = write_plan(plan_path, bytes(serialized), plan_card, check=parity)
     if cache_path is not None:  # after the plan: a failing cache write must not lose the engine
         cache = config.get_timing_cache()
         if cache is not None:
             write_timing_cache(cache_path, bytes(cache.serialize()))
-    return plan_side
+    return plan_card

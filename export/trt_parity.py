@@ -80,18 +80,18 @@ def engine_report(
 def check_engine_parity(
     plan_path: str | Path, reference_onnx: str | Path, profile: BatchProfile, seed: int = 1234
 ) -> ParityReport:
-    """Run ``plan_path`` (with its sidecar) and ONNX Runtime on ``reference_onnx`` on the same
+    """Run ``plan_path`` (with its card) and ONNX Runtime on ``reference_onnx`` on the same
     random images; ``profile``: the plan's :class:`~.tensorrt_build.BatchProfile`.
 
     Needs TensorRT and a GPU (the runner raises its one-sentence errors otherwise).
     """
     from p2p_deploy.runners.tensorrt_runner import TensorRTRunner
 
-    side = read_export_card(plan_path)
-    ref_side = read_export_card(reference_onnx)
+    card = read_export_card(plan_path)
+    ref_card = read_export_card(reference_onnx)
     session = ort_session(reference_onnx)
-    ref_np = np.float16 if ref_side.io_dtype == "float16" else np.float32
-    size, channels = side.image_size, side.generator.in_channels
+    ref_np = np.float16 if ref_card.io_dtype == "float16" else np.float32
+    size, channels = card.image_size, card.generator.in_channels
     inputs = [
         random_images(b, channels, size, seed + i)
         for i, b in enumerate(parity_batches(profile.min, profile.max))
@@ -99,8 +99,8 @@ def check_engine_parity(
     with TensorRTRunner(plan_path) as runner:
         pairs = []
         for x in inputs:
-            ref = session.run(None, {ref_side.input_name: x.astype(ref_np)})[0].astype(np.float32)
+            ref = session.run(None, {ref_card.input_name: x.astype(ref_np)})[0].astype(np.float32)
             pairs.append((runner.infer(x), ref))
         return engine_report(
-            str(plan_path), side.precision, side.test_norm, pairs, runner.infer, inputs
+            str(plan_path), card.precision, card.test_norm, pairs, runner.infer, inputs
         )

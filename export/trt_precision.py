@@ -4,10 +4,10 @@
    fixed by the ONNX graph (TensorRT 11 has no other mode; 10.x gets the STRONGLY_TYPED flag),
    so the network's convolution outputs *are* the engine's compute precision.
    :func:`network_verdict` refuses a build whose heavy layers are not in the wanted precision.
-2. The engine's I/O tensor dtypes (``ICudaEngine.get_tensor_dtype``): must match the sidecar.
+2. The engine's I/O tensor dtypes (``ICudaEngine.get_tensor_dtype``): must match the card.
 3. The engine inspector's layer information (``IEngineInspector.get_engine_information`` in
    JSON, read with an execution context attached: without one a dynamic-shape engine prints
-   "N/A due to dynamic shapes" for every tensor). Kept as a record in the sidecar; it refuses
+   "N/A due to dynamic shapes" for every tensor). Kept as a record in the card; it refuses
    an engine only on positive evidence: a convolution/GEMM layer whose output or weights are
    fp32 in an fp16 engine (or fp16 in an fp32 one). Reformat/copy layers at fp32 I/O, Cast
    layers, "N/A" and unreadable entries are recorded, never refused.
@@ -116,7 +116,7 @@ def network_layers(network: Any) -> list[NetworkLayer]:
 def network_verdict(layers: list[NetworkLayer], want: str, source: str) -> dict[str, Any]:
     """Check the network's compute layers are ``want`` (``fp16``/``fp32``) before building.
 
-    Returns the record for the sidecar: compute-layer dtype counts and the total layer count.
+    Returns the record for the card: compute-layer dtype counts and the total layer count.
 
     Raises:
         P2PError: a convolution/GEMM computes in another float precision (positive evidence),
@@ -167,7 +167,7 @@ def io_verdict(io: dict[str, str], io_dtype: str, source: str) -> dict[str, str]
 
 @dataclass
 class InspectorRecord:
-    """The engine inspector's layer information, condensed for the sidecar.
+    """The engine inspector's layer information, condensed for the card.
 
     Attributes:
         layout: ``10.x Format/Datatype``, ``11.x Datatype+Format``, ``names only`` or ``empty``.

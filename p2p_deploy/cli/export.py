@@ -75,7 +75,7 @@ def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily abov
         typer.echo(note)
     for path in result.models:
         typer.echo(f"wrote   {path}")
-    if opts.triton is not None:
-        typer.echo(f"triton  {result.files[-1]}")
+    if result.triton is not None:
+        typer.echo(f"triton  {result.triton}")
     stages = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
     typer.echo(f"done in {sum(result.seconds.values()):.1f} s ({stages})")

@@ -19,7 +19,7 @@ from p2p_deploy.export.tensorrt_build import (
     attach_timing_cache,
     build_engine,
     create_builder,
-    engine_sidecar,
+    engine_card,
     parse_batch_profile,
     plan_name,
     read_timing_cache,
@@ -65,7 +65,7 @@ def test_version_check(caplog):
 
 def test_engine_sidecar(tiny_onnx_fp16, tmp_path):
     onnx_side = read_export_card(tiny_onnx_fp16)
-    side = engine_sidecar(
+    side = engine_card(
         onnx_side,
         precision="fp16",
         profile=BatchProfile(1, 4, 16),
@@ -188,7 +188,7 @@ def test_failing_cache_write_is_a_warning(tmp_path, caplog):
 
 
 def _plan_sidecar(onnx: Path, precision: str) -> ExportCard:
-    return engine_sidecar(
+    return engine_card(
         read_export_card(onnx),
         precision=precision,
         profile=BatchProfile(1, 2, 4),

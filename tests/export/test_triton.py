@@ -9,7 +9,7 @@ from tritonclient.grpc import model_config_pb2
 
 from p2p_deploy.errors import P2PError
 from p2p_deploy.export.parity import ort_session, random_images
-from p2p_deploy.export.tensorrt_build import BatchProfile, engine_sidecar
+from p2p_deploy.export.tensorrt_build import BatchProfile, engine_card
 from p2p_deploy.export.triton import config_pbtxt, write_triton_repository
 from p2p_deploy.models.card import read_export_card
 
@@ -46,7 +46,7 @@ def test_onnx_repository(tiny_onnx_fp16, tmp_path):
 
 
 def test_plan_config_uses_profile_and_fp16_io(tiny_onnx_fp16):
-    side = engine_sidecar(
+    side = engine_card(
         read_export_card(tiny_onnx_fp16),
         precision="fp16",
         profile=BatchProfile(1, 8, 32),
