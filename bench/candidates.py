@@ -81,6 +81,8 @@ def plan_candidates(
     test_norm: str | None,
     workdir: Path,
     threads: int | None = None,
+    batches: Sequence[int] = (),
+    compile: bool = True,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """The candidates to time and the ones that cannot run here.
 
@@ -95,6 +97,8 @@ def plan_candidates(
             (None: the checkpoint's default), so every backend computes the same function.
         threads: ONNX Runtime intra-op threads, every provider (None: the runner's default; torch's
             thread count is set by the caller, it is process-wide).
+        batches: the run's batch sizes (compiled rows are timed at the largest).
+        compile: add the torch.compile rows on CUDA (each compiles for tens of seconds).
     """
     from p2p_deploy.runners.factory import open_runner
 
@@ -111,17 +115,28 @@ def plan_candidates(
     if "torch" in backends and checkpoint is not None:
         # (label, runner options, baseline): eager fp32 is the baseline; fp16 rows need CUDA.
         fp16 = {"precision": "fp16", "channels_last": True}
-        torch_rows = [("torch eager", {"precision": "fp32", "channels_last": False}, True)]
+        torch_rows = [("torch eager", {"precision": "fp32", "channels_last": False}, True, None)]
         if cuda:
             torch_rows += [
-                ("torch channels-last", fp16, False),
-                ("torch channels-last+graphs", {**fp16, "cuda_graphs": True}, False),
+                ("torch channels-last", fp16, False, None),
+                ("torch channels-last+graphs", {**fp16, "cuda_graphs": True}, False, None),
             ]
+            if compile:
+                # torch.compile (inductor): static shapes, compiled on the first call at a
+                # shape (timed apart as the row's first_call_s, not in the timed phase), with
+                # inductor's own CUDA graphs (mode reduce-overhead) and without. One compile
+                # (tens of seconds) per shape: timed at the largest batch.
+                big = (max(batches),) if batches else None
+                torch_rows += [
+                    ("torch compile", {**fp16, "compile": True}, False, big),
+                    ("torch compile+graphs", {**fp16, "compile": True, "cuda_graphs": True},
+                     False, big),
+                ]  # fmt: skip
         else:
             skipped.append(
                 Skipped("torch fp16", "fp16 torch needs a CUDA GPU (CPU half convs are slow)")
             )
-        for label, opts, baseline in torch_rows:
+        for label, opts, baseline, at in torch_rows:
             cands.append(
                 Candidate(
                     label,
@@ -131,6 +146,7 @@ def plan_candidates(
                     baseline=baseline,
                     device=device,
                     source=ckpt,
+                    batches=at,
                 )
             )
     elif "torch" in backends:

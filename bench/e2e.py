@@ -1,31 +1,24 @@
-"""End-to-end: the run pipeline's own stage functions timed over a folder of images or a video.
+"""End to end: ``p2p run``'s own pipeline timed over a folder of images or a video.
 
-``p2p run`` has three stages, one per thread (:mod:`p2p_deploy.pipeline`):
+:func:`run_e2e` runs :func:`p2p_deploy.pipeline.run.run_pipeline` (what ``p2p run`` runs:
+decode and encode pools, the batcher, the runner double-buffered) three times over the same
+input into temporary folders (encoding is timed for real, nothing is left behind):
 
-* ``read``: :func:`p2p_deploy.pipeline.stages.read_jobs` (decode, convert to BGR8, fit S x S);
-* ``infer``: :func:`p2p_deploy.pipeline.run.infer_batches`, the pipeline's own batcher
-  (batches span files; ``runner.infer_frames``, uint8 frames in and out: a GPU runner converts
-  to and from [-1, 1] on the device, as in ``p2p run``);
-* ``write``: :class:`p2p_deploy.pipeline.stages.Writer` (restore the size, compose, encode,
-  atomic writes).
+* with the benchmarked runner at ``workers`` threads: the fps a user gets, and where the time
+  went (busy seconds per stage: decode, copy, infer, encode);
+* the **I/O ceiling**: the same input through the same pipeline with an instant model (the
+  frames come back as they went in), at 1 worker and at ``workers``: decode + fit + restore +
+  encode alone, the most any model can reach here.
 
-:func:`run_e2e` calls exactly those functions, one stage after the other on one thread, so each
-stage's time is its own and they add up to the wall time (the decoded input is held in memory
-between stages: ``max_frames``, default :data:`DEFAULT_MAX_FRAMES`, caps it). Outputs go to a
-temporary folder that is deleted afterwards: encoding is timed for real, nothing is left
-behind. The threaded pipeline
-itself (stages overlapping) runs in :func:`run_pipeline_fps` for the fps a user actually gets;
-the report shows both.
+The run is bounded by the slower of the model (the runner's stream throughput, from the
+harness's row at the same batch) and the I/O ceiling; the section says which stage bounds it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import tempfile
-import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,19 +31,14 @@ from p2p_deploy.media import files as files_mod
 from p2p_deploy.media.files import IMAGE_EXTS
 from p2p_deploy.media.images import read_image
 from p2p_deploy.media.resize import fit
-from p2p_deploy.pipeline.items import DONE, Crash, End, Frame
-from p2p_deploy.pipeline.options import RunOptions
-from p2p_deploy.pipeline.run import infer_batches, prepare
-from p2p_deploy.pipeline.stages import Writer, read_jobs
-from p2p_deploy.pipeline.summary import RunSummary
-from p2p_deploy.runners.base import Runner
+from p2p_deploy.media.video import VideoSink, VideoSource
+from p2p_deploy.pipeline.options import RunOptions, usable_cores
+from p2p_deploy.pipeline.run import prepare, run_pipeline
+from p2p_deploy.runners.base import Pending, Runner
 
 log = logging.getLogger(__name__)
 
-STAGES: tuple[str, ...] = ("read", "infer", "write")
-# The stages run one after the other, so the decoded input is held in memory between them:
-# without an explicit max_frames, at most this many frames are timed (~0.4 GB at 256 px).
-DEFAULT_MAX_FRAMES = 1000
+STAGES: tuple[str, ...] = ("decode", "copy", "infer", "encode")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -87,50 +75,64 @@ def load_folder_inputs(
     return bgr8_to_tensor(frames)
 
 
-class _CappedQueue(queue.Queue):
-    """An unbounded queue that sets ``stop`` once it holds ``cap`` frames: the reader's next
-    ``put`` then raises ``Stopped`` and ``read_jobs`` returns (its frame cap, for bench)."""
+class InstantRunner(Runner):
+    """The I/O ceiling's model: frames come back as they went in, at once (no copy, no
+    conversion), so the pipeline's time is decode, fit, restore and encode alone."""
 
-    def __init__(self, cap: int | None, stop: threading.Event) -> None:
+    backend = "instant"
+
+    def __init__(self, image_size: int) -> None:
         super().__init__()
-        self.cap, self.stop, self.frames = cap, stop, 0
+        self.image_size = image_size
+        self.precision = "none"
+        self.is_active = True
 
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        super().put(item, block, timeout)
-        if isinstance(item, Frame):
-            self.frames += 1
-            if self.cap is not None and self.frames >= self.cap:
-                self.stop.set()
+    def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+        return batch
 
-
-def _read(src: Path, size: int, opts: RunOptions, out_dir: Path, cap: int | None) -> list:
-    """The read stage: ``read_jobs`` over ``src``'s jobs; the items it produced, in order,
-    closed with DONE (a job cut by ``cap`` gets its End, so the writer finishes its file)."""
-    stop = threading.Event()
-    q = _CappedQueue(cap, stop)
-    read_jobs(prepare(src, out_dir, opts).work, size, opts, q, stop)
-    items = list(q.queue)
-    for item in items:
-        if isinstance(item, Crash):
-            raise item.error
-    if items and items[-1] is not DONE:  # stopped at the cap
-        last = items[-1]
-        if isinstance(last, Frame):
-            items.append(End(last.job, last.index + 1))
-        items.append(DONE)
-    return items or [DONE]
+    def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
+        return Pending(lambda: frames)
 
 
-def _write(batches: list[list], opts: RunOptions, summary: RunSummary) -> None:
-    """The write stage: the pipeline's ``Writer`` over the batches, on this thread."""
-    q: queue.Queue = queue.Queue()
-    for b in batches:
-        q.put(b)
-    q.put(DONE)
-    writer = Writer(opts, summary)
-    writer.run(q, threading.Event())
-    if writer.error is not None:
-        raise writer.error
+def _capped_input(src: Path, kind: str, max_frames: int | None, tmp: Path) -> Path:
+    """``src`` itself, or its first ``max_frames`` frames: links to the first images in a
+    temporary folder, or the first frames of the video re-written (MJPG, before any timing)."""
+    if max_frames is None:
+        return src
+    if kind == "folder":
+        capped = tmp / "input"
+        capped.mkdir()
+        for p in list_images(src)[:max_frames]:
+            (capped / p.name).symlink_to(p.resolve())
+        return capped
+    capped = tmp / "input.avi"
+    with VideoSource(src) as v:
+        sink = None
+        for frame in itertools.islice(v.frames(), max_frames):
+            if sink is None:
+                sink = VideoSink(capped, "MJPG", v.fps or 25.0, frame.shape[1], frame.shape[0])
+            sink.write(frame)
+        if sink is None:
+            raise DataError(f"{src}: video holds no decodable frames.")
+        sink.finish()
+    return capped
+
+
+def _pipeline(runner: Runner, src: Path, out: Path, opts: RunOptions) -> dict[str, Any]:
+    """One ``run_pipeline`` over ``src``; its figures as a JSON-ready dict."""
+    summary = run_pipeline(prepare(src, out, opts), runner, opts)
+    if summary.frames == 0:
+        reasons = "; ".join(f.get("reason", "") for f in summary.failures[:3])
+        raise DataError(f"{src}: the run pipeline translated no frames ({reasons or 'no inputs'}).")
+    return {
+        "workers": opts.workers,
+        "frames": summary.frames,
+        "wall_s": round(summary.seconds, 4),
+        "fps": round(summary.fps, 3),
+        "failed": summary.failed,
+        "stage_seconds": summary.stage_seconds,
+        "bound_by": summary.bound_by(),
+    }
 
 
 def run_e2e(
@@ -139,95 +141,57 @@ def run_e2e(
     folder: Path | None = None,
     video: Path | None = None,
     batch: int = 1,
+    workers: int | None = None,
     resize: str = "stretch",
     keep_size: bool = True,
     codec: str = "mp4v",
     max_frames: int | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline's stages once over ``folder`` (images) or ``video`` with an *entered*
-    runner, one stage after the other.
+    """``p2p run``'s pipeline over ``folder`` (images) or ``video`` with an *entered* runner,
+    then the I/O ceiling (see the module docstring).
 
-    Returns the JSON-ready ``e2e`` section: source, frames, batch, wall seconds, fps, and per
-    stage (``read``, ``infer``, ``write``) the total seconds, ms per frame and share of the wall.
-    At most ``max_frames`` frames (default :data:`DEFAULT_MAX_FRAMES`) are read.
+    Returns the JSON-ready ``e2e`` section: source, kind, runner, batch, workers, the run's
+    frames / wall / fps / busy seconds per stage / bounding stage, and ``io_ceiling`` with the
+    fps at 1 worker and at ``workers``. At most ``max_frames`` frames are used (None: all).
 
     Raises:
-        DataError: no images in the folder, no frame could be translated (the first reasons
-            named). Unreadable images of a folder are skipped and counted (``unreadable``).
+        DataError: no images in the folder, nothing could be translated (reasons named).
     """
     if (folder is None) == (video is None):
         raise ValueError("give exactly one of folder or video")
+    kind = "folder" if folder is not None else "video"
     src = Path(folder if folder is not None else video)
     if folder is not None:
         list_images(src)  # "no images" in one sentence before anything is timed
-    if max_frames is None:
-        max_frames = DEFAULT_MAX_FRAMES
-    opts = RunOptions(batch=batch, resize=resize, keep_size=keep_size, codec=codec)
-    seconds = dict.fromkeys(STAGES, 0.0)
-    summary = RunSummary(runner=runner.describe())
-    with tempfile.TemporaryDirectory(prefix="p2p-bench-e2e-") as tmp:
-        t0 = time.perf_counter()
-        items = _read(src, runner.image_size, opts, Path(tmp) / "out", max_frames)
-        t1 = time.perf_counter()
-        batches = list(infer_batches(runner, items, batch))
-        t2 = time.perf_counter()
-        _write(batches, opts, summary)
-        t3 = time.perf_counter()
-    seconds.update(read=t1 - t0, infer=t2 - t1, write=t3 - t2)
-    wall = t3 - t0
-    n = summary.frames
-    if n == 0:
-        reasons = "; ".join(f["reason"] for f in summary.failures[:3])
-        raise DataError(f"{src}: no frames could be translated ({reasons or 'no inputs'}).")
+    workers = workers or usable_cores()
+    base = {"batch": batch, "resize": resize, "keep_size": keep_size, "codec": codec}
+    with tempfile.TemporaryDirectory(prefix="p2p-bench-e2e-") as tmp_name:
+        tmp = Path(tmp_name)
+        data = _capped_input(src, kind, max_frames, tmp)
+        run = _pipeline(runner, data, tmp / "run", RunOptions(**base, workers=workers))
+        instant = InstantRunner(runner.image_size)
+        ceiling = {
+            str(w): _pipeline(instant, data, tmp / f"io{w}", RunOptions(**base, workers=w))
+            for w in sorted({1, workers})
+        }
     return {
         "source": str(src),
-        "kind": "folder" if folder is not None else "video",
+        "kind": kind,
         "runner": runner.describe(),
         "backend": runner.backend,
         "precision": runner.precision,
         "device": runner.device,
         "batch": batch,
-        "frames": n,
-        "unreadable": summary.failed,  # inputs skipped (reasons in the log)
-        "wall_s": round(wall, 4),
-        "fps": round(n / wall, 3),
-        "stages": [
-            {
-                "stage": s,
-                "total_s": round(seconds[s], 4),
-                "ms_per_frame": round(1e3 * seconds[s] / n, 4),
-                "share_pct": round(100 * seconds[s] / wall, 1) if wall > 0 else None,
-            }
-            for s in STAGES
-        ],
+        "workers": workers,
+        "frames": run["frames"],
+        "unreadable": run["failed"],  # inputs that failed (reasons in the log)
+        "wall_s": run["wall_s"],
+        "fps": run["fps"],
+        "stage_seconds": run["stage_seconds"],
+        "bound_by": run["bound_by"],
+        "io_ceiling": {w: {"fps": c["fps"], "wall_s": c["wall_s"]} for w, c in ceiling.items()},
         "method": (
-            "the run pipeline's read, infer and write stage functions, one after the other on "
-            "one thread (stage times add up to the wall time)"
+            "`p2p run`'s pipeline (decode and encode thread pools, the runner double-buffered "
+            "where it can be); the I/O ceiling is the same pipeline with an instant model"
         ),
-    }
-
-
-def run_pipeline_fps(runner: Runner, src: Path, batch: int = 1) -> dict[str, Any]:
-    """Run the real ``p2p run`` pipeline (:func:`p2p_deploy.pipeline.run.run_pipeline`) over
-    ``src`` into a temporary folder with an *entered* runner; returns its fps and model time.
-
-    Raises:
-        DataError: nothing could be translated.
-    """
-    from p2p_deploy.pipeline.options import RunOptions
-    from p2p_deploy.pipeline.run import prepare, run_pipeline
-
-    opts = RunOptions(batch=batch)
-    with tempfile.TemporaryDirectory(prefix="p2p-bench-run-") as tmp:
-        summary = run_pipeline(prepare(src, Path(tmp) / "out", opts), runner, opts)
-    if summary.frames == 0:
-        reasons = "; ".join(f.get("reason", "") for f in summary.failures[:3])
-        raise DataError(f"{src}: the run pipeline translated no frames ({reasons or 'no inputs'}).")
-    return {
-        "frames": summary.frames,
-        "wall_s": round(summary.seconds, 4),
-        "fps": round(summary.fps, 3),
-        "model_ms_per_frame": round(summary.model_ms_per_frame, 4),
-        "failed": summary.failed,
-        "method": "threaded pipeline: reader, runner and writer overlap",
     }

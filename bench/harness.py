@@ -1,5 +1,10 @@
 """Every backend x precision x batch size, side by side, in one run.
 
+Each row times what ``p2p run`` calls: :meth:`Runner.infer_frames` on uint8 BGR frames (a GPU
+runner uploads uint8 from pinned memory and converts on the device), beside the device time of
+the same work from CUDA events, and the *stream* throughput: batches submitted back to back
+with the runner's double buffering (:meth:`Runner.submit_frames`), as the pipeline does.
+
 The harness takes a list of :class:`Candidate` (how to open one runner) and times each at each
 batch size on the same inputs. The eager fp32 torch candidate is the *baseline*: it runs first,
 its outputs are the accuracy reference, and its latency at the same batch is the denominator of
@@ -22,6 +27,7 @@ from p2p_deploy.bench.memory import PeakMemory
 from p2p_deploy.bench.stats import summarize
 from p2p_deploy.bench.timing import TimingPolicy, TimingResult, time_callable
 from p2p_deploy.errors import P2PError, first_line
+from p2p_deploy.imaging import tensor_to_bgr8
 from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ class Candidate:
         baseline: True for eager fp32 torch (the reference of accuracy and speedup).
         device: where it will run (``cpu``/``cuda:0``), used to pick memory probes before opening.
         source: the model file it reads (for the report).
+        batches: the batch sizes it is timed at (None: all of the run's); compiled rows
+            compile once per shape, so they are timed at fewer.
     """
 
     label: str
@@ -44,6 +52,7 @@ class Candidate:
     baseline: bool = False
     device: str = "cpu"
     source: str | None = None
+    batches: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -112,7 +121,9 @@ def _latency_row(
         if np.isfinite(e2e.median_drift)
         else None,
         "end_to_end_ms": round(lat.p50, 4),
+        "timed_call": "infer_frames (uint8 frames)",
         "model_ms": None,
+        "stream_ips": None,
         "baseline": cand.baseline,
         "source": cand.source,
     }
@@ -163,12 +174,57 @@ def run_benchmark(
             if cand.baseline:
                 base_p50[row["batch"]] = row["latency_ms"]["p50"]
             result.rows.append(row)
-    # Ratios only from this run's numbers: eager p50 / row p50 at the same batch.
+    # Ratios only from this run's numbers: eager p50 / row p50 at the same batch, and the
+    # same for the device time where both rows have one.
+    base_model = {r["batch"]: r.get("model_ms") for r in result.rows if r.get("baseline")}
     for row in result.rows:
         b = base_p50.get(row["batch"])
         if b is not None:
             row["speedup_vs_eager"] = round(b / row["latency_ms"]["p50"], 3)
+        bm, m = base_model.get(row["batch"]), row.get("model_ms")
+        row["device_speedup_vs_eager"] = round(bm / m, 3) if bm and m else None
+        row["copy_bound"] = copy_bound(row)
     return result
+
+
+COPY_BOUND_RATIO = 1.5
+
+
+def copy_bound(row: dict[str, Any]) -> bool | None:
+    """True when a row's wall time is more than 1.5x its device time: the host copies, not
+    the model, set its speed (no speed-up is concluded from its wall time). None without a
+    device time."""
+    m = row.get("model_ms")
+    if not m:
+        return None
+    return row["latency_ms"]["p50"] > COPY_BOUND_RATIO * m
+
+
+def stream_throughput(runner: Runner, frames: np.ndarray, policy: TimingPolicy) -> float:
+    """Frames per second with batches submitted back to back, up to the runner's
+    ``frames_in_flight`` pending, as the pipeline's batcher does (the host fills the next batch
+    while the device works). Timed for about a third of ``policy.duration_s`` after a warm-up
+    of two batches."""
+    pending: list = []
+
+    def one() -> None:
+        pending.append(runner.submit_frames(frames))
+        while len(pending) > runner.frames_in_flight:
+            pending.pop(0).result()
+
+    for _ in range(2):
+        one()
+    while pending:
+        pending.pop(0).result()
+    n = 0
+    t0 = time.perf_counter()
+    budget = max(policy.duration_s / 3, 0.05)
+    while n < 3 or time.perf_counter() - t0 < budget:
+        one()
+        n += 1
+    while pending:
+        pending.pop(0).result()
+    return round(n * frames.shape[0] / (time.perf_counter() - t0), 3)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -205,7 +261,7 @@ def _run_candidate(
                 )
             reference = runner.infer(inputs[: max(batches)])
             out["__reference__"] = reference
-        for i, batch in enumerate(batches):
+        for i, batch in enumerate(b for b in batches if not cand.batches or b in cand.batches):
             if runner.max_batch is not None and batch > runner.max_batch:
                 result.skipped.append(
                     Skipped(
@@ -218,17 +274,30 @@ def _run_candidate(
             if on_progress:
                 on_progress(f"{cand.label} batch {batch}")
             x = np.ascontiguousarray(inputs[:batch])
+            frames = tensor_to_bgr8(x)  # what `p2p run` hands the runner: uint8 BGR frames
             # Peak memory over one call at this batch (buffers are sized by then), measured
             # apart from the timing: a sampler thread waking every few ms during the timed loop
-            # steals a core from the backend on a small machine and skews its latency.
+            # steals a core from the backend on a small machine and skews its latency. The
+            # first call at a shape also compiles / autotunes / captures: timed on its own.
+            t_first = time.perf_counter()
             with PeakMemory(runner.device) as mem:
-                y = runner.infer(x)
-            e2e = time_callable(lambda x=x: runner.infer(x), policy)
-            # The model alone on device-resident data, timed with CUDA events on the runner's
-            # stream, where the runner offers such a step (its public, optional hook).
-            step = runner.device_step(x)
+                y = runner.infer(x)  # float32 in and out: the accuracy check's exact outputs
+                runner.infer_frames(frames)
+            first_s = time.perf_counter() - t_first
+            e2e = time_callable(lambda f=frames: runner.infer_frames(f), policy)
+            # The same work on device-resident data (conversions and model), timed with CUDA
+            # events on the runner's stream, where the runner offers such a step (public,
+            # optional hooks); else the model alone on float input.
+            step = runner.frames_device_step(frames) or runner.device_step(x)
             model = time_callable(step.run, policy, cuda_stream=step.stream) if step else None
             row = _latency_row(runner, cand, batch, e2e, model)
+            # Without double buffering, back-to-back batches are the timed calls themselves.
+            row["stream_ips"] = (
+                stream_throughput(runner, frames, policy)
+                if runner.frames_in_flight > 1
+                else row["throughput_ips"]
+            )
+            row["first_call_s"] = round(first_s, 3)
             row["load_s"] = round(load_s, 3) if i == 0 else None
             row["peak_host_rss_mb"] = round(
                 max(mem.peak_host_rss_mb, load_mem.peak_host_rss_mb if i == 0 else 0), 1

@@ -57,6 +57,11 @@ class BenchArgs:
     )
     min_iters: int = option(10, help="Fewest timed iterations per row.")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N.")
+    compile: bool = option(
+        True,
+        help="On CUDA, also time torch.compile rows (with and without CUDA graphs; each "
+        "compiles for tens of seconds on its first call, which is not timed).",
+    )
     test_norm: str | None = option(
         None, help="stats or running.", shown="the checkpoint's; see `p2p export`"
     )
@@ -68,6 +73,12 @@ class BenchArgs:
         None, help="Batch of the end-to-end run.", shown="the smallest --batch"
     )
     max_frames: int | None = option(None, help="Cap the end-to-end frames.")
+    workers: int | None = option(
+        None,
+        min=1,
+        help="Decode (and encode) threads of the end-to-end run, as `p2p run --workers`.",
+        shown="the usable CPU cores",
+    )
     seed: int = option(0, help="Seed of the synthetic inputs.")
     threads: int | None = option(
         None,

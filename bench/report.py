@@ -97,6 +97,25 @@ def _rate(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
+def _speed_words(r: dict[str, Any]) -> str:
+    """p50, throughput and speed-ups of one row, wall and device; a row whose wall time is
+    host-copy bound gets no wall speed-up (its copies, not its backend, set it)."""
+    parts = [f"p50 {_fmt(r['latency_ms']['p50'])} ms", f"{_fmt(r['throughput_ips'], 1)} img/s"]
+    if r.get("stream_ips") and r.get("stream_ips") != r["throughput_ips"]:
+        parts.append(f"{_fmt(r['stream_ips'], 1)} img/s streamed")
+    if r.get("model_ms"):
+        parts.append(f"device {_fmt(r['model_ms'])} ms")
+    if not r.get("baseline"):
+        sp, dsp = r.get("speedup_vs_eager"), r.get("device_speedup_vs_eager")
+        if r.get("copy_bound"):
+            parts.append("wall time bound by host copies: no wall speed-up stated")
+        elif sp is not None:
+            parts.append(f"{sp:.2f}x eager fp32")
+        if dsp is not None:
+            parts.append(f"{dsp:.2f}x eager fp32 on the device")
+    return ", ".join(parts)
+
+
 def conclusions(report: dict[str, Any]) -> list[str]:
     """The sentences a user reads first: which backend at which batch, best throughput,
     accuracy and measurement caveats. Derived only from the report's own numbers."""
@@ -111,13 +130,16 @@ def conclusions(report: dict[str, Any]) -> list[str]:
     for b in batches:
         at_b = [r for r in rows if r["batch"] == b]
         best = min(at_b, key=lambda r: r["latency_ms"]["p50"])
-        sp = best.get("speedup_vs_eager")
-        extra = f", {sp:.2f}x eager fp32" if sp is not None and not best.get("baseline") else ""
-        out.append(
-            f"Batch {b}: fastest is {series_name(best)}{_mark(best)} on {best['device']} "
-            f"(p50 {_fmt(best['latency_ms']['p50'])} ms, "
-            f"{_fmt(best['throughput_ips'], 1)} img/s{extra})."
+        out.append(f"Batch {b}: fastest is {series_name(best)}{_mark(best)} on "
+                   f"{best['device']} ({_speed_words(best)}).")  # fmt: skip
+        fastest_device = min(
+            (r for r in at_b if r.get("model_ms")), key=lambda r: r["model_ms"], default=None
         )
+        if fastest_device is not None and fastest_device is not best:
+            out.append(
+                f"Batch {b}, device time: fastest is {series_name(fastest_device)} "
+                f"({_speed_words(fastest_device)})."
+            )
     top = max(rows, key=lambda r: r["throughput_ips"])
     out.append(
         f"Best throughput: {_fmt(top['throughput_ips'], 1)} img/s with {series_name(top)}"
@@ -190,18 +212,42 @@ def conclusions(report: dict[str, Any]) -> list[str]:
         )
     e2e = report.get("e2e")
     if e2e:
-        slow = max(e2e["stages"], key=lambda s: s["total_s"])
-        out.append(
-            f"End to end ({e2e['kind']}, {e2e['frames']} frames, batch {e2e['batch']}): "
-            f"{_fmt(e2e['fps'], 1)} fps; the largest stage is {slow['stage']} "
-            f"({_fmt(slow.get('share_pct'), 0)}% of the wall time)."
-        )
-        if e2e.get("pipeline"):
-            out.append(
-                f"`p2p run` (reader, runner and writer threads overlapping) reaches "
-                f"{_fmt(e2e['pipeline']['fps'], 1)} fps on the same input."
-            )
+        out.append(e2e_conclusion(e2e))
     return out
+
+
+def e2e_conclusion(e2e: dict[str, Any]) -> str:
+    """One sentence: the run's fps, against the model alone and the I/O ceiling, and what
+    bounds it."""
+    if "stages" in e2e:  # a report of the earlier, sequential-stages layout
+        slow = max(e2e["stages"], key=lambda s: s["total_s"])
+        return (
+            f"End to end ({e2e['kind']}, {e2e['frames']} frames, batch {e2e['batch']}): "
+            f"{_fmt(e2e['fps'], 1)} fps; the largest stage is {slow['stage']}."
+        )
+    w = str(e2e["workers"])
+    ceiling = (e2e.get("io_ceiling") or {}).get(w, {}).get("fps")
+    model = e2e.get("model_stream_ips")
+    limits = [(v, name) for v, name in ((model, "the model alone"), (ceiling, "the I/O ceiling"))
+              if v]  # fmt: skip
+    line = (
+        f"End to end ({e2e['kind']}, {e2e['frames']} frames, batch {e2e['batch']}, "
+        f"{e2e['workers']} workers): {_fmt(e2e['fps'], 1)} fps"
+    )
+    if limits:
+        low, name = min(limits)
+        line += (
+            f", {100 * e2e['fps'] / low:.0f}% of {name} ({_fmt(low, 1)} fps; "
+            + "; ".join(f"{n} {_fmt(v, 1)}" for v, n in limits)
+            + ")"
+        )
+    one = (e2e.get("io_ceiling") or {}).get("1", {}).get("fps")
+    if one and ceiling and w != "1":
+        line += (
+            f"; the I/O ceiling is {_fmt(one, 1)} fps at 1 worker, {ceiling / one:.2f}x that "
+            f"at {w}"
+        )
+    return line + f"; bounded by {e2e.get('bound_by') or 'unknown'}."
 
 
 def _env_lines(env: dict[str, Any]) -> list[str]:
@@ -242,17 +288,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Model: {cfg.get('model_desc', '?')}. Inputs: {cfg.get('inputs_desc', '?')}. "
         f"Warm-up {cfg.get('warmup_s')} s, then timed for {cfg.get('duration_s')} s per row "
         f"(at least {cfg.get('min_iters')} iterations, extended up to 2x while the median drifts). "
-        "Latency is the wall time of one `infer` call on host numpy data (end to end: on a GPU "
-        "it includes host-device copies); *model* is the GPU time from CUDA events on the "
-        "runner's stream. Throughput = batch / mean latency. Speedup = eager fp32 p50 / row p50 "
-        "at the same batch in this run. Accuracy is against eager fp32 on the same inputs "
+        "Latency is the wall time of one `infer_frames` call on host uint8 BGR frames, what "
+        "`p2p run` calls (on a GPU it includes the uint8 uploads and downloads); *device ms* is "
+        "the GPU time of the same work (conversions and model) from CUDA events on the "
+        "runner's stream. Throughput = batch / mean latency; *streamed* = batches submitted back "
+        "to back with the runner's double buffering, as the pipeline does. Speedup = eager fp32 "
+        "p50 / row p50 at the same batch in this run, *device* the same for device time; a row "
+        "whose wall time is more than 1.5x its device time is host-copy bound (‡) and no wall "
+        "speed-up is concluded from it. Accuracy is against eager fp32 on the same inputs "
         "(outputs in [-1, 1]; PSNR with data range 2; `exact` = identical, JSON null). "
         "Floor % = the compute floor of the row's own precision (fp32, bf16, int8: see the "
         "conclusions for how each rate was obtained) / the row's time per image.",
         "",
-        "| Backend | Precision | Device | Batch | p50 ms | p90 ms | p99 ms | model ms | img/s | "
-        "GFLOP/s | Floor % | Speedup | Max abs err | PSNR dB | Host RSS MB | GPU MB | Iters |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| Backend | Precision | Device | Batch | p50 ms | p90 ms | p99 ms | device ms | img/s | "
+        "streamed img/s | GFLOP/s | Floor % | Speedup | Device speedup | Max abs err | PSNR dB "
+        "| Host RSS MB | GPU MB | Iters |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in sorted(rows, key=lambda r: (r["batch"], r["latency_ms"]["p50"])):
         lat = r["latency_ms"]
@@ -265,6 +316,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         err = r.get("max_abs_err")
         err_s = "–" if err is None else f"{err:.2e}"
         sp_s = "–" if sp is None else f"{sp:.2f}x"
+        dsp = r.get("device_speedup_vs_eager")
+        dsp_s = "–" if dsp is None else f"{dsp:.2f}x"
         stable = ("" if r.get("median_stable", True) else " ⚠") + (
             " †" if r.get("disturbed") else ""
         )
@@ -273,14 +326,16 @@ def render_markdown(report: dict[str, Any]) -> str:
             r["precision"],
             r["device"],
             str(r["batch"]),
-            _fmt(lat["p50"]) + stable,
+            _fmt(lat["p50"]) + stable + (" ‡" if r.get("copy_bound") else ""),
             _fmt(lat["p90"]),
             _fmt(lat["p99"]),
             _fmt(r.get("model_ms")),
             _fmt(r["throughput_ips"], 1),
+            _fmt(r.get("stream_ips"), 1),
             _rate(r.get("achieved_gflops")),
             _fmt(r.get("floor_pct"), 0),
             sp_s,
+            dsp_s,
             err_s,
             acc,
             _fmt(r.get("peak_host_rss_mb"), 0),
@@ -288,7 +343,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             str(r["iterations"]),
         ]
         L.append("| " + " | ".join(cells) + " |")
-    L += ["", "⚠ = median not stable (see conclusions).", ""]
+    L += ["", "⚠ = median not stable (see conclusions). ‡ = wall time host-copy bound.", ""]
     if any(r.get("disturbed") for r in rows):
         L[-1:] = [
             "† = timed while other processes used the CPU (the row's `load` in report.json): "
@@ -304,39 +359,69 @@ def render_markdown(report: dict[str, Any]) -> str:
         L.append("")
     e2e = report.get("e2e")
     if e2e:
-        L += [
-            "## End to end",
-            "",
-            f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, "
-            f"batch {e2e['batch']}, "
-            f"{e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** ({_fmt(e2e['wall_s'], 2)} s wall). "
-            f"Method: {e2e.get('method', '')}."
-            + (
-                f" {e2e['unreadable']} unreadable images skipped (not counted)."
-                if e2e.get("unreadable")
-                else ""
-            ),
-            "",
-            "| Stage | Total s | ms / frame | Share |",
-            "|---|--:|--:|--:|",
-        ]
+        L += _e2e_section(e2e)
+    L += ["## Reproduce", "", "```bash", report["command"], "```", ""]
+    return "\n".join(L)
+
+
+def _e2e_section(e2e: dict[str, Any]) -> list[str]:
+    """The end-to-end section: the run, the busy time per stage, the I/O ceiling."""
+    L = [
+        "## End to end",
+        "",
+        f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, "
+        f"batch {e2e['batch']}, {e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** "
+        f"({_fmt(e2e['wall_s'], 2)} s wall). Method: {e2e.get('method', '')}."
+        + (
+            f" {e2e['unreadable']} inputs failed (not counted)."
+            if e2e.get("unreadable")
+            else ""
+        ),
+        "",
+    ]
+    if "stages" in e2e:  # the earlier layout (sequential stages)
+        L += ["| Stage | Total s | ms / frame | Share |", "|---|--:|--:|--:|"]
         for s in e2e["stages"]:
             L.append(
                 f"| {s['stage']} | {_fmt(s['total_s'], 3)} | {_fmt(s['ms_per_frame'])} | "
                 f"{_fmt(s.get('share_pct'), 1)}% |"
             )
-        L.append("")
-        pipe = e2e.get("pipeline")
-        if pipe:
-            L += [
-                f"`p2p run` itself ({pipe['method']}), same runner and batch: "
-                f"**{_fmt(pipe['fps'], 1)} fps** over {pipe['frames']} frames "
-                f"({_fmt(pipe['wall_s'], 2)} s wall, "
-                f"model {_fmt(pipe['model_ms_per_frame'])} ms/frame).",
-                "",
-            ]
-    L += ["## Reproduce", "", "```bash", report["command"], "```", ""]
-    return "\n".join(L)
+        return [*L, ""]
+    w, n = e2e["workers"], e2e["frames"]
+    L += [
+        f"Busy time per stage, summed over threads ({w} decode and {w} encode threads, the "
+        "batcher's copies, the runner):",
+        "",
+        "| Stage | Busy s | ms / frame | Threads | Share of wall per thread |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for stage, secs in e2e["stage_seconds"].items():
+        threads = w if stage in ("decode", "encode") else 1
+        share = 100 * secs / threads / e2e["wall_s"] if e2e["wall_s"] else None
+        L.append(
+            f"| {stage} | {_fmt(secs, 3)} | {_fmt(1e3 * secs / n)} | {threads} | "
+            f"{_fmt(share, 0)}% |"
+        )
+    L += ["", f"Bounded by: **{e2e.get('bound_by')}**.", ""]
+    ceiling = e2e.get("io_ceiling") or {}
+    if ceiling:
+        L += [
+            "**I/O ceiling** (the same pipeline and input with an instant model: decode, fit, "
+            "restore and encode alone): "
+            + ", ".join(
+                f"{_fmt(c['fps'], 1)} fps at {k} worker{'s' if k != '1' else ''}"
+                for k, c in sorted(ceiling.items(), key=lambda kv: int(kv[0]))
+            )
+            + (
+                f"; the model alone ({e2e.get('model_row')}, streamed): "
+                f"{_fmt(e2e['model_stream_ips'], 1)} img/s"
+                if e2e.get("model_stream_ips")
+                else ""
+            )
+            + ".",
+            "",
+        ]
+    return L
 
 
 def _series(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

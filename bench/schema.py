@@ -56,15 +56,34 @@ ROW_SCHEMA: dict[str, Any] = {
         "iterations": {"type": "integer", "minimum": 1},
         "model_ms": _num_or_null,
         "end_to_end_ms": _num,
+        # Added within version 1 (absent from older reports):
+        "stream_ips": _num_or_null,
+        "device_speedup_vs_eager": _num_or_null,
+        "copy_bound": {"type": ["boolean", "null"]},
+        "first_call_s": _num_or_null,
     },
 }
 
 E2E_SCHEMA: dict[str, Any] = {
     "type": ["object", "null"],
-    "required": ["source", "frames", "batch", "fps", "wall_s", "stages"],
+    # Older reports: sequential "stages" (+ "pipeline"); since the worker pool: the pipeline's
+    # busy seconds per stage, its bounding stage and the I/O ceiling.
+    "required": ["source", "frames", "batch", "fps", "wall_s"],
+    "anyOf": [{"required": ["stages"]}, {"required": ["stage_seconds", "io_ceiling"]}],
     "properties": {
         "frames": {"type": "integer", "minimum": 1},
         "fps": {"type": "number", "exclusiveMinimum": 0},
+        "workers": {"type": "integer", "minimum": 1},
+        "stage_seconds": {
+            "type": "object",
+            "properties": {k: _num for k in ("decode", "copy", "infer", "encode")},
+        },
+        "bound_by": {"enum": ["model", "decode", "encode", "copies", None]},
+        "io_ceiling": {
+            "type": "object",
+            "additionalProperties": {"type": "object", "required": ["fps", "wall_s"]},
+        },
+        "model_stream_ips": _num_or_null,
         "pipeline": {
             "type": ["object", "null"],
             "required": ["frames", "fps", "wall_s", "model_ms_per_frame"],

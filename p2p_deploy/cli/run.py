@@ -86,7 +86,17 @@ class RunArgs:
         False, negative=False, help="Capture CUDA graphs per batch size (torch, TensorRT)."
     )
     compile: bool = option(
-        False, negative=False, help="Torch runner only: torch.compile the generator."
+        False,
+        negative=False,
+        help="Torch runner only: torch.compile the generator for one batch shape (the last"
+        " batch is padded), compiled before the first frame; compiled kernels are cached on"
+        " disk for the next run. Pays on long runs on a GPU.",
+    )
+    workers: int | None = option(
+        None,
+        min=1,
+        help="Threads that decode inputs, and as many that encode outputs.",
+        shown="the usable CPU cores",
     )
     threads: int | None = option(
         None, min=1, help="ONNX Runtime and OpenVINO: inference threads.", shown="physical cores"
@@ -104,6 +114,7 @@ class RunArgs:
                 "test_norm": self.test_norm,
                 "precision": self.precision,
                 "compile": self.compile or None,
+                "static_batch": self.batch if self.compile else None,
             },
             "onnxruntime": {"threads": self.threads},
             "openvino": {"threads": self.threads, "precision": self.precision},
@@ -169,6 +180,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         codec=args.codec,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
+        workers=args.workers,
     )
     prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
@@ -201,6 +213,11 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     try:
         with open_runner(model, kind, args.device, **chosen) as runner:
             typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
+            if args.compile or args.cuda_graphs or runner.device.startswith("cuda"):
+                # Compile / autotune / capture now, so the first frames are not the slow ones.
+                warm = runner.warmup()
+                what = "compile and warm-up" if args.compile else "warm-up"
+                typer.echo(f"{what}: {warm:.1f} s", err=True)
             summary = _with_progress(prepared, runner, opts, args.progress)
     finally:
         signal.signal(signal.SIGTERM, old)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from p2p_deploy.media.images import DEFAULT_MAX_PIXELS
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """batch: frames per runner call; resize: stretch|pad|crop; keep_size: outputs at the
-    input's size (else model size); side_by_side: input left, output right; codec: FourCC of
-    output videos; overwrite: redo existing outputs; max_pixels: refuse larger images;
-    queue_frames: items the reader may run ahead (memory bound: frames, plus one slot for each
-    file's Start/End/Failed marker, so at most this many frames; default max(4, 2 batches))."""
+    """How one run reads, translates and writes.
+
+    batch: frames per runner call; resize: stretch|pad|crop; keep_size: outputs at the input's
+    size (else model size); side_by_side: input left, output right; codec: FourCC of output
+    videos; overwrite: redo existing outputs; max_pixels: refuse larger images.
+    workers: decode threads, and as many encode threads (None: the usable cores).
+
+    Memory is bounded by what may be in flight at once (see :attr:`frames_in_flight`): the jobs
+    decoded ahead of the batcher (:attr:`window`, one frame per image), the videos open for
+    decoding (:attr:`open_videos`, each holding up to :attr:`video_queue` frames), two batches
+    in the runner, the translated images waiting for an encoder (:attr:`encode_queue`) and one
+    video's frames waiting for its writer (:attr:`video_queue`).
+    """
 
     batch: int = 1
     resize: str = "stretch"
@@ -22,8 +39,42 @@ class RunOptions:
     codec: str = "mp4v"
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
-    queue_frames: int | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is None:
+            object.__setattr__(self, "workers", usable_cores())
+        if self.workers < 1 or self.batch < 1:
+            raise ValueError("workers and batch must be at least 1")
 
     @property
-    def in_queue_size(self) -> int:
-        return self.queue_frames or max(4, 2 * self.batch)
+    def window(self) -> int:
+        """Jobs decoded ahead of the batcher: enough to keep every decoder busy while one
+        batch fills."""
+        return 2 * self.workers + self.batch
+
+    @property
+    def open_videos(self) -> int:
+        """Videos decoded at once: the one being translated and the next."""
+        return 2
+
+    @property
+    def video_queue(self) -> int:
+        """Frames a video's decoder (or writer) may run ahead of its consumer."""
+        return max(8, 2 * self.batch)
+
+    @property
+    def encode_queue(self) -> int:
+        """Translated images waiting for an encoder thread."""
+        return 2 * self.workers + self.batch
+
+    @property
+    def frames_in_flight(self) -> int:
+        """The most frames held in memory at once (each at most the size of its input)."""
+        return (
+            self.window
+            + self.open_videos * self.video_queue
+            + 2 * self.batch
+            + self.encode_queue
+            + self.video_queue
+        )

@@ -1,17 +1,19 @@
-"""Running a model over an INPUT: plan the jobs, start the reader and writer threads, batch
-frames through the runner on the calling thread, and summarise.
+"""Running a model over an INPUT: plan the jobs, decode and encode on pools of worker
+threads, batch frames through the runner on the calling thread, and summarise.
 
-    reader thread --(in_q: <= RunOptions.in_queue_size items)--> batcher + runner (this thread)
-                  --(out_q: <= 2 batches)--> writer thread
+    submitter thread: jobs, in order -> decode pool (``workers`` threads), one JobStream each
+    batcher (this thread): JobStreams in order -> batches of frames -> runner.submit_frames
+                           (two batches in flight on a GPU) -> items, in order -> Encoder
+    Encoder: encode pool (``workers`` threads): one task per image, one per video
 
-Both queues are bounded, so memory does not grow with the length of a video. in_q counts
-items, not frames: a job's Start/End/Failed markers take a slot each, so it holds at most
-``in_queue_size`` frames (fewer when markers are queued). out_q holds lists of items, each
-with at most ``batch`` frames. Items keep input order end to end (one reader, one writer), and
-a job's Failed/Start/End markers travel between its frames, so batches freely span several
-images or the end of one video and the start of the next. JPEG/PNG decode of a 256 px frame
-costs ~1 ms against ~100 ms of model time on a CPU, so one reader and one writer thread keep
-the runner busy.
+Order is kept end to end: the batcher consumes the jobs' streams in input order, and each
+job's outcome is recorded by its index, so the summary and ``failures.json`` list failures in
+input order whatever the threads do; a video is decoded by one thread and written by one
+writer, in frame order, while several images and videos proceed at once. Memory is bounded:
+see ``RunOptions.frames_in_flight``. Batches span the end of one job and the start of the
+next, and hold frames of one shape only. Outputs are written atomically (images: temp file
++ rename; videos: temp name, renamed at their end), a failing input is one line and the
+others go on, Ctrl-C stops every thread and removes a half-written video.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,11 +34,21 @@ import numpy as np
 from p2p_deploy.atomic import clean_stale_temps, write_json
 from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
 from p2p_deploy.media.video import odd_size_output
-from p2p_deploy.pipeline.items import DONE, Crash, Failed, Frame
+from p2p_deploy.pipeline.items import End, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
-from p2p_deploy.pipeline.stages import Stopped, Writer, put, read_jobs
+from p2p_deploy.pipeline.stages import (
+    Encoder,
+    JobStream,
+    Outcomes,
+    StageClock,
+    Stopped,
+    acquire,
+    decode_job,
+    get,
+    put,
+)
 from p2p_deploy.pipeline.summary import FAILURES_NAME, RunSummary, write_failures
-from p2p_deploy.runners.base import Runner
+from p2p_deploy.runners.base import Pending, Runner
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +130,11 @@ def run_pipeline(
     """Translate every job of ``prepared`` with the (activated) ``runner``.
 
     Writes outputs under ``prepared.plan.out_dir`` and its ``failures.json``; returns the
-    summary. ``on_frame(n)`` is called from the writer thread after each frame written,
-    ``on_failure(reason)`` after each failure and ``on_total(n)`` from the reader thread with
-    the frame count of each video it opens (for progress bars / messages). Ctrl-C (or any
-    exception) stops both threads and removes a half-written video before re-raising.
+    summary (its ``stage_seconds`` say where the time went). ``on_frame(n)`` is called after
+    each frame written, ``on_failure(reason)`` after each failure and ``on_total(n)`` with the
+    frame count of each video when it is opened (for progress bars; from worker threads).
+    Ctrl-C (or any exception) stops every thread and removes a half-written video before
+    re-raising.
     """
     plan = prepared.plan
     summary = RunSummary(
@@ -128,50 +143,53 @@ def run_pipeline(
         ignored=len(plan.ignored),
         hidden=len(plan.hidden),
         own_outputs=len(plan.own_outputs),
+        workers=opts.workers,
     )
     mark_output_dir(plan.out_dir)
-    in_q: queue.Queue = queue.Queue(maxsize=opts.in_queue_size)
-    out_q: queue.Queue = queue.Queue(maxsize=2)  # batches
+    streams = _streams(prepared.work)
+    outcomes = Outcomes(len(streams), on_failure)
     stop = threading.Event()
+    clock = StageClock()
+    ordered: queue.Queue = queue.Queue()  # JobStreams in input order, then None
+    window = threading.Semaphore(opts.window)
+    index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
-    writer = Writer(opts, summary, on_frame, on_failure, taken)
-    reader_t = threading.Thread(
-        target=read_jobs,
-        args=(prepared.work, runner.image_size, opts, in_q, stop, on_total),
-        name="p2p-reader",
+    encoder = Encoder(opts, index_of, outcomes, stop, clock, taken, on_frame)
+    decoders = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-decode")
+    submitter = threading.Thread(
+        target=_submit,
+        args=(streams, runner.image_size, opts, decoders, ordered, window, stop, clock, on_total),
+        name="p2p-submit",
         daemon=True,
     )
-    writer_t = threading.Thread(
-        target=writer.run, args=(out_q, stop), name="p2p-writer", daemon=True
-    )
     t0 = time.perf_counter()
-    reader_t.start()
-    writer_t.start()
     try:
+        submitter.start()
         try:
-            _batch_loop(runner, opts.batch, in_q, out_q, stop, summary, writer)
+            _batch_loop(runner, opts, ordered, window, encoder, stop, summary, clock)
         except Stopped:
-            # `put` gave up because a worker set `stop`: the writer's own error is the cause.
-            if writer.error is None:
+            # A blocking call gave up because a worker set `stop`: its error is the cause.
+            if encoder.error is None:
                 raise
-            raise writer.error from None
-        while writer_t.is_alive():  # wait in slices so Ctrl-C still reaches this thread
-            writer_t.join(timeout=0.1)
-        if writer.error is not None:
-            raise writer.error
+            raise encoder.error from None
+        encoder.finish()
     except BaseException:
         stop.set()
-        reader_t.join(timeout=5)
-        writer_t.join(timeout=5)
-        if summary.failures and not writer_t.is_alive():
+        encoder.abort()
+        decoders.shutdown(wait=True, cancel_futures=True)
+        submitter.join(timeout=5)
+        _summarise(summary, outcomes, streams, clock)
+        if summary.failures:
             # Keep the list of what failed before the stop (best effort: the folder itself
             # may be what broke the run).
             with contextlib.suppress(OSError):
-                write_failures(prepared.plan.out_dir, summary)
+                write_failures(plan.out_dir, summary)
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
-    reader_t.join(timeout=5)
+    decoders.shutdown(wait=True)
+    submitter.join(timeout=5)
+    _summarise(summary, outcomes, streams, clock)
     try:
         write_failures(plan.out_dir, summary)
     except OSError as exc:  # e.g. the disk that failed the outputs is full
@@ -180,6 +198,164 @@ def run_pipeline(
             f"({exc.strerror or exc})"
         )
     return summary
+
+
+def _streams(work: list[Job | Failed]) -> list[JobStream]:
+    """One JobStream per work item, numbered in input order (a Failed is ready at once)."""
+    out = []
+    for i, w in enumerate(work):
+        if isinstance(w, Failed):
+            out.append(JobStream(i, w.job, ready=w))
+        else:
+            out.append(JobStream(i, w))
+    return out
+
+
+def _summarise(
+    summary: RunSummary, outcomes: Outcomes, streams: list[JobStream], clock: StageClock
+) -> None:
+    """Counts and failures (in input order) from the jobs' outcomes."""
+    summary.done = sum(1 for r in outcomes.results if r is True)
+    summary.failures = [
+        {"path": str(s.job.src), "reason": r}
+        for s, r in zip(streams, outcomes.results, strict=True)
+        if isinstance(r, str)
+    ]
+    summary.frames = outcomes.frames
+    summary.stage_seconds = {k: round(v, 4) for k, v in clock.seconds.items()}
+
+
+def _submit(
+    streams: list[JobStream],
+    size: int,
+    opts: RunOptions,
+    decoders: ThreadPoolExecutor,
+    ordered: queue.Queue,
+    window: threading.Semaphore,
+    stop: threading.Event,
+    clock: StageClock,
+    on_total: Callable[[int], None] | None,
+) -> None:
+    """Submitter thread: hand the streams to the batcher in order and their decoding to the
+    pool, at most ``opts.window`` jobs (and ``opts.open_videos`` videos) ahead of the batcher.
+
+    The pool runs tasks first in, first out, so the stream the batcher waits for is always
+    being decoded; a video's task blocks only on its own queue, which the batcher drains."""
+    videos = threading.Semaphore(opts.open_videos)
+    try:
+        for stream in streams:
+            acquire(window, stop)  # released by the batcher when it is done with the stream
+            if stream.ready is not None:
+                stream.q.put(stream.ready)
+            elif stream.job.kind == "video":
+                acquire(videos, stop)
+                stream.q = queue.Queue(maxsize=opts.video_queue)
+                decoders.submit(_decode_video_slot, stream, size, opts, stop, clock, on_total,
+                                videos)  # fmt: skip
+            else:
+                decoders.submit(decode_job, stream, size, opts, stop, clock)
+            put(ordered, stream, stop)
+        put(ordered, None, stop)
+    except Stopped:
+        return
+    except RuntimeError:  # the pool was shut down by a stopping run
+        return
+
+
+def _decode_video_slot(
+    stream: JobStream,
+    size: int,
+    opts: RunOptions,
+    stop: threading.Event,
+    clock: StageClock,
+    on_total: Callable[[int], None] | None,
+    videos: threading.Semaphore,
+) -> None:
+    try:
+        decode_job(stream, size, opts, stop, clock, on_total)
+    finally:
+        videos.release()
+
+
+@dataclass
+class _Unit:
+    """Items handed to the runner together: the frames of one batch (``pending`` holds their
+    outputs) and every marker between them, in input order."""
+
+    items: list = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list)
+    pending: Pending | None = None
+
+
+def _batch_loop(
+    runner: Runner,
+    opts: RunOptions,
+    ordered: queue.Queue,
+    window: threading.Semaphore,
+    encoder: Encoder,
+    stop: threading.Event,
+    summary: RunSummary,
+    clock: StageClock,
+) -> None:
+    """Gather frames until ``opts.batch`` are pending (or the shape changes), submit them,
+    keep up to ``runner.frames_in_flight`` batches in the runner, and hand every item on to
+    the encoder in input order once its batch is back."""
+    inflight: deque[_Unit] = deque()
+    unit = _Unit()
+
+    def submit() -> None:
+        nonlocal unit
+        if unit.frames:
+            t = time.perf_counter()
+            batch = np.stack([f.model_input for f in unit.frames])
+            clock.add("copy", time.perf_counter() - t)
+            t = time.perf_counter()
+            unit.pending = runner.submit_frames(batch)
+            clock.add("infer", time.perf_counter() - t)
+        if unit.items:
+            inflight.append(unit)
+        unit = _Unit()
+        # Complete the oldest units while more batches than the runner double-buffers are
+        # in flight (marker-only units complete as soon as they are at the front).
+        while inflight and (
+            inflight[0].pending is None
+            or sum(u.pending is not None for u in inflight) > runner.frames_in_flight
+        ):
+            complete(inflight.popleft())
+
+    def complete(done: _Unit) -> None:
+        if done.pending is not None:
+            t = time.perf_counter()
+            outputs = done.pending.result()
+            clock.add("infer", time.perf_counter() - t)
+            summary.model_frames += len(done.frames)
+            for f, out in zip(done.frames, outputs, strict=True):
+                f.output = out
+        for item in done.items:
+            encoder.handle(item)
+
+    while True:
+        stream = get(ordered, stop)
+        if stream is None:
+            break
+        while True:
+            item = get(stream.q, stop)
+            if isinstance(item, BaseException):  # a decoder's unexpected error
+                raise item
+            if isinstance(item, Frame):
+                if unit.frames and item.model_input.shape != unit.frames[0].model_input.shape:
+                    submit()  # a batch holds frames of one shape
+                unit.frames.append(item)
+            unit.items.append(item)
+            if isinstance(item, Frame) and len(unit.frames) >= opts.batch:
+                submit()
+            if isinstance(item, End | Failed):
+                break
+        window.release()
+    submit()
+    while inflight:
+        complete(inflight.popleft())
+    summary.model_seconds = clock.seconds["infer"]
 
 
 def mark_output_dir(out_dir: Path) -> None:
@@ -193,78 +369,3 @@ def mark_output_dir(out_dir: Path) -> None:
         write_json(marker, {"format": "p2p-deploy/run-output"})
     except OSError as exc:
         log.debug("%s: not written (%s)", marker, exc)
-
-
-def infer_batches(
-    runner: Runner, items: Iterable, batch: int, summary: RunSummary | None = None
-) -> Iterator[list]:
-    """The pipeline's batcher: gather ``items`` until ``batch`` frames are pending, run those
-    frames through ``runner.infer_frames`` (uint8 frames in and out: a GPU runner converts on
-    the device) and yield everything gathered, in order, as one writer batch.
-
-    Batches span files: a job's Start/End/Failed markers travel between its frames. Each
-    Frame gets its ``output`` before its batch is yielded; the frames still pending at the end
-    of ``items`` (or at DONE, which ends them) go as a last, smaller batch. ``summary`` counts
-    the model's seconds and frames. ``p2p run`` and the bench's infer stage both batch here.
-    """
-    pending: list = []
-    frames: list[Frame] = []
-
-    def flush() -> list:
-        if frames:
-            t = time.perf_counter()
-            outputs = runner.infer_frames(np.stack([f.model_input for f in frames]))
-            if summary is not None:
-                summary.model_seconds += time.perf_counter() - t
-                summary.model_frames += len(frames)
-            for f, out in zip(frames, outputs, strict=True):
-                f.output = out
-        out = list(pending)
-        pending.clear()
-        frames.clear()
-        return out
-
-    for item in items:
-        if item is DONE:
-            break
-        pending.append(item)
-        if isinstance(item, Frame):
-            frames.append(item)
-            if len(frames) >= batch:
-                yield flush()
-    if pending:
-        yield flush()
-
-
-def _queued_items(in_q: queue.Queue, stop: threading.Event, writer: Writer) -> Iterator:
-    """The reader's items from ``in_q`` up to DONE; raises the writer's error, a reader's
-    Crash, or when ``stop`` is set (a worker gave up)."""
-    while True:
-        if writer.error is not None:
-            raise writer.error
-        if stop.is_set():
-            raise RuntimeError("pipeline stopped")
-        try:
-            item = in_q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if item is DONE:
-            return
-        if isinstance(item, Crash):
-            raise item.error
-        yield item
-
-
-def _batch_loop(
-    runner: Runner,
-    batch: int,
-    in_q: queue.Queue,
-    out_q: queue.Queue,
-    stop: threading.Event,
-    summary: RunSummary,
-    writer: Writer,
-) -> None:
-    """Batch the reader's items (:func:`infer_batches`) and pass each batch, then DONE, on."""
-    for items in infer_batches(runner, _queued_items(in_q, stop, writer), batch, summary):
-        put(out_q, items, stop)
-    put(out_q, DONE, stop)

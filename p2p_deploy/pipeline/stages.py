@@ -1,8 +1,18 @@
-"""The reader and writer threads' work. Both stop promptly when ``stop`` is set.
+"""The work of the pipeline's worker threads: decoding jobs into items, encoding outputs.
 
-Reader: jobs -> Start / Frame / End / Failed items (decode, convert to BGR8, fit to S x S).
-Writer: items -> files (restore size, side-by-side, atomic image writes, videos under a temp
-name renamed on End), counting into the summary.
+Decoding (a pool of ``workers`` threads): a job -> Start / Frame / End items, or Failed, into
+its own bounded :class:`JobStream` (decode, convert to BGR8, fit to the model's size). An image
+is one task; a video is one task that streams its frames (decoded in order by one thread).
+
+Encoding (:class:`Encoder`, another pool of ``workers`` threads): a translated image is one
+task (restore the size, compose, encode, atomic write); a video is one task that owns its
+``VideoSink`` and writes its frames in order (written under a temporary name, renamed at its
+End). Each job's outcome (done, or a one-line failure) is recorded by its index, so the
+summary lists failures in input order however the threads interleave.
+
+OpenCV releases the GIL in ``imdecode``/``imencode``/``resize``/``VideoCapture.read``/
+``VideoWriter.write`` and the file I/O, so the threads decode and encode in parallel. Every
+blocking call waits in slices and gives up when the run's ``stop`` event is set.
 """
 
 from __future__ import annotations
@@ -10,7 +20,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +35,12 @@ from p2p_deploy.media.files import Job
 from p2p_deploy.media.images import read_image, write_image
 from p2p_deploy.media.resize import fit, restore, source_view
 from p2p_deploy.media.video import VideoSink, VideoSource, keeps_odd_sizes, odd_size_output
-from p2p_deploy.pipeline.items import DONE, Crash, End, Failed, Frame, Start
+from p2p_deploy.pipeline.items import End, Failed, Frame, Start
 from p2p_deploy.pipeline.options import RunOptions
-from p2p_deploy.pipeline.summary import RunSummary
 
 log = logging.getLogger(__name__)
+
+_SLICE = 0.1  # seconds a blocking queue call waits before it looks at ``stop`` again
 
 
 class Stopped(Exception):
@@ -32,102 +48,167 @@ class Stopped(Exception):
 
 
 def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
-    """``q.put`` that gives up when ``stop`` is set (the consumer may be gone)."""
+    """``q.put`` that gives up (raises :class:`Stopped`) when ``stop`` is set."""
     while True:
         if stop.is_set():
             raise Stopped
         try:
-            q.put(item, timeout=0.1)
+            q.put(item, timeout=_SLICE)
             return
         except queue.Full:
             continue
 
 
-def read_jobs(
-    jobs: Iterable[Job | Failed],
+def get(q: queue.Queue, stop: threading.Event) -> Any:
+    """``q.get`` that gives up (raises :class:`Stopped`) when ``stop`` is set."""
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            return q.get(timeout=_SLICE)
+        except queue.Empty:
+            continue
+
+
+def acquire(sem: threading.Semaphore, stop: threading.Event) -> None:
+    """``sem.acquire`` that gives up (raises :class:`Stopped`) when ``stop`` is set."""
+    while not sem.acquire(timeout=_SLICE):
+        if stop.is_set():
+            raise Stopped
+
+
+class StageClock:
+    """Busy seconds per stage, summed over the threads that do it (thread-safe).
+
+    Stages: ``decode`` (read + decode + fit), ``copy`` (stacking frames into a batch and
+    taking the outputs back), ``infer`` (the runner: upload, model, download), ``encode``
+    (restore + compose + encode + write). Divided by the threads that share a stage and
+    compared with the wall time, they say which stage bounds a run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, float] = {"decode": 0.0, "copy": 0.0, "infer": 0.0, "encode": 0.0}
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+
+
+# ------------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class JobStream:
+    """One job's items, in order, from its decode task to the batcher.
+
+    ``q`` is bounded for a video (``RunOptions.video_queue`` frames plus its markers), so a
+    long video never holds more than that in memory; an image puts its three items and ends.
+    ``ready`` is a Failed item made before any decoding (a link into the output folder, a
+    clashing output name): nothing is decoded then.
+    """
+
+    index: int
+    job: Job
+    q: queue.Queue = field(default_factory=queue.Queue)
+    ready: Failed | None = None
+
+
+def decode_job(
+    stream: JobStream,
     size: int,
     opts: RunOptions,
-    out_q: queue.Queue,
     stop: threading.Event,
+    clock: StageClock,
     on_total: Callable[[int], None] | None = None,
 ) -> None:
-    """Reader thread body. ``jobs`` holds Jobs to read and ready-made Failed items, in order.
-    ``on_total(n)``: called with each video's frame count when it is opened (0 if unknown)."""
+    """Decode task body: fill ``stream`` with the job's items (ends with End or Failed).
+    Unexpected errors go into the stream as the exception itself (the batcher re-raises)."""
     try:
-        for job in jobs:
-            if isinstance(job, Failed):
-                put(out_q, job, stop)
-            elif job.kind == "image":
-                _read_image(job, size, opts, out_q, stop)
-            else:
-                _read_video(job, size, opts, out_q, stop, on_total)
-        put(out_q, DONE, stop)
+        if stream.job.kind == "image":
+            _decode_image(stream, size, opts, stop, clock)
+        else:
+            _decode_video(stream, size, opts, stop, clock, on_total)
     except Stopped:
         return
-    except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises
+    except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
         try:
-            put(out_q, Crash(exc), stop)
+            put(stream.q, exc, stop)
         except Stopped:
             pass
 
 
-def _read_image(
-    job: Job, size: int, opts: RunOptions, out_q: queue.Queue, stop: threading.Event
+def _decode_image(
+    stream: JobStream, size: int, opts: RunOptions, stop: threading.Event, clock: StageClock
 ) -> None:
+    job = stream.job
+    t = time.perf_counter()
     try:
         img = read_image(job.src, opts.max_pixels)
     except DataError as exc:
-        put(out_q, Failed(job, str(exc)), stop)
+        put(stream.q, Failed(job, str(exc)), stop)
         return
     model_input, geo = fit(img, size, opts.resize)
-    put(out_q, Start(job), stop)
-    put(out_q, Frame(job, 0, model_input, geo, img if opts.side_by_side else None), stop)
-    put(out_q, End(job, 1), stop)
+    clock.add("decode", time.perf_counter() - t)
+    put(stream.q, Start(job), stop)
+    put(stream.q, Frame(job, 0, model_input, geo, img if opts.side_by_side else None), stop)
+    put(stream.q, End(job, 1), stop)
 
 
-def _read_video(
-    job: Job,
+def _decode_video(
+    stream: JobStream,
     size: int,
     opts: RunOptions,
-    out_q: queue.Queue,
     stop: threading.Event,
-    on_total: Callable[[int], None] | None = None,
+    clock: StageClock,
+    on_total: Callable[[int], None] | None,
 ) -> None:
+    job = stream.job
     try:
         src = VideoSource(job.src)  # the one time this run opens the video
     except DataError as exc:
-        put(out_q, Failed(job, str(exc)), stop)
+        put(stream.q, Failed(job, str(exc)), stop)
         return
     if on_total is not None:
         on_total(src.frame_count)
     with src:
         started = False
         n = 0
-        for frame in src.frames():
-            if not started:
-                put(out_q, Start(job, src.fps), stop)
-                started = True
+        frames = iter(src.frames())
+        while True:
+            t = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                break
             model_input, geo = fit(frame, size, opts.resize)
-            put(out_q, Frame(job, n, model_input, geo, frame if opts.side_by_side else None), stop)
+            clock.add("decode", time.perf_counter() - t)
+            if not started:
+                put(stream.q, Start(job, src.fps), stop)
+                started = True
+            put(stream.q, Frame(job, n, model_input, geo, frame if opts.side_by_side else None),
+                stop)  # fmt: skip
             n += 1
         if not started:
-            put(out_q, Failed(job, f"{job.src}: video holds no decodable frames."), stop)
+            put(stream.q, Failed(job, f"{job.src}: video holds no decodable frames."), stop)
             return
         if src.frame_count and n < src.frame_count:
-            # A truncated or corrupt file stops decoding early: fail it (the writer removes its
-            # partial output) rather than count a third of a video as done. A shortfall within
-            # 1 frame or 1% is let through with a warning: some containers only estimate the
-            # count from duration x fps.
+            # A truncated or corrupt file stops decoding early: fail it (its partial output is
+            # removed) rather than count a third of a video as done. A shortfall within 1 frame
+            # or 1% is let through with a warning: some containers only estimate the count
+            # from duration x fps.
             if src.frame_count - n > max(1, src.frame_count // 100):
                 reason = (
                     f"{job.src}: decoded {n} of {src.frame_count} frames (truncated or corrupt)."
                 )
-                put(out_q, Failed(job, reason), stop)
+                put(stream.q, Failed(job, reason), stop)
                 return
             log.warning(
                 "%s: decoded %d of the %d frames the container claims", job.src, n, src.frame_count
             )
-        put(out_q, End(job, n), stop)
+        put(stream.q, End(job, n), stop)
+
+
+# ------------------------------------------------------------------------------- encoding
 
 
 def compose(item: Frame, keep_size: bool, side_by_side: bool) -> np.ndarray:
@@ -139,110 +220,190 @@ def compose(item: Frame, keep_size: bool, side_by_side: bool) -> np.ndarray:
     return np.concatenate([left, out], axis=1)
 
 
-class Writer:
-    """Writer thread body: consumes batches (lists of items) until DONE."""
+class Outcomes:
+    """Each job's outcome by index: ``None`` (pending), ``True`` (done) or a failure reason.
+    Thread-safe; ``frames`` counts frames written."""
 
-    def __init__(
-        self,
-        opts: RunOptions,
-        summary: RunSummary,
-        on_frame: Callable[[int], None] | None = None,
-        on_failure: Callable[[str], None] | None = None,
-        taken: set | None = None,
-    ) -> None:
-        """``taken``: every output path of the run (an odd-size video's MJPG/.avi fallback
-        must not be one of them)."""
-        self.opts = opts
-        self.taken = taken or set()
-        self.summary = summary
-        self.on_frame = on_frame
+    def __init__(self, n: int, on_failure: Callable[[str], None] | None) -> None:
+        self._lock = threading.Lock()
+        self.results: list[bool | str | None] = [None] * n
+        self.frames = 0
         self.on_failure = on_failure
-        self._sink: VideoSink | None = None
-        self._fps: float | None = None
-        self._dead: set[Job] = set()  # jobs that failed mid-way: drop their remaining frames
-        self.error: BaseException | None = None
 
-    def fail(self, job: Job, reason: str) -> None:
-        self.summary.failures.append({"path": str(job.src), "reason": reason})
+    def done(self, index: int) -> None:
+        with self._lock:
+            self.results[index] = True
+
+    def fail(self, index: int, reason: str) -> None:
+        with self._lock:
+            self.results[index] = reason
         log.debug("failed: %s", reason)
         if self.on_failure:
             self.on_failure(reason)
 
-    def run(self, in_q: queue.Queue, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
+    def frame_written(self) -> None:
+        with self._lock:
+            self.frames += 1
+
+
+class Encoder:
+    """The output side: translated items in, files out, on a pool of ``opts.workers`` threads.
+
+    :meth:`handle` is called by the batcher with every item in input order. Images become one
+    task each (at most ``opts.encode_queue`` waiting, so memory stays bounded); a video's
+    Start opens a task that owns its sink and consumes its own bounded queue until End.
+    :meth:`finish` waits for every task; :meth:`abort` (on Ctrl-C or an error) stops them,
+    and a half-written video is removed.
+    """
+
+    def __init__(
+        self,
+        opts: RunOptions,
+        index_of: dict[Job, int],
+        outcomes: Outcomes,
+        stop: threading.Event,
+        clock: StageClock,
+        taken: set[Path],
+        on_frame: Callable[[int], None] | None = None,
+    ) -> None:
+        """``taken``: every output path of the run (an odd-size video's MJPG/.avi fallback must
+        not be one of them)."""
+        self.opts = opts
+        self.index_of = index_of
+        self.outcomes = outcomes
+        self.stop = stop
+        self.clock = clock
+        self.taken = taken
+        self.on_frame = on_frame
+        self.error: BaseException | None = None
+        self._pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-encode")
+        self._slots = threading.Semaphore(opts.encode_queue)
+        self._videos: dict[Job, queue.Queue] = {}
+        self._futures: list[Any] = []
+
+    # -- the batcher's side ---------------------------------------------------------------
+
+    def handle(self, item: Start | Frame | End | Failed) -> None:
+        """Route one item (called from the batcher thread, in input order)."""
+        if self.error is not None:
+            raise self.error
+        job = item.job
+        video = self._videos.get(job)
+        if video is not None:  # frames, End or a late Failed of an open video
+            put(video, item, self.stop)
+            if isinstance(item, End | Failed):
+                del self._videos[job]
+        elif isinstance(item, Failed):
+            self.outcomes.fail(self.index_of[job], item.reason)
+        elif isinstance(item, Start) and job.kind == "video":
+            q: queue.Queue = queue.Queue(maxsize=self.opts.video_queue)
+            self._videos[job] = q
+            self._submit(self._video_task, self.index_of[job], job, item.fps or 25.0, q)
+        elif isinstance(item, Frame):  # an image's one frame
+            acquire(self._slots, self.stop)
+            self._submit(self._image_task, self.index_of[job], item)
+
+    def finish(self) -> None:
+        """Wait for every task; re-raise the first unexpected error of any of them."""
+        for f in self._futures:
+            while not f.done():
+                if self.error is not None:
+                    break
                 try:
-                    batch = in_q.get(timeout=0.1)
-                except queue.Empty:
+                    f.result(timeout=_SLICE)
+                except FutureTimeout:
                     continue
-                if batch is DONE:
-                    return
-                for item in batch:
-                    if stop.is_set():
-                        return
-                    self._handle(item)
-        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
-            self.error = exc
-            stop.set()
-        finally:
-            self.abort_open()
+        self._pool.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
 
-    def abort_open(self) -> None:
-        """Remove a half-written video (an interrupted run leaves only complete files)."""
-        if self._sink is not None:
-            self._sink.abort()
-            self._sink = None
+    def abort(self) -> None:
+        """Stop every task (``stop`` must be set first); open videos remove their temp files."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _handle(self, item: Any) -> None:
-        if isinstance(item, Failed):
-            if item.job in self._dead:  # its write already failed and was reported
-                self._dead.discard(item.job)
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._futures.append(self._pool.submit(self._guard, fn, *args))
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
+            if self.error is None:
+                self.error = exc
+            self.stop.set()
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def _image_task(self, index: int, item: Frame) -> None:
+        try:
+            if self.stop.is_set():
                 return
-            # A video failing after some frames (truncated input): its sink is the open one.
-            self.abort_open()
-            self.fail(item.job, item.reason)
-        elif isinstance(item, Start):
-            self._fps = item.fps
-        elif isinstance(item, Frame):
-            if item.job in self._dead:
-                return
+            t = time.perf_counter()
             frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
             try:
-                self._write(item, frame)
+                write_image(item.job.dst, frame)
             except DataError as exc:
-                self._dead.add(item.job)
-                self.abort_open()
-                self.fail(item.job, str(exc))
+                self.outcomes.fail(index, str(exc))
                 return
-            self.summary.frames += 1
+            finally:
+                self.clock.add("encode", time.perf_counter() - t)
+            self.outcomes.frame_written()
+            self.outcomes.done(index)
             if self.on_frame:
                 self.on_frame(1)
-        elif isinstance(item, End):
-            if item.job in self._dead:
-                self._dead.discard(item.job)
-                return
-            if item.job.kind == "video":
-                if self._sink is None:  # no frame reached the writer
-                    self.fail(item.job, f"{item.job.src}: no frames were written.")
-                    return
-                sink, self._sink = self._sink, None
+        finally:
+            self._slots.release()
+
+    def _video_task(self, index: int, job: Job, fps: float, q: queue.Queue) -> None:
+        sink: VideoSink | None = None
+        failed: str | None = None  # after a write failure the rest of the video is dropped
+        try:
+            while True:
+                item = get(q, self.stop)
+                if isinstance(item, Failed):  # e.g. decoding stopped early (truncated file)
+                    if failed is None:
+                        failed = item.reason
+                    break
+                if isinstance(item, End):
+                    if failed is None and sink is None:
+                        failed = f"{job.src}: no frames were written."
+                    break
+                if failed is not None:
+                    continue
+                t = time.perf_counter()
+                try:
+                    frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
+                    if sink is None:
+                        dst, codec = self._video_target(job, frame.shape[1], frame.shape[0])
+                        sink = VideoSink(dst, codec, fps, frame.shape[1], frame.shape[0])
+                    sink.write(frame)
+                except DataError as exc:
+                    failed = str(exc)
+                    continue
+                finally:
+                    self.clock.add("encode", time.perf_counter() - t)
+                self.outcomes.frame_written()
+                if self.on_frame:
+                    self.on_frame(1)
+            if failed is None and sink is not None:
+                t = time.perf_counter()
                 try:
                     sink.finish()
                 except DataError as exc:
-                    self.fail(item.job, str(exc))
-                    return
-            self.summary.done += 1
+                    failed = str(exc)
+                self.clock.add("encode", time.perf_counter() - t)
+                sink = None
+        finally:
+            if sink is not None:  # failed, stopped or crashed: no half-written video stays
+                sink.abort()
+        if failed is not None:
+            self.outcomes.fail(index, failed)
+        else:
+            self.outcomes.done(index)
 
-    def _write(self, item: Frame, frame: np.ndarray) -> None:
-        if item.job.kind == "image":
-            write_image(item.job.dst, frame)
-            return
-        if self._sink is None:
-            dst, codec = self._video_target(item.job, frame.shape[1], frame.shape[0])
-            self._sink = VideoSink(dst, codec, self._fps or 25.0, frame.shape[1], frame.shape[0])
-        self._sink.write(frame)
-
-    def _video_target(self, job: Job, width: int, height: int) -> tuple[Any, str]:
+    def _video_target(self, job: Job, width: int, height: int) -> tuple[Path, str]:
         """(output path, codec) of a video whose first output frame is ``width`` x ``height``.
 
         OpenCV's FFmpeg writer drops the last column/row of an odd size; with ``keep_size``

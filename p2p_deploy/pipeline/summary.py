@@ -20,8 +20,10 @@ class RunSummary:
     neither; hidden: dot files and dot folders (not read); own_outputs: output folders of
     earlier runs met in the input tree (not read); ``frames`` counts frames written;
     ``seconds`` is wall time from the first read to the last write; ``model_seconds`` the time
-    spent inside the runner (conversion included); ``failures_error``: why ``failures.json``
-    could not be written (one line), or None.
+    the batcher spent inside the runner (submitting and waiting for results);
+    ``stage_seconds``: busy seconds per stage summed over threads (decode, copy, infer,
+    encode; see ``pipeline.stages.StageClock``); ``workers``: decode (and encode) threads;
+    ``failures_error``: why ``failures.json`` could not be written (one line), or None.
     """
 
     runner: str = ""
@@ -34,6 +36,8 @@ class RunSummary:
     seconds: float = 0.0
     model_seconds: float = 0.0
     model_frames: int = 0
+    workers: int = 1
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
     failures_error: str | None = None
 
@@ -56,6 +60,20 @@ class RunSummary:
         if not self.failures:
             return 0
         return 2 if self.done + self.skipped > 0 else 1
+
+    def bound_by(self) -> str | None:
+        """The stage that bounds the run: the largest of decode and encode (their busy seconds
+        shared by ``workers`` threads), the runner (``infer``) and the batcher's host copies
+        (``copy``), as a share of the wall time. None before any work."""
+        if not self.stage_seconds or self.seconds <= 0:
+            return None
+        share = {
+            "decode": self.stage_seconds.get("decode", 0.0) / self.workers,
+            "encode": self.stage_seconds.get("encode", 0.0) / self.workers,
+            "model": self.stage_seconds.get("infer", 0.0),
+            "copies": self.stage_seconds.get("copy", 0.0),
+        }
+        return max(share, key=share.__getitem__)
 
     def line(self) -> str:
         """One line for the terminal."""
@@ -82,6 +100,9 @@ class RunSummary:
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),
             "model_ms_per_frame": round(self.model_ms_per_frame, 3),
+            "workers": self.workers,
+            "stage_seconds": self.stage_seconds,
+            "bound_by": self.bound_by(),
             "failures": self.failures,
         }
 

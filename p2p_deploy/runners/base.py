@@ -44,6 +44,24 @@ class DeviceStep:
     stream: Any
 
 
+class Pending:
+    """A batch in translation: :meth:`result` waits for it (once) and returns its output."""
+
+    def __init__(self, fetch: Callable[[], np.ndarray]) -> None:
+        self._fetch: Callable[[], np.ndarray] | None = fetch
+        self._out: np.ndarray | None = None
+
+    def result(self) -> np.ndarray:
+        if self._fetch is not None:
+            self._out, self._fetch = self._fetch(), None
+        assert self._out is not None
+        return self._out
+
+    @property
+    def fetched(self) -> bool:
+        return self._fetch is None
+
+
 class Runner(abc.ABC):
     """Base class of all runners.
 
@@ -66,6 +84,8 @@ class Runner(abc.ABC):
             it and the padded rows dropped (a static batch axis: min_batch == max_batch).
         max_batch: the largest batch one model call takes (None: unbounded); larger batches are
             split into consecutive chunks.
+        frames_in_flight: batches :meth:`submit_frames` may have pending at once (1: it
+            translates before returning; 2: GPU runners, double-buffered).
         is_active: between :meth:`activate` and :meth:`close`.
     """
 
@@ -86,6 +106,7 @@ class Runner(abc.ABC):
         self.test_norm = "unknown"
         self.min_batch = 1
         self.max_batch: int | None = None
+        self.frames_in_flight = 1
         self.is_active = False
 
     # -- lifetime -------------------------------------------------------------------------
@@ -149,24 +170,59 @@ class Runner(abc.ABC):
             RuntimeError: the runner is not active.
             BatchError: ``frames`` is not (N, S, S, 3) uint8.
         """
+        return self.submit_frames(frames).result()
+
+    def submit_frames(self, frames: np.ndarray) -> Pending:
+        """Start translating ``frames`` (as :meth:`infer_frames`) and return at once where the
+        runner can work asynchronously (a GPU runner: the frames are copied into pinned memory
+        and the upload, model and download are queued on its stream); ``Pending.result()``
+        waits for the (N, S, S, 3) uint8 output. Up to :attr:`frames_in_flight` batches may be
+        pending: the caller fills the next batch while the device works on the last one.
+        Results are taken in submission order; submitting more makes the runner wait for the
+        oldest first. Runners without such a path translate before returning.
+
+        Raises:
+            RuntimeError: the runner is not active.
+            BatchError: ``frames`` is not (N, S, S, 3) uint8.
+        """
         self._check_active()
         s = self.image_size
         check_array(frames, (s, s, 3), np.uint8, "frames of {s} x {s} x 3 uint8 (BGR)")
-        return self._split_and_pad(frames, self._infer_frames_chunk, (s, s, 3))
+        parts = []
+        for sl in batch_slices(frames.shape[0], self.max_batch):
+            chunk = frames[sl]
+            pending = self._submit_frames_chunk(pad_rows(chunk, self.min_batch))
+            parts.append((chunk.shape[0], pending))
+        row = (s, s, 3)
+
+        def collect() -> np.ndarray:
+            outs = []
+            for n, pending in parts:
+                y = pending.result()
+                if y.shape[1:] != row or y.shape[0] < n:
+                    raise RuntimeError(
+                        f"{self.describe()}: model returned shape {tuple(y.shape)} for a chunk "
+                        f"of {n} rows of {row}"
+                    )
+                outs.append(y[:n])
+            return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+        return Pending(collect)
 
     @abc.abstractmethod
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         """One model call: (n, 3, S, S) float32 with min_batch <= n <= max_batch -> (n, 3, S, S)
         float (any float dtype; :meth:`infer` makes it float32)."""
 
-    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
+    def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
         """One model call on frames: (n, S, S, 3) uint8 BGR -> the same, min_batch <= n <=
-        max_batch. The default converts on the CPU with :mod:`p2p_deploy.imaging`; runners
-        whose model lives on a GPU override it to convert there (one upload of uint8, one
-        download)."""
+        max_batch. The default converts on the CPU with :mod:`p2p_deploy.imaging` and
+        translates before returning; GPU runners override it to upload uint8 from pinned
+        memory, convert on the device and return while the device works."""
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
-        return tensor_to_bgr8(self._infer_chunk(bgr8_to_tensor(frames)))
+        out = tensor_to_bgr8(self._infer_chunk(bgr8_to_tensor(frames)))
+        return Pending(lambda: out)
 
     def _split_and_pad(
         self, x: np.ndarray, call: Callable[[np.ndarray], np.ndarray], row: tuple[int, ...]
@@ -188,6 +244,17 @@ class Runner(abc.ABC):
         if not self.is_active:
             raise RuntimeError(f"{self.describe()}: not activated; use it as a context manager")
 
+    def warmup(self) -> float:
+        """Translate one batch of ``min_batch`` black frames before the first real one (GPU
+        runners autotune, capture CUDA graphs or compile then); returns its seconds."""
+        import time
+
+        self._check_active()
+        s = self.image_size
+        t = time.perf_counter()
+        self.infer_frames(np.zeros((self.min_batch, s, s, 3), np.uint8))
+        return time.perf_counter() - t
+
     # -- optional hooks for tools ---------------------------------------------------------
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
@@ -197,6 +264,12 @@ class Runner(abc.ABC):
         device-side step (CPU runners; ONNX Runtime, whose session does its own copies); the
         bench then reports end-to-end time only. Needs an active runner.
         """
+        return None
+
+    def frames_device_step(self, frames: np.ndarray) -> DeviceStep | None:
+        """What :meth:`submit_frames` runs on the device (conversions and model) on ``frames``
+        ((n, S, S, 3) uint8) already uploaded, for CUDA-event timing; None where the runner has
+        no such step (then :meth:`device_step` times the model alone)."""
         return None
 
     def describe(self) -> str:

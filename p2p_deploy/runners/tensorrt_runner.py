@@ -28,7 +28,8 @@ from p2p_deploy.errors import EngineMismatch, P2PError
 from p2p_deploy.gpu import gpu_identity
 from p2p_deploy.models.card import ExportCard, read_export_card
 from p2p_deploy.models.opening import ModelFile
-from p2p_deploy.runners.base import DeviceStep, Runner
+from p2p_deploy.runners.base import DeviceStep, Pending, Runner
+from p2p_deploy.runners.frame_slots import FrameSlots
 from p2p_deploy.runners.trt_memory import CudaMemory, DeviceBuffer, TorchCudaMemory, open_memory
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class TensorRTRunner(Runner):
         self._d_out: DeviceBuffer | None = None
         self._h_in: np.ndarray | None = None
         self._h_out: np.ndarray | None = None
+        self._slots: FrameSlots | None = None
 
     def _activate(self) -> None:
         trt = require("tensorrt")
@@ -269,6 +271,11 @@ class TensorRTRunner(Runner):
         self._h_in = self.mem.host_empty((self.max_batch, 3, s, s), self._in_dtype)
         self._h_out = self.mem.host_empty((self.max_batch, 3, s, s), self._out_dtype)
         self._context = self._new_context()
+        # Frames (submit_frames): two pinned host slots, so the host fills the next batch
+        # while the GPU works on this one.
+        mem = self.mem
+        self._slots = FrameSlots(lambda nbytes: mem.host_empty((max(nbytes, 1),), np.uint8))
+        self.frames_in_flight = len(self._slots.slots)
         log.debug(
             "tensorrt runner: %s, batch %d..%d, %s buffers",
             self.describe(),
@@ -346,6 +353,8 @@ class TensorRTRunner(Runner):
         if self.mem is None:
             return
         with self.mem.current():  # TensorRT objects are freed on the device they live on
+            self.mem.synchronize()  # nothing queued may outlive the buffers it uses
+            self._slots = None
             self._graphs.clear()
             self._context = None
             self._engine = None
@@ -368,25 +377,57 @@ class TensorRTRunner(Runner):
             self.mem.synchronize()
         return self._h_out[:n].copy()
 
-    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
-        """With torch buffers the conversion to/from [-1, 1] RGB NCHW runs on the GPU, straight
-        into the engine's input buffer; otherwise on the CPU (the base class)."""
-        if not isinstance(self.mem, TorchCudaMemory):
-            return super()._infer_frames_chunk(frames)
-        import torch
+    def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
+        """Queue one batch of uint8 frames and return while the GPU works on it (two batches
+        may be in flight: :mod:`p2p_deploy.runners.frame_slots`).
 
-        from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
-
+        With torch buffers the frames are uploaded as uint8 from a pinned slot and converted
+        to and from [-1, 1] RGB NCHW on the GPU, straight into and out of the engine's I/O
+        buffers; the uint8 result is downloaded into the slot's pinned output. With pycuda
+        (no torch) the conversion runs on the CPU into the slot's pinned input, and the float
+        output is converted back when the result is taken. Everything is queued on the one
+        stream, so the engine's device buffers are reused only after the previous batch has
+        left them.
+        """
+        assert self.mem is not None and self._slots is not None
         s, n = self.image_size, frames.shape[0]
-        in_t, out_t = _torch_dtype(self._in_dtype), _torch_dtype(self._out_dtype)
-        with self.mem.current(), torch.cuda.stream(self.mem.stream):
-            f = torch.from_numpy(np.ascontiguousarray(frames)).pin_memory()
-            f = f.to(self.mem.device, non_blocking=True)
-            d_in = self._d_in.handle.view(in_t)[: n * 3 * s * s].view(n, 3, s, s)
-            d_in.copy_(torch_bgr8_to_tensor(f, in_t))
+        slot = self._slots.take()
+        if isinstance(self.mem, TorchCudaMemory):
+            import torch
+
+            from p2p_deploy.imaging import torch_bgr8_to_tensor, torch_tensor_to_bgr8
+
+            in_t, out_t = _torch_dtype(self._in_dtype), _torch_dtype(self._out_dtype)
+            h_in = slot.host_in(frames.shape, np.uint8)
+            h_out = slot.host_out(frames.shape, np.uint8)
+            np.copyto(h_in, frames)
+            with self.mem.current(), torch.cuda.stream(self.mem.stream):
+                f = torch.from_numpy(h_in).to(self.mem.device, non_blocking=True)
+                d_in = self._d_in.handle.view(in_t)[: n * 3 * s * s].view(n, 3, s, s)
+                d_in.copy_(torch_bgr8_to_tensor(f, in_t))
+                self._enqueue(n)
+                d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
+                torch.from_numpy(h_out).copy_(torch_tensor_to_bgr8(d_out), non_blocking=True)
+                event = self.mem.record_event()
+            return self._slots.pending(slot, event.synchronize, h_out)
+        from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
+
+        h_in = slot.host_in((n, 3, s, s), self._in_dtype)
+        h_out = slot.host_out((n, 3, s, s), self._out_dtype)
+        np.copyto(h_in, bgr8_to_tensor(frames), casting="same_kind")
+        mem = self.mem
+        with mem.current():
+            mem.to_device(self._d_in, h_in)
             self._enqueue(n)
-            d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
-            return torch_tensor_to_bgr8(d_out).cpu().numpy()  # .cpu() waits on the stream
+            mem.to_host(h_out, self._d_out)
+            event = mem.record_event()
+
+        def wait() -> None:
+            with mem.current():  # the event belongs to the runner's context
+                event.synchronize()
+
+        floats = self._slots.pending(slot, wait, h_out)
+        return Pending(lambda: tensor_to_bgr8(floats.result()))
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """With torch buffers: ``batch`` (padded to the profile minimum) is uploaded into the

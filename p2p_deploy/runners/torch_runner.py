@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,9 @@ from p2p_deploy.models.card import TEST_NORMS
 from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.inference import prepare_generator
 from p2p_deploy.models.opening import ModelFile
-from p2p_deploy.runners.base import DeviceStep, Runner
+from p2p_deploy.runners.base import DeviceStep, Pending, Runner
+from p2p_deploy.runners.frame_slots import FrameSlots
+from p2p_deploy.runners.trt_memory import TorchCudaMemory
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,19 @@ class TorchRunner(Runner):
         model: the checkpoint, opened (:func:`~p2p_deploy.models.opening.open_model`) or a path.
         device: ``cpu`` (default when no CUDA), ``cuda`` or ``cuda:N``.
         precision: ``fp32`` or ``fp16`` (fp16 needs CUDA; default fp16 on CUDA, fp32 on CPU).
-        test_norm: ``stats`` or ``running``; default from the checkpoint's norm.
+        test_norm: ``stats`` or ``running``; default from the checkpoint's card.
         channels_last: NHWC memory format (default on CUDA).
-        cuda_graphs: capture one CUDA graph per batch size (CUDA only).
-        compile: wrap the model in ``torch.compile``.
+        cuda_graphs: capture one CUDA graph per input shape (CUDA only). With ``compile`` it
+            selects inductor's own CUDA graphs (``mode="reduce-overhead"``) instead.
+        compile: ``torch.compile`` the generator (static shapes). Compiled code is cached on
+            disk by inductor (:func:`inductor_cache_dir`), so a second run starts faster.
+        static_batch: every model call takes exactly this many frames (smaller batches are
+            padded, larger ones split): one compiled shape, no recompiling for the last batch.
         max_batch: split larger batches (None: no limit).
+
+    On CUDA, frames (:meth:`submit_frames`) are uploaded as uint8 from pinned memory on the
+    runner's own stream, converted to [-1, 1] and back on the GPU, and downloaded as uint8;
+    two batches may be in flight (:mod:`p2p_deploy.runners.frame_slots`).
     """
 
     backend = "torch"
@@ -52,6 +62,7 @@ class TorchRunner(Runner):
         channels_last: bool | None = None,
         cuda_graphs: bool = False,
         compile: bool = False,
+        static_batch: int | None = None,
         max_batch: int | None = None,
     ) -> None:
         super().__init__(model, device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -74,17 +85,23 @@ class TorchRunner(Runner):
             raise P2PError("fp16 with the torch runner needs a CUDA device; use fp32 on the CPU.")
         if test_norm is not None and test_norm not in TEST_NORMS:
             raise P2PError(f"test norm must be one of {', '.join(TEST_NORMS)}, got {test_norm!r}.")
+        if static_batch is not None and static_batch < 1:
+            raise P2PError(f"static batch must be at least 1, got {static_batch}.")
         card = self.model.card
         self.test_norm = test_norm or card.test_norm
         self.channels_last = cuda if channels_last is None else channels_last
         self.cuda_graphs = cuda_graphs and cuda
         self.compile = compile
-        self.max_batch = max_batch
+        self.max_batch = static_batch or max_batch
+        self.min_batch = static_batch or 1
         self.config: GeneratorConfig = card.generator
         self.image_size = card.image_size
+        self.compile_seconds: float | None = None  # the first (compiling) call, after warmup()
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self._model: torch.nn.Module | None = None
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._mem: TorchCudaMemory | None = None
+        self._slots: FrameSlots | None = None
 
     def _activate(self) -> None:
         assert self.model is not None
@@ -94,65 +111,119 @@ class TorchRunner(Runner):
             model = model.to(memory_format=torch.channels_last)
         if self._dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest
+            self._mem = TorchCudaMemory(self._dev.index or 0)
+            self._slots = FrameSlots(lambda n: self._mem.host_empty((max(n, 1),), np.uint8))
+            self.frames_in_flight = len(self._slots.slots)
         if self.compile:
-            model = torch.compile(model)
+            use_inductor_cache()
+            # Static shapes (dynamic=False): one kernel set per batch shape; with static_batch
+            # the pipeline only ever calls one. Inductor's CUDA graphs replace ours when asked.
+            mode = "reduce-overhead" if self.cuda_graphs else None
+            model = torch.compile(model, dynamic=False, mode=mode)
         self._model = model
         log.debug("torch runner: %s", self.describe())
 
     def _close(self) -> None:
+        if self._mem is not None:
+            self._mem.synchronize()  # nothing queued may outlive the buffers it uses
         self._model = None
         self._graphs.clear()
+        self._slots = None
+        self._mem = None
+
+    def warmup(self) -> float:
+        """One batch before the first frame (see Runner.warmup): compiles with ``compile``
+        (its seconds are kept in :attr:`compile_seconds`), autotunes cuDNN, captures graphs."""
+        seconds = super().warmup()
+        if self.compile:
+            self.compile_seconds = seconds
+        return seconds
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self._dev, dtype=self._dtype, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _graph_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Replay (capturing on first use) the CUDA graph for this batch size. Each graph owns
-        its static input/output (torch's "whole network capture" recipe), so graphs of
-        different batch sizes never share buffers."""
-        n = x.shape[0]
+    def _graph_call(self, key: tuple, fn: Callable[[torch.Tensor], torch.Tensor],
+                    x: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``fn(x)`` through the CUDA graph captured for ``key`` (captured on first use, on the
+        current stream's device). Each graph owns its static input/output (torch's "whole
+        network capture" recipe), so graphs of different shapes never share buffers; the
+        output is overwritten by the graph's next replay, so callers copy it out (in stream
+        order) before that."""
         # On the runner's device (cuda:N), not the current one: the side stream, the capture's
         # internal stream and the replay all follow the current device.
         with torch.cuda.device(self._dev):
-            if n not in self._graphs:
+            if key not in self._graphs:
                 static_in = torch.empty_like(x)
                 static_in.copy_(x)
                 side = torch.cuda.Stream(device=self._dev)
                 side.wait_stream(torch.cuda.current_stream(self._dev))
                 with torch.cuda.stream(side):  # warm-up outside the graph, as torch's docs say
                     for _ in range(3):
-                        self._model(static_in)
+                        fn(static_in)
                 torch.cuda.current_stream(self._dev).wait_stream(side)
                 graph = torch.cuda.CUDAGraph()
                 # thread_local: another thread's CUDA call (the bench's memory sampler) must
                 # not invalidate the capture (see tensorrt_runner.CAPTURE_ERROR_MODE).
                 with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    static_out = self._model(static_in)
-                self._graphs[n] = (graph, static_in, static_out)
-            graph, static_in, static_out = self._graphs[n]
+                    static_out = fn(static_in)
+                self._graphs[key] = (graph, static_in, static_out)
+            graph, static_in, static_out = self._graphs[key]
             static_in.copy_(x)
-            graph.replay()
+            graph.replay()  # on the current stream
         return static_out
+
+    def _own_graphs(self) -> bool:
+        """Our CUDA graphs: asked for, and not left to inductor (compile's reduce-overhead)."""
+        return self.cuda_graphs and not self.compile
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
         the runner's dtype; no host copies of the result."""
         x = self._prepare(x)
         with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
-            if self.cuda_graphs:
-                return self._graph_forward(x)
+            if self._own_graphs():
+                return self._graph_call(("float", *x.shape), self._model, x)
             return self._model(x)
+
+    def _frames_model(self, frames: torch.Tensor) -> torch.Tensor:
+        """(n, S, S, 3) uint8 BGR on the device -> the same: conversion, model, conversion."""
+        x = torch_bgr8_to_tensor(frames, self._dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return torch_tensor_to_bgr8(self._model(x))
+
+    def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames on the device through :meth:`_frames_model` (graphed when asked)."""
+        with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
+            if self._own_graphs():
+                return self._graph_call(("frames", *frames.shape), self._frames_model, frames)
+            return self._frames_model(frames)
 
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(torch.from_numpy(batch)).float().cpu().numpy()
 
-    def _infer_frames_chunk(self, frames: np.ndarray) -> np.ndarray:
-        """Conversion on the runner's device (the GPU on CUDA): one uint8 upload and download."""
-        f = torch.from_numpy(np.ascontiguousarray(frames)).to(self._dev, non_blocking=True)
-        with torch.inference_mode():
-            x = torch_bgr8_to_tensor(f, self._dtype)
-            return torch_tensor_to_bgr8(self._forward(x)).cpu().numpy()
+    def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
+        """CPU: translate now. CUDA: copy into a pinned slot, queue upload (uint8), conversion,
+        model, conversion and download (uint8) into the slot's pinned output on the runner's
+        stream, record an event and return (see :mod:`p2p_deploy.runners.frame_slots`)."""
+        if self._mem is None or self._slots is None:
+            f = torch.from_numpy(np.ascontiguousarray(frames))
+            with torch.inference_mode():
+                out = self._frames_forward(f).numpy()
+            return Pending(lambda: out)
+        mem, slot = self._mem, self._slots.take()
+        h_in = slot.host_in(frames.shape, np.uint8)
+        h_out = slot.host_out(frames.shape, np.uint8)
+        np.copyto(h_in, frames)
+        with torch.cuda.device(self._dev), torch.cuda.stream(mem.stream):
+            d_in = torch.from_numpy(h_in).to(self._dev, non_blocking=True)
+            d_out = self._frames_forward(d_in)
+            torch.from_numpy(h_out).copy_(d_out, non_blocking=True)
+            event = mem.record_event()
+        # The device tensors may be freed now: the caching allocator reuses their blocks only
+        # for work queued later on the same stream.
+        return self._slots.pending(slot, event.synchronize, h_out)
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """On CUDA: the model on ``batch`` already on the GPU, on torch's current stream of the
@@ -163,6 +234,22 @@ class TorchRunner(Runner):
         x = self._prepare(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
         return DeviceStep(lambda: self._forward(x), torch.cuda.current_stream(self._dev))
 
+    def frames_device_step(self, frames: np.ndarray) -> DeviceStep | None:
+        """On CUDA: :meth:`_frames_forward` (conversions and model) on ``frames`` already on
+        the GPU, on the runner's stream: the device time of what :meth:`submit_frames` runs."""
+        self._check_active()
+        if self._mem is None:
+            return None
+        stream = self._mem.stream
+        with torch.cuda.device(self._dev):
+            d = torch.from_numpy(np.ascontiguousarray(frames)).to(self._dev)
+
+        def step() -> None:
+            with torch.cuda.device(self._dev), torch.cuda.stream(stream):
+                self._frames_forward(d)
+
+        return DeviceStep(step, stream)
+
     def _describe_extras(self) -> list[str]:
         extras = super()._describe_extras()
         if self.channels_last:
@@ -172,6 +259,36 @@ class TorchRunner(Runner):
         if self.compile:
             extras.append("compiled")
         return extras
+
+
+def inductor_cache_dir() -> Path:
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` when set,
+    else ``$XDG_CACHE_HOME/p2p-deploy/inductor`` (``~/.cache/p2p-deploy/inductor``); inductor's
+    own default, a folder under /tmp, is lost on many machines at reboot."""
+    import os
+
+    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "p2p-deploy" / "inductor"
+
+
+def use_inductor_cache() -> Path:
+    """Point inductor at :func:`inductor_cache_dir` (before the first compile) with its FX
+    graph and autotuning caches on; returns the folder."""
+    import os
+
+    folder = inductor_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: compile still works, only without reuse
+        log.warning("%s: no inductor cache (%s); compiling from scratch", folder, exc)
+        return folder
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = True
+    return folder
 
 
 @contextlib.contextmanager

@@ -68,6 +68,11 @@ class CudaMemory(abc.ABC):
     @abc.abstractmethod
     def synchronize(self) -> None: ...
 
+    @abc.abstractmethod
+    def record_event(self) -> Any:
+        """An event recorded on the stream now: its ``synchronize()`` waits for everything
+        queued on the stream before it."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the stream (allocations die with their handles)."""
 
@@ -117,6 +122,11 @@ class TorchCudaMemory(CudaMemory):
     def synchronize(self) -> None:
         self.stream.synchronize()
 
+    def record_event(self) -> Any:
+        event = self._torch.cuda.Event()
+        event.record(self.stream)
+        return event
+
 
 class PycudaMemory(CudaMemory):
     """Buffers through pycuda on the device's primary context."""
@@ -161,6 +171,13 @@ class PycudaMemory(CudaMemory):
 
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+    def record_event(self) -> Any:
+        # pycuda.driver.Event().record(stream) -> cuEventRecord on that stream; its
+        # synchronize() is cuEventSynchronize (called with the context current: see current()).
+        event = self._cuda.Event()
+        event.record(self.stream)
+        return event
 
     def close(self) -> None:
         # The stream goes while its context is current; the retained primary context is

@@ -141,9 +141,9 @@ def test_memory_is_bounded_by_the_queues(tmp_path: Path) -> None:
     runner = NegateRunner(probe_every=5)
     summary = run_pipeline(prepare(tmp_path / "long.avi", tmp_path / "out", opts), runner, opts)
     assert summary.frames == 150
-    # in_q (<= 4 items, so <= 4 frames) + one batch being run (2) + out_q (<= 2 batches of 2)
-    # + the writer's batch
-    bound = opts.in_queue_size + opts.batch + 2 * opts.batch + opts.batch + 2
+    # What RunOptions says may be in flight (decoded ahead, in the runner, waiting for or in
+    # the video's writer), plus the batch being gathered.
+    bound = opts.frames_in_flight + opts.batch
     assert 0 < runner.peak_live_frames <= bound
 
 
@@ -160,7 +160,7 @@ def test_writer_crash_is_raised_not_hidden_and_failures_kept(tmp_path: Path) -> 
     def on_frame(n: int) -> None:
         raise OSError(28, "No space left on device")
 
-    opts = RunOptions(batch=1, queue_frames=1)
+    opts = RunOptions(batch=1, workers=1)
     prepared = prepare(src, tmp_path / "out", opts)
     with pytest.raises(OSError, match="No space left") as info:
         run_pipeline(prepared, NegateRunner(), opts, on_frame=on_frame)
@@ -169,27 +169,53 @@ def test_writer_crash_is_raised_not_hidden_and_failures_kept(tmp_path: Path) -> 
     assert [Path(f["path"]).name for f in failures] == ["a_broken.png"]
 
 
-def test_one_batcher_for_the_run_and_the_bench() -> None:
-    """``infer_batches`` is the batcher of ``p2p run`` and of the bench's infer stage: batches
-    span files, markers keep their places, the last batch is partial, DONE ends the items, and
-    the summary counts the model's frames."""
-    from p2p_deploy.bench import e2e
-    from p2p_deploy.media.files import Job
-    from p2p_deploy.pipeline import run
-    from p2p_deploy.pipeline.items import DONE, End, Start
-    from p2p_deploy.pipeline.summary import RunSummary
+def _mixed_folder(root: Path) -> Path:
+    """Images of several sizes, two videos (one cut short), a corrupt image, a text file."""
+    root.mkdir()
+    for i in range(9):
+        cv2.imwrite(str(root / f"img{i:02d}.png"), random_bgr(24 + 4 * i, 40 - 2 * i, i))
+    cv2.imwrite(str(root / "photo.jpg"), random_bgr(50, 30, 99))
+    write_video(root / "clip.avi", 11, fps=12.0, size=(48, 36))
+    write_video(root / "short.avi", 30, size=(32, 32))
+    data = (root / "short.avi").read_bytes()
+    (root / "short.avi").write_bytes(data[: len(data) // 3])  # truncated: decodes a third
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (root / "notes.txt").write_text("not an input")
+    return root
 
-    assert e2e.infer_batches is run.infer_batches
-    jobs = [Job("image", Path(f"{k}.png"), Path(f"o{k}.png"), f"{k}.png") for k in range(3)]
-    items: list = []
-    for k, job in enumerate(jobs):
-        pixels = np.full((32, 32, 3), 10 * k, np.uint8)
-        frame = Frame(job, 0, pixels, geometry=None)  # type: ignore[arg-type]  # not read here
-        items += [Start(job), frame, End(job, 1)]
-    runner, summary = NegateRunner(), RunSummary(runner="negate")
-    batches = list(run.infer_batches(runner, [*items, DONE, Start(jobs[0])], 2, summary))
-    assert [b for batch in batches for b in batch] == items  # in order, nothing after DONE
-    assert [sum(isinstance(i, Frame) for i in b) for b in batches] == [2, 1]
-    assert runner.calls == [2, 1] and summary.model_frames == 3
-    for k, frame in enumerate(i for i in items if isinstance(i, Frame)):
-        assert (frame.output == 255 - 10 * k).all()
+
+def test_workers_1_and_4_give_identical_outputs_order_and_failures(tmp_path: Path) -> None:
+    src = _mixed_folder(tmp_path / "in")
+    results = {}
+    for workers in (1, 4):
+        out = tmp_path / f"out{workers}"
+        opts = RunOptions(batch=3, workers=workers)
+        summary = run_pipeline(prepare(src, out, opts), NegateRunner(), opts)
+        files = {name: (out / name).read_bytes() for name in _files(out)}
+        results[workers] = (summary.done, summary.frames, summary.failures, files)
+        assert summary.workers == workers and set(summary.stage_seconds) == {
+            "decode", "copy", "infer", "encode"
+        }  # fmt: skip
+    one, four = results[1], results[4]
+    assert one[:2] == four[:2] == (11, 21)  # 10 images + 1 video; 10 + 11 frames
+    assert [f["path"] for f in one[2]] == [f["path"] for f in four[2]]
+    assert [Path(f["path"]).name for f in one[2]] == ["corrupt.png", "short.avi"]
+    assert one[2] == four[2]  # the same reasons, in input order
+    assert one[3].keys() == four[3].keys() and "clip.mp4" in one[3]
+    for name in one[3]:
+        assert one[3][name] == four[3][name], name  # byte for byte
+
+
+def test_several_workers_keep_each_output_with_its_input(tmp_path: Path) -> None:
+    """Many small images through 4 decode and 4 encode threads: every output is its own
+    input negated (nothing swapped between threads), whatever finishes first."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(src / f"{i:03d}.png"), random_bgr(32, 32, i))
+    opts = RunOptions(batch=5, workers=4)
+    summary = run_pipeline(prepare(src, tmp_path / "out", opts), NegateRunner(), opts)
+    assert (summary.done, summary.failed) == (40, 0)
+    for i in range(40):
+        got = cv2.imread(str(tmp_path / "out" / f"{i:03d}.png"))
+        np.testing.assert_array_equal(got, 255 - random_bgr(32, 32, i))

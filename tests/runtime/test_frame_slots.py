@@ -1,0 +1,145 @@
+"""Double-buffered submission of frames: the slots' bookkeeping on the CPU (host arrays stand
+in for pinned memory, a list records the waits), and the GPU paths where a GPU is present."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2p_deploy.runners.frame_slots import FrameSlots
+
+
+def _alloc(allocs: list[int]):
+    def alloc(nbytes: int) -> np.ndarray:
+        allocs.append(nbytes)
+        return np.zeros(max(nbytes, 1), np.uint8)
+
+    return alloc
+
+
+def test_a_slot_is_reused_only_after_its_output_was_taken() -> None:
+    allocs: list[int] = []
+    slots = FrameSlots(_alloc(allocs), count=2)
+    waited: list[int] = []
+    pendings = []
+    for k in range(4):
+        slot = slots.take()
+        out = slot.host_out((2, 3), np.uint8)
+        out[:] = k  # "the device wrote batch k here"
+        pendings.append(slots.pending(slot, lambda k=k: waited.append(k), out))
+    # Batches 0 and 1 were fetched when their slots were taken again (for 2 and 3), in order,
+    # and kept their own values although the slots were overwritten since.
+    assert waited == [0, 1]
+    assert [int(p.result()[0, 0]) for p in pendings] == [0, 1, 2, 3]
+    assert waited == [0, 1, 2, 3]  # each waited for once
+
+
+def test_slots_grow_for_larger_batches_and_view_any_shape() -> None:
+    allocs: list[int] = []
+    slots = FrameSlots(_alloc(allocs), count=1)
+    slot = slots.take()
+    a = slot.host_in((1, 4, 4, 3), np.uint8)
+    assert a.shape == (1, 4, 4, 3) and allocs[-1] == 48
+    b = slot.host_in((2, 3, 4, 4), np.float32)  # larger: a new buffer
+    assert b.shape == (2, 3, 4, 4) and b.dtype == np.float32 and allocs[-1] == 384
+    n = len(allocs)
+    slot.host_in((1, 4, 4, 3), np.uint8)  # smaller: the same buffer
+    assert len(allocs) == n
+
+
+@pytest.mark.gpu
+def test_torch_runner_streamed_frames_match_one_at_a_time(tiny_checkpoint: Path) -> None:
+    """Five batches submitted back to back (two in flight on the runner's stream, from
+    pinned slots) give what each gives alone; with CUDA graphs too."""
+    from p2p_deploy.runners.factory import open_runner
+
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (n, 32, 32, 3), np.uint8) for n in (3, 3, 2, 3, 1)]
+    for graphs in (False, True):
+        with open_runner(tiny_checkpoint, "torch", device="cuda", cuda_graphs=graphs) as r:
+            assert r.frames_in_flight == 2
+            alone = [r.infer_frames(b) for b in batches]
+            pending = [r.submit_frames(b) for b in batches]
+            for want, p in zip(alone, pending, strict=True):
+                np.testing.assert_array_equal(p.result(), want)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(importlib.util.find_spec("pycuda") is None, reason="pycuda is not installed")
+def test_pycuda_slots_round_trip_with_events() -> None:
+    """The pycuda memory layer's pinned slots, async copies and events (the TensorRT runner's
+    torch-free path): each batch comes back intact while the next is queued."""
+    from p2p_deploy.runners.trt_memory import PycudaMemory
+
+    mem = PycudaMemory()
+    slots = FrameSlots(lambda nbytes: mem.host_empty((max(nbytes, 1),), np.uint8))
+    dev = mem.device_empty(4 * 3 * 8 * 8 * 4)
+    rng = np.random.default_rng(1)
+    data = [rng.standard_normal((4, 3, 8, 8)).astype(np.float32) for _ in range(5)]
+    pending = []
+    for x in data:
+        slot = slots.take()
+        h_in = slot.host_in(x.shape, np.float32)
+        h_out = slot.host_out(x.shape, np.float32)
+        np.copyto(h_in, x)
+        with mem.current():
+            mem.to_device(dev, h_in)
+            mem.to_host(h_out, dev)
+            event = mem.record_event()
+
+        def wait(event=event) -> None:
+            with mem.current():
+                event.synchronize()
+
+        pending.append(slots.pending(slot, wait, h_out))
+    for x, p in zip(data, pending, strict=True):
+        np.testing.assert_array_equal(p.result(), x)
+    mem.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_compiled_runner_pads_to_one_shape_and_matches_eager(tiny_checkpoint: Path) -> None:
+    """compile + static_batch: every call is padded to one shape (no recompiling for the last
+    batch), the warm-up compiles, and the outputs match the eager fp16 runner's."""
+    from p2p_deploy.runners.factory import open_runner
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (5, 32, 32, 3), np.uint8)
+    with open_runner(tiny_checkpoint, "torch", device="cuda") as eager:
+        want = eager.infer_frames(frames).astype(int)
+    with open_runner(tiny_checkpoint, "torch", device="cuda", compile=True, static_batch=4) as r:
+        assert (r.min_batch, r.max_batch) == (4, 4)
+        assert r.warmup() > 0 and r.compile_seconds is not None
+        got = r.infer_frames(frames).astype(int)  # 4 + 1 padded to 4
+    assert np.abs(got - want).max() <= 2
+
+
+@pytest.mark.slow
+def test_compiled_cpu_runner_uses_one_shape_and_the_disk_cache(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """On the CPU too: compile + static_batch pads the last batch to the compiled shape, and
+    inductor writes its compiled code under the project's cache folder (reused next run)."""
+    from p2p_deploy.runners.factory import open_runner
+    from p2p_deploy.runners.torch_runner import inductor_cache_dir
+
+    # Set then removed: monkeypatch puts the variable back as it was (the runner sets it).
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unused")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert inductor_cache_dir() == tmp_path / "cache" / "p2p-deploy" / "inductor"
+    frames = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), np.uint8)
+    with open_runner(tiny_checkpoint, "torch", device="cpu") as eager:
+        want = eager.infer_frames(frames).astype(int)
+    with open_runner(tiny_checkpoint, "torch", device="cpu", compile=True, static_batch=2) as r:
+        r.warmup()
+        calls = []
+        r._model.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+        got = r.infer_frames(frames).astype(int)
+    assert calls == [2, 2]  # 3 frames: 2 + 1 padded to 2
+    assert np.abs(got - want).max() <= 1
+    assert any((tmp_path / "cache" / "p2p-deploy" / "inductor").rglob("*"))
