@@ -115,6 +115,8 @@ def bench_argv(
         f"{duration:g}",
         "--quiet-wait",
         "120",  # a committed report is timed on a quiet machine, or says it was not
+        "--device",
+        "cpu",  # a CPU report, also where a GPU is present
     ]
     if out is not None:
         argv += ["--out", str(out)]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from p2p_deploy.errors import P2PError
+
 log = logging.getLogger(__name__)
 
 
@@ -34,11 +36,24 @@ class DistInfo:
 
 
 def init_distributed(use_cuda: bool) -> DistInfo:
-    """Join the process group torchrun prepared (no-op for a single process)."""
+    """Join the process group torchrun prepared (no-op for a single process).
+
+    Raises:
+        P2PError: CUDA training with more processes on this machine than it has GPUs (each
+            rank needs a GPU of its own; torch would fail with "invalid device ordinal").
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1))
+    gpus = torch.cuda.device_count() if use_cuda else 0
+    if use_cuda and local_world > gpus:
+        raise P2PError(
+            f"torchrun started {local_world} processes on this machine but it has {gpus} "
+            f"GPU{'s' if gpus != 1 else ''}: one process per GPU (--nproc-per-node {gpus}), "
+            "or --device cpu to train on the CPU with gloo."
+        )
     if not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         if use_cuda:

@@ -94,7 +94,10 @@ def test_eval_scores_the_deployed_model_on_the_right_halves(
     seen: list[int] = []
     total: list[int] = []
     res = run_eval(
-        EvalOptions(tiny_checkpoint, own_output_data, out=tmp_path / "ev", batch=4, grid=3),
+        # The CPU pinned: on a GPU machine `auto` would run the torch runner in fp16.
+        EvalOptions(
+            tiny_checkpoint, own_output_data, out=tmp_path / "ev", batch=4, grid=3, device="cpu"
+        ),
         on_images=seen.append,
         on_total=total.append,
     )
@@ -159,6 +162,7 @@ def test_baseline_fp16_against_fp32_onnx(
             out=tmp_path / "cmp",
             baseline=tiny_onnx_fp32,
             direction="BtoA",
+            device="cpu",
         )
     )
     report = json.loads((tmp_path / "cmp" / "eval.json").read_text())

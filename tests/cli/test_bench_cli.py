@@ -45,6 +45,8 @@ def bench_run(tiny_checkpoint, tmp_path_factory):
             "1",
             "--folder",
             str(folder),
+            "--device",
+            "cpu",  # the rows below are the CPU's, also on a machine with a GPU
             "--out",
             str(out),
         ]

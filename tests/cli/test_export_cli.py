@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 from p2p_deploy.cli import main
 
@@ -39,6 +38,9 @@ def test_fp16_export_with_triton(tiny_checkpoint, tmp_path, capsys):
         assert len(skipped) == 1 and 'pip install "p2p-deploy[gpu]"' in skipped[0]
     side = json.loads((out_dir / "model_fp16.onnx.json").read_text())
     assert side["precision"] == "fp16" and side["extra"]["parity"]["passed"] is True
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (dev extra)"
+    )
     cfg = text_format.Parse(
         (repo / "p2p_generator" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
     )

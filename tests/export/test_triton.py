@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
+
+model_config_pb2 = pytest.importorskip(
+    "tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (dev extra)"
+)
 
 from p2p_deploy.errors import P2PError
 from p2p_deploy.export.parity import ort_session, random_images

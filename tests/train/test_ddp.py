@@ -48,6 +48,8 @@ def test_two_process_gloo(tmp_path: Path, subprocess_env: dict) -> None:
         "6",
         "--synthetic-val",
         "2",
+        "--device",
+        "cpu",  # gloo on the CPU, also on a machine with one GPU
         "--log-every",
         "1",
         "--no-progress",
