@@ -244,8 +244,7 @@ def e2e_conclusion(e2e: dict[str, Any]) -> str:
     one = (e2e.get("io_ceiling") or {}).get("1", {}).get("fps")
     if one and ceiling and w != "1":
         line += (
-            f"; the I/O ceiling is {_fmt(one, 1)} fps at 1 worker, {ceiling / one:.2f}x that "
-            f"at {w}"
+            f"; the I/O ceiling is {_fmt(one, 1)} fps at 1 worker, {ceiling / one:.2f}x that at {w}"
         )
     return line + f"; bounded by {e2e.get('bound_by') or 'unknown'}."
 
@@ -372,11 +371,7 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
         f"`{shown_path(e2e['source'])}` ({e2e['kind']}), {e2e['frames']} frames, "
         f"batch {e2e['batch']}, {e2e['runner']}: **{_fmt(e2e['fps'], 1)} fps** "
         f"({_fmt(e2e['wall_s'], 2)} s wall). Method: {e2e.get('method', '')}."
-        + (
-            f" {e2e['unreadable']} inputs failed (not counted)."
-            if e2e.get("unreadable")
-            else ""
-        ),
+        + (f" {e2e['unreadable']} inputs failed (not counted)." if e2e.get("unreadable") else ""),
         "",
     ]
     if "stages" in e2e:  # the earlier layout (sequential stages)
@@ -570,4 +565,3 @@ def write_index(reports_dir: str | Path) -> Path:
     path = root / "README.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
-

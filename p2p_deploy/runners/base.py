@@ -91,9 +91,7 @@ class Runner(abc.ABC):
 
     backend: ClassVar[str] = "base"
 
-    def __init__(
-        self, model: ModelFile | str | Path | None = None, device: str = "cpu"
-    ) -> None:
+    def __init__(self, model: ModelFile | str | Path | None = None, device: str = "cpu") -> None:
         """``model``: an opened :class:`ModelFile` (as ``runners.factory.open_runner`` passes
         it), or a path, opened here with :func:`~p2p_deploy.models.opening.open_model`."""
         from p2p_deploy.models.opening import as_model

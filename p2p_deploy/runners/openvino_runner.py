@@ -150,11 +150,7 @@ class OpenVINORunner(Runner):
         compiled, _ = self._compile(self.min_batch)
         self.conv_precisions = _conv_precisions(compiled)
         self.precision = _label(self.conv_precisions)
-        if (
-            self.card is not None
-            and self.card.precision == "int8"
-            and self.precision != "int8"
-        ):
+        if self.card is not None and self.card.precision == "int8" and self.precision != "int8":
             log.warning("%s: INT8 graph but OpenVINO runs %s", self.path, self.conv_precisions)
         log.debug("openvino runner: %s, convolutions %s", self.describe(), self.conv_precisions)
 

@@ -62,9 +62,7 @@ def current_gpu(device: int = 0) -> tuple[str, str]:
     return name, cc
 
 
-def check_engine_fits(
-    path: Path, card: ExportCard, trt_version: str, gpu: tuple[str, str]
-) -> None:
+def check_engine_fits(path: Path, card: ExportCard, trt_version: str, gpu: tuple[str, str]) -> None:
     """Refuse an engine built for another TensorRT version or GPU, in one sentence.
 
     Raises:
@@ -77,11 +75,7 @@ def check_engine_fits(
             f"{REBUILD_HINT}."
         )
     name, cc = gpu
-    if (
-        card.compute_capability
-        and not card.hardware_compatible
-        and card.compute_capability != cc
-    ):
+    if card.compute_capability and not card.hardware_compatible and card.compute_capability != cc:
         raise EngineMismatch(
             f"{path}: built for {card.gpu_name or 'a GPU'} (compute capability "
             f"{card.compute_capability}) but this GPU is {name} ({cc}); {REBUILD_HINT}."

@@ -24,8 +24,7 @@ def test_busy_loops_on_every_core_mark_rows_and_no_speedup_is_stated(
     tiny_checkpoint, tiny_onnx_fp32, tmp_path
 ):
     hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(usable_cores())
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(usable_cores())
     ]
     try:
         time.sleep(0.2)

@@ -127,9 +127,7 @@ def test_gflops_column_shows_small_rates_not_zero(tiny_report, tiny_checkpoint):
     torch_rows = 0
     for line in lines:
         cells = [c.strip() for c in line.split("|")]
-        row = next(
-            r for r in report["results"] if f"{r['throughput_ips']:,.1f}" == cells[col - 1]
-        )
+        row = next(r for r in report["results"] if f"{r['throughput_ips']:,.1f}" == cells[col - 1])
         expected = gflop * row["throughput_ips"]
         assert float(cells[col].replace(",", "")) == pytest.approx(expected, rel=0.01)
         assert float(cells[col].replace(",", "")) > 0

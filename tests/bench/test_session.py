@@ -140,9 +140,7 @@ def test_candidate_failing_mid_run_is_a_skipped_row(tiny_candidates, onnx_64px, 
     assert skip.reason and "\n" not in skip.reason
 
 
-def test_report_names_no_folder_of_the_machine_that_made_it(
-    tiny_onnx_fp32, tmp_path, monkeypatch
-):
+def test_report_names_no_folder_of_the_machine_that_made_it(tiny_onnx_fp32, tmp_path, monkeypatch):
     """Paths inside the working folder are shown relative to it: the reproducing command and
     the model line of a committed report carry no temporary folder."""
     import shutil

@@ -196,8 +196,23 @@ def test_default_out_is_under_the_working_folder(tiny_checkpoint, tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     rc = main(
-        ["bench", "--checkpoint", str(tiny_checkpoint), "--backends", "torch", "--batch", "1",
-         "--warmup", "0.01", "--duration", "0.05", "--min-iters", "2", "--threads", "1"]
+        [
+            "bench",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--backends",
+            "torch",
+            "--batch",
+            "1",
+            "--warmup",
+            "0.01",
+            "--duration",
+            "0.05",
+            "--min-iters",
+            "2",
+            "--threads",
+            "1",
+        ]
     )
     assert rc == 0
     (report,) = (tmp_path / "p2p-bench").glob("*/report.json")

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-model_config_pb2 = pytest.importorskip(
-    "tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (dev extra)"
-)
-
 from p2p_deploy.errors import P2PError
 from p2p_deploy.export.parity import ort_session, random_images
 from p2p_deploy.export.tensorrt_build import BatchProfile, engine_card
 from p2p_deploy.export.triton import config_pbtxt, write_triton_repository
 from p2p_deploy.models.card import read_export_card
+
+model_config_pb2 = pytest.importorskip(
+    "tritonclient.grpc.model_config_pb2", reason="tritonclient is not installed (dev extra)"
+)
 
 
 def _parse(text: str) -> model_config_pb2.ModelConfig:
