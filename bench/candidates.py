@@ -124,8 +124,8 @@ def plan_candidates(
             if compile:
                 # torch.compile (inductor): static shapes, compiled on the first call at a
                 # shape (timed apart as the row's first_call_s, not in the timed phase), with
-                # inductor's own CUDA graphs (mode reduce-overhead) and without. One compile
-                # (tens of seconds) per shape: timed at the largest batch.
+                # the compiled kernels captured in CUDA graphs and without. One compile (tens
+                # of seconds) per shape: timed at the largest batch.
                 big = (max(batches),) if batches else None
                 torch_rows += [
                     ("torch compile", {**fp16, "compile": True}, False, big),

@@ -84,7 +84,7 @@ done
 step "p2p run --compile over the video, twice (the second run reuses inductor's disk cache)"
 for i in 1 2; do
     timed p2p run "$WORK/data/labels.mp4" --engine "$WORK/gen" --out "$WORK/out-compile" \
-        --batch 16 --compile --no-progress --overwrite --summary-json "$WORK/run-compile$i.json"
+        --batch 16 --compile --cuda-graphs --no-progress --overwrite --summary-json "$WORK/run-compile$i.json"
     cat "$WORK/run-compile$i.json"
 done
 
@@ -93,7 +93,7 @@ REPORT="bench/reports/$(nvidia-smi --query-gpu=name --format=csv,noheader | head
 step "bench: torch rows (uint8 frames) at batches 1,16,64, compiled at 64 + end to end -> $REPORT"
 rm -rf "$REPORT"
 timed p2p bench --checkpoint "$WORK/gen" --backends torch --device cuda --batch 1,16,64 \
-    --warmup 0.5 --duration 2 --video "$WORK/data/labels.mp4" --e2e-batch 16 --out "$REPORT"
+    --warmup 0.5 --duration 1.5 --video "$WORK/data/labels.mp4" --e2e-batch 16 --out "$REPORT"
 mkdir -p "$OUT/report" && cp "$REPORT"/* "$OUT/report/" 2>/dev/null
 
 if [ -n "$PYCUDA_PID" ]; then

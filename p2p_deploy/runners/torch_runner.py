@@ -38,8 +38,10 @@ class TorchRunner(Runner):
         precision: ``fp32`` or ``fp16`` (fp16 needs CUDA; default fp16 on CUDA, fp32 on CPU).
         test_norm: ``stats`` or ``running``; default from the checkpoint's card.
         channels_last: NHWC memory format (default on CUDA).
-        cuda_graphs: capture one CUDA graph per input shape (CUDA only). With ``compile`` it
-            selects inductor's own CUDA graphs (``mode="reduce-overhead"``) instead.
+        cuda_graphs: capture one CUDA graph per input shape (CUDA only); with ``compile`` the
+            compiled kernels are captured (our own capture on the runner's stream, rather than
+            inductor's ``mode="reduce-overhead"``, whose graph trees manage streams of their
+            own: pytorch/pytorch#180396, #185546).
         compile: ``torch.compile`` the generator (static shapes). Compiled code is cached on
             disk by inductor (:func:`inductor_cache_dir`), so a second run starts faster.
         static_batch: every model call takes exactly this many frames (smaller batches are
@@ -117,9 +119,9 @@ class TorchRunner(Runner):
         if self.compile:
             use_inductor_cache()
             # Static shapes (dynamic=False): one kernel set per batch shape; with static_batch
-            # the pipeline only ever calls one. Inductor's CUDA graphs replace ours when asked.
-            mode = "reduce-overhead" if self.cuda_graphs else None
-            model = torch.compile(model, dynamic=False, mode=mode)
+            # the pipeline only ever calls one. The compiled module is captured in our CUDA
+            # graphs like the eager one (its first call, which compiles, runs before capture).
+            model = torch.compile(model, dynamic=False)
         self._model = model
         log.debug("torch runner: %s", self.describe())
 
@@ -173,16 +175,12 @@ class TorchRunner(Runner):
             graph.replay()  # on the current stream
         return static_out
 
-    def _own_graphs(self) -> bool:
-        """Our CUDA graphs: asked for, and not left to inductor (compile's reduce-overhead)."""
-        return self.cuda_graphs and not self.compile
-
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
         the runner's dtype; no host copies of the result."""
         x = self._prepare(x)
         with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
-            if self._own_graphs():
+            if self.cuda_graphs:
                 return self._graph_call(("float", *x.shape), self._model, x)
             return self._model(x)
 
@@ -196,7 +194,7 @@ class TorchRunner(Runner):
     def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames on the device through :meth:`_frames_model` (graphed when asked)."""
         with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
-            if self._own_graphs():
+            if self.cuda_graphs:
                 return self._graph_call(("frames", *frames.shape), self._frames_model, frames)
             return self._frames_model(frames)
 
