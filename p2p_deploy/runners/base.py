@@ -196,13 +196,7 @@ class Runner(abc.ABC):
         def collect() -> np.ndarray:
             outs = []
             for n, pending in parts:
-                y = pending.result()
-                if y.shape[1:] != row or y.shape[0] < n:
-                    raise RuntimeError(
-                        f"{self.describe()}: model returned shape {tuple(y.shape)} for a chunk "
-                        f"of {n} rows of {row}"
-                    )
-                outs.append(y[:n])
+                outs.append(first_rows(pending.result(), n, row, self.describe()))
             return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
         return Pending(collect)
@@ -229,13 +223,7 @@ class Runner(abc.ABC):
         for sl in batch_slices(x.shape[0], self.max_batch):
             chunk = x[sl]
             n = chunk.shape[0]
-            y = call(pad_rows(chunk, self.min_batch))
-            if y.shape[1:] != row or y.shape[0] < n:
-                raise RuntimeError(
-                    f"{self.describe()}: model returned shape {tuple(y.shape)} for a chunk of "
-                    f"{n} rows of {row}"
-                )
-            outs.append(y[:n])
+            outs.append(first_rows(call(pad_rows(chunk, self.min_batch)), n, row, self.describe()))
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def _check_active(self) -> None:
@@ -298,6 +286,16 @@ def batch_slices(n: int, max_batch: int | None) -> list[slice]:
     if not max_batch or n <= max_batch:
         return [slice(0, n)]
     return [slice(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
+
+
+def first_rows(y: np.ndarray, n: int, row: tuple[int, ...], who: str) -> np.ndarray:
+    """The first ``n`` rows of a chunk's output (the rest is padding), checked to be rows of
+    ``row``; RuntimeError naming the runner ``who`` otherwise."""
+    if y.shape[1:] != row or y.shape[0] < n:
+        raise RuntimeError(
+            f"{who}: model returned shape {tuple(y.shape)} for a chunk of {n} rows of {row}"
+        )
+    return y[:n]
 
 
 def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
