@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = "1:4:16"
 DEFAULT_WORKSPACE_GIB = 4.0
-INSTALL_HINT = 'pip install "p2p-deploy[gpu]" (TensorRT 10.x or 11.x, with a CUDA GPU)'
+INSTALL_HINT = (
+    'pip install "p2p-deploy[gpu]" (TensorRT 10, CUDA 12; "p2p-deploy[gpu-trt11]" for '
+    "TensorRT 11, CUDA 13; with a CUDA GPU)"
+)
 
 
 class NoTensorRTGpu(P2PError):
