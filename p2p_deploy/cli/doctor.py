@@ -14,7 +14,10 @@ def _torch() -> list[str]:
     try:
         import torch
     except ImportError:
-        return ["torch: not installed (needed for training, export and the torch runner)"]
+        return [
+            "torch: not installed (training, export and the PyTorch runner need it: "
+            'pip install "p2p-deploy[train]"; running exported models does not)'
+        ]
     line = f"torch: {torch.__version__}"
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
