@@ -1,6 +1,6 @@
 """A deploy install has no torch: ``pip install "p2p-deploy[cpu]"`` into a fresh venv, then
-``p2p run`` (images and a video), ``p2p doctor`` and ``p2p bench --onnx`` on an ONNX model
-exported here (in this, the test suite's, process: the fresh venv cannot export).
+``p2p run`` (images and a video), ``p2p doctor``, ``p2p bench --onnx`` and ``p2p eval`` on an
+ONNX model exported here (in this, the test suite's, process: the fresh venv cannot export).
 
 Needs the package registry (or pip's cache, which ``make test``'s own install filled with the
 same wheels): pip resolves the ``cpu`` extra from the wheel's metadata, so a torch that crept
@@ -102,6 +102,15 @@ def test_run_doctor_and_bench_without_torch(
     rows = json.loads((report / "report.json").read_text())["results"]
     assert [(r["backend"], r["batch"]) for r in rows] == [("onnxruntime", 1)]
     assert (report / "latency.png").is_file()
+
+    data = tmp_path / "data"
+    res = _run([p2p, "synth", str(data), "--train", "0", "--val", "0", "--test", "2",
+                "--labels", "0", "--size", "32"], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _run([p2p, "eval", str(tiny_onnx_fp32), "--data", str(data), "--split", "test",
+                "--out", str(tmp_path / "eval")], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "eval" / "eval.json").is_file()
 
     # What needs torch says so in one line, naming the extra.
     for cmd in ([p2p, "export", str(tiny_checkpoint), "--out", str(tmp_path / "x")],
