@@ -58,7 +58,11 @@ def _tensorrt() -> list[str]:
         return [f"tensorrt: not installed ({GPU_EXTRA}); .plan engines cannot run here"]
     except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) is reported
         return [f"tensorrt: installed but fails to import ({first_line(exc)})"]
-    return [f"tensorrt: {trt.__version__}"]
+    line = f"tensorrt: {trt.__version__}"
+    if not str(trt.__version__).startswith("10."):
+        # onnxruntime-gpu's TensorRT provider links libnvinfer.so.10 (README, TensorRT extras).
+        line += " (onnxruntime's TensorRT provider needs TensorRT 10: it uses CUDA instead)"
+    return [line]
 
 
 def _pycuda() -> list[str]:
