@@ -31,12 +31,13 @@ BENCH_BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda:0`` when torch sees a GPU, else ``cpu``; others pass through."""
+    """``auto`` -> ``cuda:0`` when a CUDA GPU is visible (to torch, else to pycuda or
+    cuda-python: a deploy box may have no torch), else ``cpu``; others pass through."""
     if device != "auto":
         return device
-    import torch
+    from p2p_deploy.gpu import gpu_identity
 
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+    return "cuda:0" if gpu_identity(0)[0] is not None else "cpu"
 
 
 def export_temporary_onnx(

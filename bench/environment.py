@@ -71,9 +71,15 @@ def git_commit(repo: Path = SOURCE_ROOT) -> dict[str, Any]:
 
 
 def gpu_info() -> dict[str, Any] | None:
-    """GPU name, memory, compute capability, CUDA (torch's build), driver; None without CUDA."""
-    import torch
+    """GPU name, memory, compute capability, CUDA (torch's build), driver; None without CUDA.
 
+    Without torch (a deploy install) the name and compute capability come from pycuda or
+    cuda-python (:func:`p2p_deploy.gpu.gpu_identity`) and the figures only torch knows are null.
+    """
+    try:
+        import torch
+    except ImportError:
+        return _gpu_info_without_torch()
     if not torch.cuda.is_available():
         return None
     idx = torch.cuda.current_device()
@@ -87,6 +93,36 @@ def gpu_info() -> dict[str, Any] | None:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "driver": driver.splitlines()[0].strip() if driver else None,
+    }
+
+
+def _gpu_info_without_torch() -> dict[str, Any] | None:
+    from p2p_deploy.gpu import gpu_identity
+
+    name, cc = gpu_identity(0)
+    if name is None:
+        return None
+    smi = _run(
+        [
+            "nvidia-smi",
+            "--query-gpu=driver_version,memory.total",
+            "--format=csv,noheader,nounits",
+        ]
+    )
+    lines = smi.splitlines() if smi else []
+    fields = [f.strip() for f in lines[0].split(",")] if lines else []
+    try:
+        memory_gb = round(float(fields[1]) / 1024, 1)  # MiB
+    except (IndexError, ValueError):
+        memory_gb = None
+    return {
+        "name": name,
+        "count": len(lines) or None,
+        "memory_gb": memory_gb,
+        "compute_capability": cc,
+        "cuda": None,  # torch's build; none here
+        "cudnn": None,
+        "driver": fields[0] if fields else None,
     }
 
 
@@ -119,9 +155,12 @@ def collect() -> dict[str, Any]:
         },
         "git": git_commit(),
     }
-    import torch
-
-    env["torch_threads"] = torch.get_num_threads()
+    try:
+        import torch
+    except ImportError:  # a deploy install without torch
+        env["torch_threads"] = None
+    else:
+        env["torch_threads"] = torch.get_num_threads()
     return env
 
 

@@ -5,7 +5,8 @@ thread; the peak is process-wide, so it includes what earlier rows left allocate
 rarely give memory back): read it as "the process needed at most this much".
 GPU: ``torch.cuda.max_memory_allocated`` covers torch runners only; TensorRT and ONNX Runtime
 allocate outside torch's caching allocator, so the device-wide used memory
-(``torch.cuda.mem_get_info``) is sampled as well and the larger increase is reported.
+(``torch.cuda.mem_get_info``) is sampled as well and the larger increase is reported. Without
+torch (a deploy install) the GPU figure is null.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.startswith("cuda"):
-            import torch  # a base dependency
-
-            if torch.cuda.is_available():
+            try:
+                import torch
+            except ImportError:  # a deploy install without torch: no GPU figure
+                torch = None
+            if torch is not None and torch.cuda.is_available():
                 self._torch = torch
                 self._gpu_index = torch.device(self.device).index or 0
                 torch.cuda.reset_peak_memory_stats(self._gpu_index)

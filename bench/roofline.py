@@ -11,6 +11,10 @@ with torch's own kernels (a bf16 matmul, oneDNN: AMX or AVX512_BF16 where presen
 fp32 rate and the CPU's instruction set (:data:`ISA_FACTORS`); the report says which, and keeps
 the derived figure beside a measured one. A row above 100% of a measured floor means the
 backend's kernels beat torch's, i.e. the measured rate is not the machine's peak.
+
+Without torch (a deploy install) the CPU's fp32 rate is measured with a numpy matmul (its BLAS)
+and bf16/int8 are derived from it; a GPU run then has no floor (nothing here can time a GPU
+matmul), and the report says so.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ def matmul_rate(
     Runs for about ``seconds`` after two warm-up products; the best of the timed repetitions is
     taken (the rate the hardware can reach, not the average under interference).
     """
-    import torch
+    try:
+        import torch
+    except ImportError:
+        if device.startswith("cuda") or dtype != "float32":
+            raise
+        return _numpy_matmul_rate(n, seconds)
 
     dt = getattr(torch, dtype)
     a = torch.randn(n, n, device=device).to(dt)
@@ -47,6 +56,30 @@ def matmul_rate(
         sync()
         best = min(best, (time.perf_counter() - t0) / (4 if cuda else 1))
     return 2 * n**3 / best / 1e9
+
+
+def _numpy_matmul_rate(n: int, seconds: float) -> float:
+    """fp32 ``n x n`` matmul rate (GFLOP/s) through numpy's BLAS: the torch-free CPU figure."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _have_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 # Peak multiply-accumulate rate per core and cycle relative to AVX-512 fp32 FMA, by ISA flag
@@ -103,6 +136,8 @@ def int8_matmul_rate(n: int = 2048, seconds: float = 0.5) -> float:
 
 
 def _measured_cpu_rate(precision: str) -> tuple[float, str] | None:
+    if not _have_torch():
+        return None
     try:
         if precision == "bf16":
             return matmul_rate("cpu", "bfloat16"), "measured: torch bf16 matmul (oneDNN)"
@@ -124,10 +159,15 @@ def compute_floor(
     "rate_method": {"fp32": "measured: ..."}, "derived_rates_gflops": {..}, "cpu_flags": [..]}``.
     """
     cuda = device.startswith("cuda")
+    out: dict[str, Any] = {"gflop_per_image": round(gflop_per_image, 3)}
+    if not _have_torch() and cuda:
+        out.update(rates_gflops={}, floor_ms={}, rate_method={})
+        out["note"] = "no floor: timing a GPU matmul needs torch, which is not installed"
+        return out
     base = ["float32"] + (["float16"] if cuda else [])
     rates = {p.replace("float", "fp"): round(matmul_rate(device, p), 1) for p in base}
-    method = {p: f"measured: torch {p} matmul" for p in rates}
-    out: dict[str, Any] = {"gflop_per_image": round(gflop_per_image, 3)}
+    lib = "torch" if _have_torch() else "numpy"
+    method = {p: f"measured: {lib} {p} matmul" for p in rates}
     if not cuda:
         flags = cpu_flags()
         derived = {}

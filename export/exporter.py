@@ -39,7 +39,9 @@ from p2p_deploy.export.int8_export import (
 from p2p_deploy.export.options import IO_CHOICES, ExportOptions
 from p2p_deploy.export.tensorrt_build import (
     INSTALL_HINT,
+    NoCudaBuffers,
     NoTensorRTGpu,
+    check_can_verify_engines,
     parse_batch_profile,
     plan_name,
     skipped_message,
@@ -130,15 +132,28 @@ def _other_checkpoints(models: list[Path], sha: str) -> list[Path]:
 
 def _cannot_build(exc: P2PError) -> str:
     """Why TensorRT cannot build here, for a sentence: ``tensorrt is not installed here``,
-    ``TensorRT found no usable CUDA GPU (...)``."""
+    ``TensorRT found no usable CUDA GPU (...)``, or (no CUDA buffers for the parity run) the
+    whole reason with its own hint."""
+    if isinstance(exc, NoCudaBuffers):
+        return str(exc).rstrip(".")
     if isinstance(exc, MissingDependency):  # "tensorrt is not installed (...): pip install ..."
         return f"{str(exc).split(' (')[0]} here"
     return str(exc)
 
 
-def _asked_for(plan: str, reason: str) -> str:
-    """The one line when a plan that was asked for cannot be built here."""
+def _asked_for(plan: str, reason: str, exc: P2PError | None = None) -> str:
+    """The one line when a plan that was asked for cannot be built here (with the [gpu] extra
+    as the fix, unless the reason carries its own: no CUDA buffers)."""
+    if isinstance(exc, NoCudaBuffers):
+        return f"{plan} was asked for, but {reason}."
     return f"{plan} was asked for, but {reason}: {INSTALL_HINT}."
+
+
+def _skip_note(exc: P2PError) -> str:
+    """The one note when the optional plans cannot be built here."""
+    if isinstance(exc, NoCudaBuffers):
+        return f"TensorRT engine skipped: {_cannot_build(exc)}."
+    return skipped_message(_cannot_build(exc))
 
 
 class Exporter:
@@ -199,6 +214,18 @@ class Exporter:
             verb = "is" if len(missing) == 1 else "are"
             reason = f"{' and '.join(missing)} {verb} not installed here"
             raise MissingDependency(_asked_for(plan_name(asked[0]), reason))
+        # A machine where a built engine could not be checked (CPU torch, no pycuda) is said
+        # now, before the ONNX exports and minutes of building.
+        self._precheck: P2PError | None = None
+        if self.engines and available("tensorrt"):
+            try:
+                check_can_verify_engines()
+            except NoCudaBuffers as exc:
+                if asked:
+                    raise NoCudaBuffers(
+                        _asked_for(plan_name(asked[0]), _cannot_build(exc), exc)
+                    ) from None
+                self._precheck = exc
         self._build = {  # build_engine's options: every plan (fp16, fp32, int8) is built alike
             "profile": self.profile,
             "workspace_gib": opts.workspace,
@@ -225,6 +252,9 @@ class Exporter:
     def run(self) -> ExportResult:
         """Export every format asked for; returns what was written and found."""
         self._made, self._seconds, self._notes, self._no_tensorrt = [], {}, [], None
+        if self._precheck is not None:  # the optional plans cannot be checked here: one note
+            self._no_tensorrt = self._precheck
+            self._notes.append(_skip_note(self._precheck))
         self._try_export("load", "loading checkpoint", self.load)
         with StagedFiles(self.out, stem="p2p-export") as self._stage:
             self._try_export("onnx", "exporting ONNX", self.export_onnx)
@@ -294,7 +324,7 @@ class Exporter:
                 raise
             self._no_tensorrt = exc
             if not required:  # the one note, whatever number of plans it skips
-                self._notes.append(skipped_message(_cannot_build(exc)))
+                self._notes.append(_skip_note(exc))
             self._without_tensorrt(engine, required)
             return
         self._seconds[key] = time.perf_counter() - start
@@ -306,7 +336,7 @@ class Exporter:
         assert self._no_tensorrt is not None
         reason = _cannot_build(self._no_tensorrt)
         if required:
-            raise type(self._no_tensorrt)(_asked_for(plan, reason)) from None
+            raise type(self._no_tensorrt)(_asked_for(plan, reason, self._no_tensorrt)) from None
         log.debug("%s skipped: %s", plan, reason)
 
     def _promote(self, made: Made) -> Made:
@@ -411,12 +441,21 @@ class Exporter:
         """``model_<precision>.plan`` from the ONNX of that precision (export/tensorrt_build.py:
         strongly typed build, precision verified, parity against ONNX Runtime on
         ``model.onnx`` while still staged; moved in with its card)."""
+        from p2p_deploy.export.int8_engine import build_int8_plan
         from p2p_deploy.export.tensorrt_build import build_engine
 
         plan = self.out / plan_name(precision)
         fp32 = self.out / ONNX_NAMES["fp32"]
         onnx = self.out / ONNX_NAMES[precision]
-        card = build_engine(onnx, plan, reference_onnx=fp32, **self._build)
+        if precision == "int8":
+            # An INT8 plan TensorRT rejects (or that fails its checks) is a note: the gated
+            # model_int8.onnx stays, for OpenVINO and ONNX Runtime, with the reason in its card.
+            card, note = build_int8_plan(onnx, plan, reference_onnx=fp32, **self._build)
+            if note is not None:
+                self._notes.append(note)
+                return Made()
+        else:
+            card = build_engine(onnx, plan, reference_onnx=fp32, **self._build)
         log.info("built %s (%s)", plan, card.precision)
         return Made(models=(plan,))
 

@@ -9,6 +9,13 @@ OpenVINO's CPU plugin both read). Settings, and why:
 * weights per output channel (axis 0 for Conv, 1 for ConvTranspose), symmetric int8, zero
   point 0; activations symmetric signed int8 (``ActivationSymmetric``): zero point 0 is what
   TensorRT requires and what VNNI/AMX kernels run fastest;
+* biases stay float (``QuantizeBias: False``). By default the quantizer stores every
+  Conv/ConvTranspose bias as an INT32 initializer read through a DequantizeLinear, and
+  TensorRT's IDequantizeLayer takes int8, fp8, int4 and fp4 only ("IDequantizeLayer supports
+  tensorrt.int8, tensorrt.float8, tensorrt.int4 and tensorrt.fp4 precision", the 10.13
+  bindings' docstring; onnx/onnx-tensorrt#850, microsoft/onnxruntime#14229): the plan would
+  not build. A float bias is what TensorRT fuses into the int8 convolution itself, and
+  OpenVINO does the same. The graph check refuses any DequantizeLinear reading another type;
 * calibration by percentile (99.999th of each activation's histogram over the calibration
   images): on the full-size generator it beat min/max and entropy on held-out images (README,
   INT8 section: worst held-out image 40.7 dB against 40.0 and 40.0), clipping the rare
@@ -63,6 +70,9 @@ class Int8Graph:
             quantized tensors (``int8`` expected).
         nonzero_zero_points: QuantizeLinear/DequantizeLinear nodes with a zero point != 0
             (asymmetric quantization; should be 0).
+        dequantize_dtypes: element types every DequantizeLinear reads (``int8`` only: TensorRT
+            dequantizes int8/fp8/int4/fp4, never the INT32 biases a default quantizer writes).
+        float_biases: Conv/ConvTranspose biases kept float (fused by TensorRT and OpenVINO).
         float_ops: op types that run on float tensors (norms, activations, Concat...).
         output_op: the op producing the graph output (float, e.g. ``Tanh``).
         problems: sentences for everything that makes it not the INT8 graph wanted.
@@ -74,6 +84,8 @@ class Int8Graph:
     weight_dtypes: dict[str, int] = field(default_factory=dict)
     activation_dtypes: dict[str, int] = field(default_factory=dict)
     nonzero_zero_points: int = 0
+    dequantize_dtypes: dict[str, int] = field(default_factory=dict)
+    float_biases: int = 0
     float_ops: list[str] = field(default_factory=list)
     output_op: str = ""
     problems: list[str] = field(default_factory=list)
@@ -102,6 +114,25 @@ def _dtype(elem: int) -> str:
     return onnx.helper.tensor_dtype_to_np_dtype(elem).name
 
 
+def _quantized_dtype(
+    name: str, consts: dict[str, np.ndarray], producer: dict[str, onnx.NodeProto]
+) -> str:
+    """Element type of the tensor ``name`` that a DequantizeLinear reads: a constant's own, or
+    what the QuantizeLinear producing it writes (its ``output_dtype`` attribute, else its zero
+    point's type, else ONNX's default uint8)."""
+    if name in consts:
+        return consts[name].dtype.name
+    q = producer.get(name)
+    if q is None or q.op_type != "QuantizeLinear":
+        return "unknown"
+    out_dtype = next((a.i for a in q.attribute if a.name == "output_dtype"), 0)
+    if out_dtype:
+        return _dtype(out_dtype)
+    if len(q.input) > 2 and q.input[2] in consts:
+        return consts[q.input[2]].dtype.name
+    return "uint8"
+
+
 def inspect_int8_graph(model: onnx.ModelProto) -> Int8Graph:
     """Read which Conv/ConvTranspose nodes are quantized and how (see :class:`Int8Graph`)."""
     g = model.graph
@@ -110,16 +141,22 @@ def inspect_int8_graph(model: onnx.ModelProto) -> Int8Graph:
     info = Int8Graph()
     wdt: Counter[str] = Counter()
     adt: Counter[str] = Counter()
+    ddt: Counter[str] = Counter()
     for n in g.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2:
             zp = consts.get(n.input[2])
             if zp is not None and np.any(zp != 0):
                 info.nonzero_zero_points += 1
+        if n.op_type == "DequantizeLinear":
+            ddt[_quantized_dtype(n.input[0], consts, producer)] += 1
+    info.dequantize_dtypes = dict(ddt)
     for n in g.node:
         if n.op_type not in QUANTIZED_OPS:
             continue
         counts = info.ops.setdefault(n.op_type, [0, 0])
         counts[1] += 1
+        if len(n.input) > 2 and n.input[2] and n.input[2] in consts:
+            info.float_biases += consts[n.input[2]].dtype.kind == "f"
         x_dq, w_dq = producer.get(n.input[0]), producer.get(n.input[1])
         if not (x_dq and w_dq and x_dq.op_type == w_dq.op_type == "DequantizeLinear"):
             info.problems.append(f"{n.op_type} {n.name or n.output[0]} is not quantized")
@@ -164,6 +201,12 @@ def _check(info: Int8Graph, g: onnx.GraphProto) -> None:
         info.problems.append(f"activations quantized to {info.activation_dtypes or 'nothing'}")
     if info.nonzero_zero_points:
         info.problems.append(f"{info.nonzero_zero_points} zero points are not 0 (asymmetric)")
+    other = {k: v for k, v in info.dequantize_dtypes.items() if k != "int8"}
+    if other:
+        info.problems.append(
+            f"DequantizeLinear reads {other} (TensorRT dequantizes int8, never e.g. the int32 "
+            "of a quantized bias)"
+        )
     if info.output_op in ("DequantizeLinear", "QuantizeLinear", ""):
         info.problems.append(f"the output comes from {info.output_op or 'nowhere'}, not float")
     io = [g.input[0].type.tensor_type.elem_type, g.output[0].type.tensor_type.elem_type]
@@ -263,7 +306,12 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
                 calibrate_method=methods[method],
                 calibration_providers=["CPUExecutionProvider"],
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    # Float biases: TensorRT cannot dequantize the INT32 ones (module docstring).
+                    "QuantizeBias": False,
+                },
             )
     except Exception as exc:  # noqa: BLE001 - the quantizer raises many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

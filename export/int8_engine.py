@@ -12,15 +12,22 @@ engine a convolution reads int8 and may write float (into a norm), so the eviden
    or unreadable entries are recorded, not refused (as for fp16).
 
 Plain Python over names and dicts (tested without TensorRT), except :func:`network_convs`.
+
+:func:`build_int8_plan` is how the export builds ``model_int8.plan``: an INT8 plan that fails
+to build or to pass its checks is a note beside the kept ``model_int8.onnx``, not the export's
+failure (the ONNX already passed its graph check and quality gate, and runs on OpenVINO and
+ONNX Runtime).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import MissingDependency, P2PError
 from p2p_deploy.export.trt_precision import (
     FLOAT_KINDS,
     NOT_AVAILABLE,
@@ -122,3 +129,38 @@ def int8_inspector_verdict(rec: InspectorRecord, source: str) -> None:
             f"{source}: the engine inspector shows {len(rec.contrary)} convolution layers "
             f"reading float, not int8 (e.g. {rec.contrary[0]}); refusing to label it int8."
         )
+
+
+def build_int8_plan(
+    int8_onnx: str | Path, plan_path: str | Path, **build_options: Any
+) -> tuple[Any, str | None]:
+    """Build ``plan_path`` from the (kept, already gated) ``int8_onnx``; ``build_options``
+    are :func:`~.tensorrt_build.build_engine`'s (``reference_onnx``, ``profile``...).
+
+    Returns ``(plan card, None)`` when built, or ``(None, note)`` when TensorRT rejected the
+    graph, the build failed, the engine's int8 evidence or its parity did not hold: the note
+    (one line) says so, the same reason goes into ``int8_onnx``'s card
+    (``extra.tensorrt_engine``), and no plan is written (build_engine leaves none).
+
+    Raises:
+        MissingDependency, NoTensorRTGpu: no TensorRT, no GPU, or no CUDA buffers for the
+            parity run: the exporter's "engine skipped" cases, raised as for every plan.
+    """
+    from p2p_deploy.export.tensorrt_build import NoTensorRTGpu, build_engine
+    from p2p_deploy.models.card import read_export_card
+
+    int8_onnx, plan_path = Path(int8_onnx), Path(plan_path)
+    try:
+        return build_engine(int8_onnx, plan_path, **build_options), None
+    except (MissingDependency, NoTensorRTGpu):
+        raise
+    except P2PError as exc:
+        reason = str(exc).rstrip(".")
+    card = read_export_card(int8_onnx)
+    record = {"plan": plan_path.name, "built": False, "reason": reason}
+    dataclasses.replace(card, extra={**card.extra, "tensorrt_engine": record}).write(int8_onnx)
+    note = (
+        f"{plan_path.name} not built ({reason}); {int8_onnx.name} is kept (it passed its "
+        "quality gate) and runs on OpenVINO or ONNX Runtime; the reason is in its card."
+    )
+    return None, note

@@ -36,11 +36,45 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = "1:4:16"
 DEFAULT_WORKSPACE_GIB = 4.0
-INSTALL_HINT = 'pip install "p2p-deploy[gpu]" (TensorRT 10.x or 11.x, with a CUDA GPU)'
+INSTALL_HINT = (
+    'pip install "p2p-deploy[gpu]" (TensorRT 10, CUDA 12; "p2p-deploy[gpu-trt11]" for '
+    "TensorRT 11, CUDA 13; with a CUDA GPU)"
+)
 
 
 class NoTensorRTGpu(P2PError):
     """TensorRT is installed but cannot create a builder: no usable CUDA GPU (or driver)."""
+
+
+class NoCudaBuffers(MissingDependency):
+    """TensorRT and a GPU are there, but nothing can hand the engine CUDA buffers for its
+    parity run: torch is a CPU build (or absent) and pycuda is not installed."""
+
+
+CUDA_BUFFERS_HINT = 'pip install "p2p-deploy[pycuda]" (needs the CUDA toolkit) or a CUDA torch'
+
+
+def check_can_verify_engines() -> None:
+    """Refuse, before any build starts, a machine where a built engine could not be checked.
+
+    Every plan runs through the TensorRT runner on the parity inputs before it gets its name
+    (:mod:`.trt_parity`), and the runner's buffers are torch CUDA tensors or pycuda
+    (:func:`p2p_deploy.runners.trt_memory.open_memory`). With CPU torch and no pycuda the
+    engine would build for minutes and then be discarded; this says so first, in one line.
+    Call it before the ONNX exports too when an engine will be built.
+
+    Raises:
+        NoCudaBuffers: neither torch with CUDA nor pycuda is usable.
+    """
+    from p2p_deploy.deps import available
+    from p2p_deploy.runners.trt_memory import torch_cuda_available
+
+    if torch_cuda_available() or available("pycuda.driver"):
+        return
+    raise NoCudaBuffers(
+        "no CUDA buffers for the engine's parity run: torch has no CUDA and pycuda is not "
+        f"installed ({CUDA_BUFFERS_HINT}); nothing was built"
+    )
 
 
 # --- batch profile ---------------------------------------------------------------------------
@@ -335,6 +369,8 @@ def build_engine(
     Raises:
         MissingDependency: tensorrt or polygraphy is not installed.
         NoTensorRTGpu: tensorrt is installed but finds no usable CUDA GPU.
+        NoCudaBuffers: the parity run would have no CUDA buffers (no CUDA torch, no
+            pycuda): said before the build (:func:`check_can_verify_engines`).
         P2PError: parser errors, a failed build, an unreadable timing cache, an engine whose
             precision is not the ONNX's, or failed parity; nothing new is written under
             ``plan_path`` then.
@@ -360,10 +396,13 @@ def build_engine(
     cache_data = read_timing_cache(cache_path)
     size, channels = card.image_size, card.generator.in_channels
     create_builder(trt, trt.Logger(trt.Logger.ERROR))  # no GPU: one sentence, before Polygraphy
+    check_can_verify_engines()  # an engine nothing could check: said before minutes of build
     want = card.precision
     shapes = profile.shapes(channels, size)
 
-    with G_LOGGER.verbosity(G_LOGGER.ERROR):  # Polygraphy's INFO lines are not the user's
+    # Polygraphy's INFO lines are not the user's; its TensorRT logger (get_trt_logger) maps
+    # TensorRT's warnings to Polygraphy warnings, dropped at this verbosity.
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):
         try:
             builder, network, parser = poly.NetworkFromOnnxPath(
                 str(onnx_path), strongly_typed=True
@@ -404,26 +443,32 @@ def build_engine(
             t0 = time.perf_counter()
             serialized = poly.EngineBytesFromNetwork((builder, network, parser), config=config)()
             build_s = time.perf_counter() - t0
+            plan_bytes = bytes(serialized)
             # EngineFromBytes sets runtime.engine_host_code_allowed (version-compatible plans).
-            engine = poly.EngineFromBytes(serialized)()
+            engine = poly.EngineFromBytes(plan_bytes)()
         except PolygraphyException as exc:
             raise P2PError(f"{onnx_path}: TensorRT build failed ({first_line(exc)}).") from None
 
-    io = {
-        engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
-        for i in range(engine.num_io_tensors)
-    }
-    io_words = io_verdict(io, card.io_dtype, str(plan_path))
-    info = inspect_engine(trt, engine, card.input_name, shapes[1])
-    if want == "int8":
-        from p2p_deploy.export.int8_engine import int8_inspector_verdict, read_int8_inspector
+        io = {
+            engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
+            for i in range(engine.num_io_tensors)
+        }
+        io_words = io_verdict(io, card.io_dtype, str(plan_path))
+        info = inspect_engine(trt, engine, card.input_name, shapes[1])
+        if want == "int8":
+            from p2p_deploy.export.int8_engine import int8_inspector_verdict, read_int8_inspector
 
-        record = read_int8_inspector(info)
-        int8_inspector_verdict(record, str(plan_path))
-    else:
-        record = read_inspector(info, want)
-        inspector_verdict(record, want, str(plan_path))
-    del engine
+            record = read_int8_inspector(info)
+            int8_inspector_verdict(record, str(plan_path))
+        else:
+            record = read_inspector(info, want)
+            inspector_verdict(record, want, str(plan_path))
+        # The timing cache is read now, so that everything Polygraphy made (builder, network,
+        # parser, config, the engine and the runtime it holds) is freed before the parity run
+        # below makes its own runtime: TensorRT warns when a runtime's logger differs from the
+        # one of a live builder or runtime.
+        cache_bytes = _timing_cache_bytes(config) if cache_path is not None else None
+        del engine, serialized, config, builder, network, parser
 
     gpu, cc = gpu_identity(0)
     plan_card = engine_card(
@@ -457,16 +502,24 @@ def build_engine(
             # engine built, but the runner needs CUDA buffers to check it.
             raise P2PError(
                 f"{plan_path}: built, but its parity run needs torch with CUDA or pycuda "
-                f'(pip install "p2p-deploy[pycuda]"): {exc}'
+                f"({CUDA_BUFFERS_HINT}): {exc}"
             ) from None
         report.model = str(plan_path)
         if not report.passed:
             raise P2PError(f"{plan_path}: engine parity check failed: {report.summary()}")
         return {"engine_parity": report.to_dict()}
 
-    plan_card = write_plan(plan_path, bytes(serialized), plan_card, check=parity)
-    if cache_path is not None:  # after the plan: a failing cache write must not lose the engine
-        cache = config.get_timing_cache()
-        if cache is not None:
-            write_timing_cache(cache_path, bytes(cache.serialize()))
+    # Inside Polygraphy's verbosity guard too: TensorRT's warnings while a second logger takes
+    # over (the runner's) may still reach Polygraphy's logger.
+    with G_LOGGER.verbosity(G_LOGGER.ERROR):
+        plan_card = write_plan(plan_path, plan_bytes, plan_card, check=parity)
+    if cache_bytes is not None:  # after the plan: a failing cache write must not lose the engine
+        write_timing_cache(cache_path, cache_bytes)
     return plan_card
+
+
+def _timing_cache_bytes(config: Any) -> bytes | None:
+    """The build's timing cache, serialized (``IBuilderConfig.get_timing_cache()``; None when
+    the config has none)."""
+    cache = config.get_timing_cache()
+    return bytes(cache.serialize()) if cache is not None else None

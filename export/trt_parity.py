@@ -7,7 +7,13 @@ After every build (a build implies a GPU) the staged plan runs through the proje
 * fp16 engine: PSNR >= 40 dB on every batch;
 * fp32 engine: max abs err <= 1e-3 (TensorRT's fp32 kernels reorder sums; TF32 is off);
 * int8 engine (from the QDQ graph): PSNR >= 35 dB, the INT8 export's quality gate;
-* both: a batch run equals its images run one by one (frames never share statistics).
+* all: a batch run equals its images run one by one (frames never share statistics), to
+  :data:`ENGINE_INDEPENDENCE_TOL`: fp32 to its own parity bar (1e-3; the batch-1 and batch-3
+  kernels are different TensorRT tactics that reorder sums, so the ONNX bar of 1e-4 is
+  tighter than the engine is held to against ONNX Runtime), fp16 1e-2, int8 5e-2 (kernels
+  chosen per batch size may round one requantized activation to the next int8 step, which
+  the following layers carry on). A batch that shares statistics across its frames is off by
+  tenths.
 
 The comparison itself (:func:`engine_report`) is plain numpy and is tested without a GPU.
 """
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
 ENGINE_FP32_MAX_ABS = 1e-3
 ENGINE_FP16_MIN_PSNR = 40.0
 ENGINE_INT8_MIN_PSNR = 35.0
+ENGINE_INDEPENDENCE_TOL = {"fp32": ENGINE_FP32_MAX_ABS, "fp16": 1e-2, "int8": 5e-2}
 
 
 def parity_batches(profile_min: int, profile_max: int) -> tuple[int, ...]:
@@ -58,6 +65,7 @@ def engine_report(
         test_norm=test_norm,
         metric="psnr_db" if precision in by_psnr else "max_abs_err",
         threshold=by_psnr.get(precision, ENGINE_FP32_MAX_ABS),
+        independence_tol=ENGINE_INDEPENDENCE_TOL.get(precision, ENGINE_FP32_MAX_ABS),
     )
     indep = 0.0
     for i, (got, ref) in enumerate(results):

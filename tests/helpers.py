@@ -41,3 +41,21 @@ def save_checkpoint(model, path, meta: dict | None = None):
     )
     assert not meta, f"unknown card fields {sorted(meta)}"
     return save_generator(model, path, card)
+
+
+def build_wheel(out):
+    """Build the project's wheel into ``out`` (offline: this venv's own setuptools, no build
+    isolation) and return its path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(out), str(repo)],
+        capture_output=True, text=True, check=False,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    (whl,) = Path(out).glob("p2p_deploy-*.whl")
+    return whl

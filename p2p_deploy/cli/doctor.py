@@ -14,7 +14,10 @@ def _torch() -> list[str]:
     try:
         import torch
     except ImportError:
-        return ["torch: not installed (needed for training, export and the torch runner)"]
+        return [
+            "torch: not installed (training, export and the PyTorch runner need it: "
+            'pip install "p2p-deploy[train]"; running exported models does not)'
+        ]
     line = f"torch: {torch.__version__}"
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -55,7 +58,11 @@ def _tensorrt() -> list[str]:
         return [f"tensorrt: not installed ({GPU_EXTRA}); .plan engines cannot run here"]
     except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) is reported
         return [f"tensorrt: installed but fails to import ({first_line(exc)})"]
-    return [f"tensorrt: {trt.__version__}"]
+    line = f"tensorrt: {trt.__version__}"
+    if not str(trt.__version__).startswith("10."):
+        # onnxruntime-gpu's TensorRT provider links libnvinfer.so.10 (README, TensorRT extras).
+        line += " (onnxruntime's TensorRT provider needs TensorRT 10: it uses CUDA instead)"
+    return [line]
 
 
 def _pycuda() -> list[str]:

@@ -54,6 +54,10 @@ def register(app: typer.Typer) -> None:
 def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily above
     from rich.console import Console
 
+    from p2p_deploy.deps import require_train
+
+    require_train("p2p export")  # before any import of torch: one line on a deploy install
+
     from p2p_deploy.export.command import run_export
 
     synthetic = None

@@ -66,7 +66,10 @@ def train_cmd(config: Path | None, resume: bool, progress: bool, **flags: object
     """Resolve the TrainConfig (defaults < run config < --config file < flags) and train."""
     import logging
 
+    from p2p_deploy.deps import require_train
     from p2p_deploy.train.config import TrainConfig, load_toml, read_run_config, resolve_config
+
+    require_train("p2p train", ("torch", "safetensors", "tensorboard"))
 
     given = {k: v for k, v in flags.items() if v is not None}
     base: dict = {}

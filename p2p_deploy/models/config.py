@@ -75,6 +75,14 @@ class GeneratorConfig:
         return cls(**d)
 
 
+def level_channels(cfg: GeneratorConfig) -> list[int]:
+    """Output channels of each encoder level: ngf, 2ngf, 4ngf, 8ngf, 8ngf, ... (n_down items).
+
+    Plain arithmetic (no torch): the generator builds its layers from it and
+    :mod:`.flops` counts its cost from it on a box without torch."""
+    return [cfg.ngf * min(2**i, 8) for i in range(cfg.n_down)]
+
+
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     """70x70 PatchGAN (at n_layers=3): 4x4 convs ndf, 2ndf, 4ndf stride 2, 8ndf stride 1, 1."""

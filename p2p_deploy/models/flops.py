@@ -7,8 +7,7 @@ At the defaults (256 px, ngf 64) one image costs 12.1 GFLOP.
 
 from __future__ import annotations
 
-from p2p_deploy.models.config import GeneratorConfig
-from p2p_deploy.models.generator import level_channels
+from p2p_deploy.models.config import GeneratorConfig, level_channels
 
 
 def generator_flops(cfg: GeneratorConfig) -> int:

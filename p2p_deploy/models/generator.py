@@ -33,13 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from p2p_deploy.models.config import GeneratorConfig
+from p2p_deploy.models.config import GeneratorConfig, level_channels
 from p2p_deploy.models.norm import make_norm
-
-
-def level_channels(cfg: GeneratorConfig) -> list[int]:
-    """Output channels of each encoder level: ngf, 2ngf, 4ngf, 8ngf, 8ngf, ... (n_down items)."""
-    return [cfg.ngf * min(2**i, 8) for i in range(cfg.n_down)]
 
 
 class UNetGenerator(nn.Module):

@@ -161,6 +161,12 @@ def open_model(path: str | Path) -> ModelFile:
 
     given = Path(path)
     file, kind = resolve_model_path(given)
+    if kind in ("checkpoint", "canonical"):
+        from p2p_deploy.deps import require_train
+
+        # A deploy install has no torch: one sentence naming the extra, before any read.
+        needs = ("torch", "safetensors") if kind == "checkpoint" else ("torch",)
+        require_train(f"{file}: a PyTorch checkpoint", needs)
     if kind == "checkpoint":
         # The card before the weights: without it the tensors cannot be understood.
         card = _checkpoint_card(file)

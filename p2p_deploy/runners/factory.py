@@ -108,6 +108,9 @@ def open_runner(
     elif kind == "onnxruntime":
         from p2p_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner as cls
     else:
+        from p2p_deploy.deps import require_train
+
+        require_train("the PyTorch runner", ("torch",))
         from p2p_deploy.runners.torch_runner import TorchRunner as cls
     try:
         return cls(model, device=device, **options)

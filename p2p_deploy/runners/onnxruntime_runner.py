@@ -9,6 +9,8 @@ memory pattern + arena on (fixed shapes per batch size, so buffers are planned o
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -25,6 +27,7 @@ from p2p_deploy.runners.base import Runner
 from p2p_deploy.runners.ort_providers import (
     DEFAULT_TRT_BATCH,
     cuda_provider_options,
+    options_lost,
     preload_gpu_libraries,
     provider_load_error,
     trt_profile_options,
@@ -35,6 +38,14 @@ from p2p_deploy.runners.ort_providers import (
 log = logging.getLogger(__name__)
 
 _ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def _provider_options(session) -> dict[str, dict[str, str]]:
+    """The live session's provider options (``{}`` when it cannot say)."""
+    try:
+        return dict(session.get_provider_options() or {})
+    except Exception:  # noqa: BLE001 - an older or stub session: nothing to compare
+        return {}
 
 
 def physical_cores() -> int:
@@ -217,31 +228,51 @@ class OnnxRuntimeRunner(Runner):
         session to the CPU. So fallback is off (``enable_fallback=0``, and
         ``disable_fallback()`` for ``run()``); a TensorRT provider that fails is retried here
         without it, keeping the CUDA provider's options.
+
+        ``enable_fallback=0`` is read by onnxruntime 1.23 and newer only (the ``gpu`` extra's
+        floor); an older one still falls back, printing "EP Error" on stdout. So the session's
+        own provider options are read back (:func:`options_lost`): a CUDA provider running
+        with options other than ours is that fallback, and the session is made again here.
         """
 
         def create(provs: list):
-            # From the bytes open_model read: the file is read once.
-            session = ort.InferenceSession(
-                self.model.data, sess_options=so, providers=provs, enable_fallback=0
-            )
+            # From the bytes open_model read: the file is read once. ORT < 1.23 prints its
+            # fallback on stdout: kept for the warning below, not the user's terminal.
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                session = ort.InferenceSession(
+                    self.model.data, sess_options=so, providers=provs, enable_fallback=0
+                )
             if hasattr(session, "disable_fallback"):
                 session.disable_fallback()
-            return session
+            return session, printed.getvalue()
 
+        def retry_without_trt(reason: str):
+            log.warning(
+                "%s: ONNX Runtime's TensorRT provider failed (%s); trying without it",
+                self.path,
+                reason,
+            )
+            self._requested = rest  # dropped on purpose: no second warning
+            return create(rest)[0]
+
+        rest = without_provider(providers, "TensorrtExecutionProvider")
         try:
             try:
-                return create(providers)
+                session, printed = create(providers)
             except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes
-                rest = without_provider(providers, "TensorrtExecutionProvider")
                 if rest == providers:
                     raise
-                log.warning(
-                    "%s: ONNX Runtime's TensorRT provider failed (%s); trying without it",
-                    self.path,
-                    first_line(exc, 240),
+                return retry_without_trt(first_line(exc, 240))
+            lost = options_lost(providers, _provider_options(session))
+            if lost and rest != providers:
+                said = [ln for ln in printed.splitlines() if ln.startswith("EP Error ")]
+                why = said[0][len("EP Error ") :].split(" when using ")[0][:200] if said else "?"
+                return retry_without_trt(
+                    f"{why}; onnxruntime {getattr(ort, '__version__', '?')} then fell back to "
+                    f"its defaults ({', '.join(lost)}): onnxruntime-gpu 1.23+ does not"
                 )
-                self._requested = rest  # dropped on purpose: no second warning
-                return create(rest)
+            return session
         except Exception as exc:  # noqa: BLE001
             raise EngineMismatch(
                 f"{self.path}: ONNX Runtime cannot load this model ({first_line(exc, 240)})."

@@ -144,6 +144,32 @@ def preload_gpu_libraries(ort: ModuleType, tensorrt: bool) -> None:
             log.debug("tensorrt not importable for the TensorRT provider: %s", exc)
 
 
+# Options whose loss means ONNX Runtime rebuilt the session with its defaults (its fallback).
+_CHECKED_OPTIONS = ("device_id", "use_tf32")
+
+
+def options_lost(requested: list, active: dict[str, dict[str, str]]) -> list[str]:
+    """``provider.option`` names whose value in the live session (``get_provider_options()``:
+    strings) differs from what ``requested`` gave, for the providers that are active.
+
+    onnxruntime before 1.23 ignores ``enable_fallback=0`` (1.19-1.22 set
+    ``self._enable_fallback = True`` in ``InferenceSession.__init__`` and never read the
+    argument; 1.23 reads it): a TensorRT provider failing at session creation silently rebuilds
+    the session as ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` *with no options*
+    (device 0, TF32 on). The CUDA provider's options read back from the session show it.
+    """
+    lost = []
+    for p in requested:
+        if isinstance(p, str) or p[0] not in active:
+            continue
+        name, opts = p
+        for key in _CHECKED_OPTIONS:
+            have = active[name].get(key)
+            if key in opts and have is not None and str(have) != str(int(opts[key])):
+                lost.append(f"{name}.{key}={have}")
+    return lost
+
+
 def without_provider(providers: list, name: str) -> list:
     """``providers`` (names or (name, options) pairs) without ``name``."""
     return [p for p in providers if (p if isinstance(p, str) else p[0]) != name]

@@ -8,6 +8,14 @@ batches are split, smaller ones padded up to the profile's minimum (the base cla
 CUDA stream, pinned host buffers, async copies; optional CUDA-graph capture per batch size, each
 on its own execution context (torch buffers only: pycuda has no stream-capture API).
 
+Activation memory: every execution context is created ``USER_MANAGED`` and given the same
+block of ``engine.device_memory_size_v2`` bytes (:func:`context_memory_size`,
+:func:`user_managed_context`). The default (STATIC) strategy makes each context allocate the
+activations of the profile's largest batch itself: with CUDA graphs, one context per batch size
+would hold up to ``max_batch`` such allocations. The contexts run one at a time on the runner's
+one stream, so one block serves them all (TensorRT forbids only its use by contexts running in
+parallel); in graph mode the plain context is not made at all.
+
 Compared line by line with Polygraphy's ``TrtRunner`` (polygraphy/backend/trt/runner.py,
 ``activate_impl`` / ``_infer_impl`` / ``deactivate_impl``) and ``EngineFromBytes``
 (polygraphy/backend/trt/loader.py): every ``set_input_shape``, ``set_tensor_address`` and
@@ -119,6 +127,37 @@ def quiet_nvtx(trt: Any, ctx: Any) -> None:
         pass
 
 
+def context_memory_size(engine: Any) -> int:
+    """Bytes of activation and scratch memory an execution context needs, for any shape of any
+    profile: ``ICudaEngine.device_memory_size_v2`` (TensorRT 10.1 and newer: "The amount of
+    device memory required by an IExecutionContext"), ``device_memory_size`` before it."""
+    size = getattr(engine, "device_memory_size_v2", None)
+    if size is None:
+        size = engine.device_memory_size
+    return int(size)
+
+
+def user_managed_context(trt: Any, engine: Any, memory: DeviceBuffer) -> Any:
+    """An execution context that uses ``memory`` (at least :func:`context_memory_size` bytes,
+    256-byte aligned: torch's and pycuda's CUDA allocations are) instead of allocating its own.
+
+    As Polygraphy's ``TrtRunner`` (allocation_strategy "profile"/"runtime",
+    backend/trt/runner.py): ``create_execution_context(USER_MANAGED)``, then
+    ``set_device_memory(ptr, size)`` on TensorRT 10.1+ or ``device_memory = ptr`` before.
+
+    Raises:
+        RuntimeError: TensorRT returned no context (e.g. out of memory).
+    """
+    ctx = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    if ctx is None:
+        raise RuntimeError("TensorRT could not create an execution context")
+    if hasattr(ctx, "set_device_memory"):
+        ctx.set_device_memory(memory.ptr, memory.nbytes)
+    else:
+        ctx.device_memory = memory.ptr
+    return ctx
+
+
 class ContextPerShape:
     """Execution contexts for CUDA-graph replay: one per batch size, created on first use.
 
@@ -196,6 +235,7 @@ class TensorRTRunner(Runner):
         self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None  # the context of ordinary (non-graph) runs
+        self._context_memory: DeviceBuffer | None = None  # shared by every context
         self._graphs = ContextPerShape(self._graph_context, self._capture)
         self._in_dtype = np.dtype(np.float32)
         self._out_dtype = np.dtype(np.float32)
@@ -264,7 +304,11 @@ class TensorRTRunner(Runner):
         self._d_out = self.mem.device_empty(per_out * self.max_batch)
         self._h_in = self.mem.host_empty((self.max_batch, 3, s, s), self._in_dtype)
         self._h_out = self.mem.host_empty((self.max_batch, 3, s, s), self._out_dtype)
-        self._context = self._new_context()
+        # One activation block for every context (module docstring); at least a byte, so that
+        # its pointer is a real allocation even for an engine that needs none.
+        self._context_memory = self.mem.device_empty(max(context_memory_size(engine), 1))
+        # Graph mode replays per-batch-size contexts only: no plain context to pay for.
+        self._context = None if self.cuda_graphs else self._new_context()
         # Frames (submit_frames): two pinned host slots, so the host fills the next batch
         # while the GPU works on this one.
         mem = self.mem
@@ -281,9 +325,10 @@ class TensorRTRunner(Runner):
     def _new_context(self) -> Any:
         """An execution context bound to the runner's buffers (TrtRunner.activate_impl:
         ``create_execution_context()`` returns None on failure, e.g. out of device memory)."""
-        ctx = self._engine.create_execution_context()
-        if ctx is None:
-            raise RuntimeError(f"{self.path}: TensorRT could not create an execution context")
+        try:
+            ctx = user_managed_context(self._trt, self._engine, self._context_memory)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.path}: {exc}") from None
         quiet_nvtx(self._trt, ctx)
         for name, buf in ((self.input_name, self._d_in), (self.output_name, self._d_out)):
             if not ctx.set_tensor_address(name, buf.ptr):  # TrtRunner._infer_impl checks it
@@ -351,6 +396,7 @@ class TensorRTRunner(Runner):
             self._slots = None
             self._graphs.clear()
             self._context = None
+            self._context_memory = None  # after the contexts that use it
             self._engine = None
             self._runtime = None
             self._d_in = self._d_out = None

@@ -29,3 +29,13 @@ def test_machine_slug_and_default_dir(tmp_path):
         environment.default_report_dir(cpu_env, tmp_path)
         == tmp_path / "intel-xeon-platinum-8375c-8c-2026-01-02"
     )
+
+
+def test_collect_without_torch(monkeypatch):
+    """A deploy install: no torch figures, no crash (and no GPU here)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    env = environment.collect()
+    assert env["torch_threads"] is None and env["gpu"] is None
+    json.dumps(env)

@@ -99,3 +99,19 @@ def test_derived_rates_follow_the_isa():
     assert derived_rate("bf16", 10.0, {"amx_bf16"})[0] == 160.0
     rate, why = derived_rate("int8", 10.0, {"avx2"})
     assert rate == 10.0 and "no int8 instructions" in why
+
+
+def test_floor_without_torch(monkeypatch):
+    """A deploy install has no torch: the CPU's fp32 rate comes from numpy's matmul and bf16 /
+    int8 are derived from it; a GPU gets no floor (and says why) rather than a crash."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    cpu = compute_floor(1.0, "cpu", ["fp32", "int8"])
+    assert cpu["rates_gflops"]["fp32"] > 0
+    assert cpu["rate_method"]["fp32"] == "measured: numpy fp32 matmul"
+    assert cpu["rate_method"]["int8"].startswith("derived: ")
+    gpu = compute_floor(1.0, "cuda:0", ["fp16"])
+    assert gpu["floor_ms"] == {} and "needs torch" in gpu["note"]
+    assert floor_conclusion([{"batch": 1, "precision": "fp16", "latency_ms": {"p50": 1.0}}],
+                            gpu) is None

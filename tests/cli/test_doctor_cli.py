@@ -48,3 +48,16 @@ def test_run_and_doctor_help_do_not_import_torch() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "--engine" in r.stdout and "--side-by-side" in r.stdout and "codecs" in r.stdout
+
+
+def test_doctor_says_which_tensorrt_onnxruntime_can_use(monkeypatch) -> None:
+    """TensorRT 11 installed (the gpu-trt11 extra): onnxruntime's TensorRT provider, which
+    links libnvinfer.so.10, cannot use it; doctor says so on the tensorrt line."""
+    from types import SimpleNamespace
+
+    from p2p_deploy.cli.doctor import _tensorrt
+
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="11.4.0.106"))
+    assert "needs TensorRT 10" in _tensorrt()[0]
+    monkeypatch.setitem(sys.modules, "tensorrt", SimpleNamespace(__version__="10.13.3.9"))
+    assert _tensorrt() == ["tensorrt: 10.13.3.9"]

@@ -5,6 +5,7 @@ immutable result. TensorRT's builder is replaced by stand-ins (it cannot run her
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,7 @@ def test_a_required_plan_fails_in_one_line_after_an_optional_skip(
     calls: list[str] = []
     monkeypatch.setattr(tensorrt_build, "build_engine", _no_gpu(calls))
     monkeypatch.setattr(exporter_module, "available", lambda _name: True)
+    monkeypatch.setattr(exporter_module, "check_can_verify_engines", lambda: None)  # buffers
     out = tmp_path / "o"
     opts = ExportOptions(tiny_checkpoint, out, fp16=True, fp32_engine=True, skip_parity=True)
     with pytest.raises(NoTensorRTGpu) as e:
@@ -125,3 +127,30 @@ def test_a_failed_check_moves_nothing_in_and_keeps_the_earlier_export(
     # model.onnx passed, but it is not moved in while its sibling failed: the earlier export
     # stays whole, and no staging folder is left.
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_no_cuda_buffers_is_said_before_any_export(tiny_checkpoint, tmp_path, monkeypatch):
+    """TensorRT present but nothing to hand an engine CUDA buffers for its parity run (CPU
+    torch, no pycuda: this machine): an engine that was asked for fails before anything is
+    read or written, with that reason's own fix; optional plans are one note, none built."""
+    from p2p_deploy.runners.trt_memory import torch_cuda_available
+
+    if torch_cuda_available() or importlib.util.find_spec("pycuda") is not None:
+        pytest.skip("this machine has CUDA buffers")
+    real = exporter_module.available
+    monkeypatch.setattr(
+        exporter_module, "available", lambda m: m in ("tensorrt", "polygraphy") or real(m)
+    )
+    calls: list[str] = []
+    monkeypatch.setattr(tensorrt_build, "build_engine", _no_gpu(calls))
+    out = tmp_path / "asked"
+    with pytest.raises(P2PError) as e:
+        Exporter(ExportOptions(tiny_checkpoint, out, engine=True))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("model_fp16.plan was asked for, but no CUDA buffers")
+    assert "p2p-deploy[pycuda]" in msg and "[gpu]" not in msg and not out.exists()
+    result = run_export(ExportOptions(tiny_checkpoint, tmp_path / "optional", fp16=True))
+    assert calls == []  # not even tried
+    skipped = [n for n in result.notes if "skipped" in n]
+    assert len(skipped) == 1 and skipped[0].startswith("TensorRT engine skipped: no CUDA buffers")
+    assert not list((tmp_path / "optional").glob("*.plan"))

@@ -246,3 +246,157 @@ def _synthetic_input():
     from p2p_deploy.cli.calibration import synthetic_input
 
     return synthetic_input
+
+
+# -- biases stay float: TensorRT cannot dequantize INT32 ----------------------------------
+
+
+def _conv_convtranspose_with_bias(path: Path) -> Path:
+    """input (N, 3, 8, 8) -> Conv 4x4/2 + bias -> Relu -> ConvTranspose 4x4/2 + bias -> Tanh."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def init(name: str, shape: tuple[int, ...]) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.2, shape).astype(np.float32), name)
+
+    attrs = {"kernel_shape": [4, 4], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w1", "b1"], ["c"], name="conv", **attrs),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("ConvTranspose", ["r", "w2", "b2"], ["t"], name="tconv", **attrs),
+            helper.make_node("Tanh", ["t"], ["output"], name="tanh"),
+        ],
+        "conv_convtranspose_bias",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [init("w1", (4, 3, 4, 4)), init("b1", (4,)), init("w2", (4, 3, 4, 4)), init("b2", (3,))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _dequantize_inputs(model: onnx.ModelProto) -> dict[str, str]:
+    """Each DequantizeLinear's input tensor -> its element type, read from the graph."""
+    g = model.graph
+    inits = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.data_type).name for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    out = {}
+    for n in g.node:
+        if n.op_type != "DequantizeLinear":
+            continue
+        x = n.input[0]
+        if x in inits:
+            out[x] = inits[x]
+        else:  # a QuantizeLinear's output: the type of its zero point
+            q = producer[x]
+            out[x] = inits[q.input[2]]
+    return out
+
+
+def test_biases_stay_float_no_int32_dequantize(tmp_path: Path) -> None:
+    """Quantized as the export does (quantize_int8): every DequantizeLinear reads int8 and the
+    Conv / ConvTranspose biases are float initializers feeding the op directly. The quantizer's
+    default (QuantizeBias on) writes INT32 biases behind DequantizeLinear, which TensorRT's
+    IDequantizeLayer refuses; the graph check names that graph's problem."""
+    fp32 = _conv_convtranspose_with_bias(tmp_path / "model.onnx")
+    calib = np.random.default_rng(1).uniform(-1, 1, (8, 3, 8, 8)).astype(np.float32)
+    info = quantize_int8(fp32, tmp_path / "model_int8.onnx", calib)
+    model = onnx.load(str(tmp_path / "model_int8.onnx"))
+    dq = _dequantize_inputs(model)
+    assert dq and set(dq.values()) == {"int8"}, dq
+    assert "int32" not in info.dequantize_dtypes and info.float_biases == 2
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            bias = inits[node.input[2]]  # an initializer itself, no DequantizeLinear between
+            assert bias.data_type == onnx.TensorProto.FLOAT, node.name
+
+    # What the quantizer does by default, and the check that refuses it.
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader:
+        def __init__(self) -> None:
+            self.it = iter(calib)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x[None]}
+
+    default = tmp_path / "default_int8.onnx"
+    quantize_static(
+        str(fp32), str(default), Reader(), quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["Conv", "ConvTranspose"], per_channel=True,
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    bad = inspect_int8_graph(onnx.load(str(default)))
+    assert bad.dequantize_dtypes.get("int32") == 2
+    assert any("int32" in p for p in bad.problems), bad.problems
+
+
+def test_exported_generator_with_biases_reads_int8_only(tmp_path: Path) -> None:
+    """The export's own path on an instance-norm generator, where every Conv and
+    ConvTranspose carries a (non-zero: a zero one is dropped by the ONNX export) bias: all ten
+    stay float, every DequantizeLinear reads int8."""
+    import torch
+
+    from p2p_deploy.export.onnx_export import export_onnx
+    from p2p_deploy.models.card import ModelCard
+
+    model = make_tiny_generator(seed=3, norm="instance")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                m.bias.normal_(0.0, 0.05)
+    fp32 = tmp_path / "model.onnx"
+    card = ModelCard(generator=model.cfg, test_norm="stats")
+    export_onnx(model, fp32, precision="fp32", card=card)
+    info = quantize_int8(fp32, tmp_path / "model_int8.onnx", random_images(8, 3, 32, seed=4))
+    assert info.ops == {"Conv": [5, 5], "ConvTranspose": [5, 5]}
+    assert set(info.dequantize_dtypes) == {"int8"} and info.float_biases == 10
+    assert info.ok, info.problems
+
+
+def test_int8_plan_failure_is_a_note_beside_the_kept_onnx(
+    tiny_onnx_int8: Path, tiny_onnx_fp32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TensorRT that rejects the INT8 graph (or whose engine fails its checks) leaves no plan,
+    keeps model_int8.onnx with the reason in its card, and returns a one-line note; no TensorRT
+    or no GPU stay the exporter's 'skipped' errors."""
+    import shutil
+
+    from p2p_deploy.export import tensorrt_build
+    from p2p_deploy.export.int8_engine import build_int8_plan
+    from p2p_deploy.export.tensorrt_build import NoTensorRTGpu
+    from p2p_deploy.models.card import read_export_card
+    from p2p_deploy.models.layout import card_path
+
+    onnx_path = tmp_path / "model_int8.onnx"
+    shutil.copy(tiny_onnx_int8, onnx_path)
+    shutil.copy(card_path(tiny_onnx_int8), card_path(onnx_path))
+    plan = tmp_path / "model_int8.plan"
+
+    def rejects(*args, **kwargs):
+        raise P2PError(f"{onnx_path}: TensorRT's ONNX parser rejected it: DequantizeLinear.")
+
+    monkeypatch.setattr(tensorrt_build, "build_engine", rejects)
+    side, note = build_int8_plan(onnx_path, plan, reference_onnx=tiny_onnx_fp32)
+    assert side is None and "\n" not in note
+    assert note.startswith("model_int8.plan not built (") and "model_int8.onnx is kept" in note
+    assert not plan.exists() and onnx_path.is_file()
+    card = read_export_card(onnx_path)
+    assert card.precision == "int8" and card.extra["quality_gate"]["passed"]
+    assert card.extra["tensorrt_engine"]["built"] is False
+    assert "parser rejected it" in card.extra["tensorrt_engine"]["reason"]
+
+    def no_gpu(*args, **kwargs):
+        raise NoTensorRTGpu("TensorRT found no usable CUDA GPU")
+
+    monkeypatch.setattr(tensorrt_build, "build_engine", no_gpu)
+    with pytest.raises(NoTensorRTGpu):
+        build_int8_plan(onnx_path, plan, reference_onnx=tiny_onnx_fp32)

@@ -340,3 +340,137 @@ def test_parser_errors_reparse_is_strongly_typed(tmp_path):
     msg = parser_errors(trt, tmp_path / "m.onnx")
     assert flags_seen == [1 << 1]
     assert msg == "Unsupported ONNX data type: DOUBLE (node /down1/conv/Conv, Conv)"
+
+
+# -- build_engine's order of events, with TensorRT and Polygraphy stood in for --------------
+
+
+class _Obj:
+    """A TensorRT object stand-in (weak-referenceable, so the test sees when it is freed)."""
+
+
+def _fake_build(monkeypatch, events: list, refs: dict):
+    """Stand-ins for ``tensorrt`` and ``polygraphy.backend.trt`` that record what build_engine
+    does, and the precision checks reduced to no-ops (they have tests of their own)."""
+    import weakref
+
+    from p2p_deploy.export import tensorrt_build as tb
+    from p2p_deploy.export import trt_precision
+
+    def keep(name: str, obj):
+        refs[name] = weakref.ref(obj)
+        return obj
+
+    def network_from_onnx(path, strongly_typed):
+        assert strongly_typed
+        events.append("parse")
+        return lambda: (keep("builder", _Obj()), keep("network", _Obj()), keep("parser", _Obj()))
+
+    class Config(_Obj):
+        num_optimization_profiles = 1
+
+        def create_timing_cache(self, data):
+            return SimpleNamespace(data=data)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            return True
+
+        def get_timing_cache(self):
+            return SimpleNamespace(serialize=lambda: b"cache")
+
+    class Engine(_Obj):
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return ("input", "output")[i]
+
+        def get_tensor_dtype(self, name):
+            return "DataType.HALF"
+
+    def engine_bytes(net, config):
+        events.append("build")
+        return lambda: b"plan"
+
+    class Profile:
+        def add(self, *args):
+            return self
+
+    poly = SimpleNamespace(
+        NetworkFromOnnxPath=network_from_onnx,
+        Profile=Profile,
+        CreateConfig=lambda **kw: lambda builder, network: keep("config", Config()),
+        EngineBytesFromNetwork=engine_bytes,
+        EngineFromBytes=lambda data: lambda: keep("engine", Engine()),
+    )
+    trt = SimpleNamespace(
+        __version__="10.13.3.9",
+        MemoryPoolType=SimpleNamespace(WORKSPACE=0),
+        ProfilingVerbosity=SimpleNamespace(DETAILED=2),
+        HardwareCompatibilityLevel=SimpleNamespace(AMPERE_PLUS=1),
+    )
+    trt.Logger = type("Logger", (), {"ERROR": 3, "__init__": lambda self, sev: None})
+    modules = {"tensorrt": trt, "polygraphy.backend.trt": poly}
+    monkeypatch.setattr(tb, "require", lambda name: modules[name])
+    monkeypatch.setattr(tb, "create_builder", lambda trt, logger: events.append("gpu check"))
+    monkeypatch.setattr(tb, "inspect_engine", lambda *a: "{}")
+    monkeypatch.setattr(trt_precision, "network_layers", lambda network: [])
+    monkeypatch.setattr(trt_precision, "network_verdict", lambda *a: {"network": "ok"})
+    monkeypatch.setattr(trt_precision, "io_verdict", lambda *a: "ok")
+    rec = SimpleNamespace(to_dict=lambda: {})
+    monkeypatch.setattr(trt_precision, "read_inspector", lambda info, want: rec)
+    monkeypatch.setattr(trt_precision, "inspector_verdict", lambda *a: None)
+
+
+def test_no_cuda_buffers_is_said_before_the_build(monkeypatch, tiny_onnx_fp16, tmp_path):
+    """CPU torch and no pycuda: the parity run after the build could not run, so the build
+    does not start (item: fail before a long build, not after)."""
+    from p2p_deploy.export.tensorrt_build import NoCudaBuffers, check_can_verify_engines
+    from p2p_deploy.runners import trt_memory
+
+    events: list = []
+    _fake_build(monkeypatch, events, {})
+    monkeypatch.setattr(trt_memory, "torch_cuda_available", lambda: False)
+    with pytest.raises(NoCudaBuffers, match=r"no CUDA buffers .*p2p-deploy\[pycuda\]") as err:
+        check_can_verify_engines()
+    assert "\n" not in str(err.value) and isinstance(err.value, MissingDependency)
+    with pytest.raises(NoCudaBuffers):
+        build_engine(tiny_onnx_fp16, tmp_path / "model_fp16.plan", profile=BatchProfile(1, 2, 4))
+    assert events == ["gpu check"]  # nothing parsed, nothing built
+    assert not list(tmp_path.iterdir())
+
+
+def test_parity_runs_after_polygraphy_objects_are_freed(monkeypatch, tiny_onnx_fp16, tmp_path):
+    """The engine parity run makes its own TensorRT runtime (with the runner's logger): by then
+    Polygraphy's builder, network, parser, config and engine are gone, and it runs inside the
+    ERROR verbosity guard; the timing cache read before they went is still written."""
+    from polygraphy.logger import G_LOGGER
+
+    from p2p_deploy.export import trt_parity
+    from p2p_deploy.export.parity import ParityReport
+    from p2p_deploy.runners import trt_memory
+
+    events: list = []
+    refs: dict = {}
+    _fake_build(monkeypatch, events, refs)
+    monkeypatch.setattr(trt_memory, "torch_cuda_available", lambda: True)
+
+    def parity(staged, reference, profile):
+        events.append("parity")
+        alive = [name for name, ref in refs.items() if ref() is not None]
+        assert alive == [], f"alive during parity: {alive}"
+        assert G_LOGGER.module_severity.get() == G_LOGGER.ERROR
+        from p2p_deploy.export.parity import ParityFigure
+
+        report = ParityReport(model=str(staged), precision="fp16", test_norm="stats")
+        report.figures.append(ParityFigure(1, 0.0, 90.0))
+        return report
+
+    monkeypatch.setattr(trt_parity, "check_engine_parity", parity)
+    cache = tmp_path / "timing.cache"
+    plan = tmp_path / "out" / "model_fp16.plan"
+    plan.parent.mkdir()
+    side = build_engine(tiny_onnx_fp16, plan, profile=BatchProfile(1, 2, 4), timing_cache=cache)
+    assert events == ["gpu check", "parse", "build", "parity"]
+    assert sorted(refs) == ["builder", "config", "engine", "network", "parser"]
+    assert plan.read_bytes() == b"plan" and cache.read_bytes() == b"cache"
+    assert side.precision == "fp16" and "engine_parity" in side.extra

@@ -159,3 +159,59 @@ def test_fp32_on_trt_provider_is_said_to_use_tf32(
     monkeypatch.delenv("NVIDIA_TF32_OVERRIDE")
     runner.provider = "CUDAExecutionProvider"  # use_tf32 0 there
     assert not runner.tf32_convolutions() and "TF32" not in runner.describe()
+
+
+class _OldOrtFallsBack(_TrtFailsOrt):
+    """onnxruntime 1.19-1.22: ``enable_fallback=0`` is ignored, so a TensorRT provider failing
+    at session creation makes ``InferenceSession`` print "EP Error ..." on stdout and come up on
+    ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` with the CUDA provider's *default*
+    options (device 0, TF32 on: onnxruntime_inference_collection.py of 1.22.1,
+    ``self._create_inference_session(self._fallback_providers, None)``)."""
+
+    def InferenceSession(self, path, sess_options=None, providers=(), **kwargs):  # noqa: N802
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        self.calls.append((names, kwargs))
+        cpu = ["CPUExecutionProvider"]
+        real = ort.InferenceSession(path, sess_options=sess_options, providers=cpu)
+        if "TensorrtExecutionProvider" in names:
+            print("*************** EP Error ***************")
+            print(f"EP Error TensorRT EP could not build the engine when using {names}")
+            print("Falling back to ['CUDAExecutionProvider', 'CPUExecutionProvider'] and retrying.")
+            options = {"CUDAExecutionProvider": {"device_id": "0", "use_tf32": "1"}}
+        else:
+            cuda = dict(next(p for p in providers if not isinstance(p, str))[1])
+            options = {"CUDAExecutionProvider": {k: str(v) for k, v in cuda.items()}}
+        real.get_provider_options = lambda: options  # what the live session reports
+        return real
+
+
+def test_old_onnxruntime_fallback_is_seen_and_redone_with_our_options(
+    tiny_onnx_fp32: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    fake = _OldOrtFallsBack()
+    runner = OnnxRuntimeRunner(tiny_onnx_fp32)
+    cuda = ("CUDAExecutionProvider", cuda_provider_options(1))
+    trt = ("TensorrtExecutionProvider", {"device_id": 1})
+    session = runner._create_session(
+        fake, ort.SessionOptions(), [trt, cuda, "CPUExecutionProvider"]
+    )
+    assert [c[0] for c in fake.calls] == [
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],  # ours: device 1, use_tf32 0
+    ]
+    assert session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
+    assert runner._requested == [cuda, "CPUExecutionProvider"]
+    assert "TensorRT EP could not build the engine" in caplog.text
+    assert "use_tf32=1" in caplog.text and "device_id=0" in caplog.text
+    assert "EP Error" not in capsys.readouterr().out  # ORT's banner is not the user's
+
+
+def test_options_lost_compares_only_active_providers() -> None:
+    from p2p_deploy.runners.ort_providers import options_lost
+
+    asked = [("CUDAExecutionProvider", cuda_provider_options(0)), "CPUExecutionProvider"]
+    same = {"CUDAExecutionProvider": {"device_id": "0", "use_tf32": "0", "other": "x"}}
+    assert options_lost(asked, same) == []
+    assert options_lost(asked, {}) == []  # CUDA not active: _check_fallback's business
+    tf32 = {"CUDAExecutionProvider": {"device_id": "0", "use_tf32": "1"}}
+    assert options_lost(asked, tf32) == ["CUDAExecutionProvider.use_tf32=1"]
