@@ -50,6 +50,45 @@ def test_slots_grow_for_larger_batches_and_view_any_shape() -> None:
     assert len(allocs) == n
 
 
+def test_pycuda_memory_pushes_its_context_for_slots_on_any_thread(monkeypatch) -> None:
+    """pycuda allocations and events raise without a current context; the slots grow their
+    pinned buffers (and the runner waits on events) outside any ``with mem.current()``, on the
+    thread that submits: the pycuda memory layer pushes its context in each call."""
+    import threading
+
+    from runtime import fake_pycuda
+
+    fake_pycuda.install(monkeypatch)
+    from p2p_deploy.runners.trt_memory import PycudaMemory
+
+    mem = PycudaMemory()
+    assert not fake_pycuda._stack()  # nothing left pushed on this thread
+    results: list = []
+
+    def submit() -> None:
+        slots = FrameSlots(lambda nbytes: mem.host_empty((max(nbytes, 1),), np.uint8))
+        dev = mem.device_empty(2 * 3 * 4 * 4 * 4)
+        pending = []
+        for k in range(3):
+            x = np.full((2, 3, 4, 4), k, np.float32)
+            slot = slots.take()
+            h_in = slot.host_in(x.shape, np.float32)  # grows: a pagelocked allocation
+            h_out = slot.host_out(x.shape, np.float32)
+            np.copyto(h_in, x)
+            mem.to_device(dev, h_in)
+            mem.to_host(h_out, dev)
+            event = mem.record_event()
+            pending.append(slots.pending(slot, event.synchronize, h_out))
+        results.extend(int(p.result()[0, 0, 0, 0]) for p in pending)
+        mem.synchronize()
+        assert not fake_pycuda._stack()
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    worker.join()
+    assert results == [0, 1, 2]
+
+
 @pytest.mark.gpu
 def test_torch_runner_streamed_frames_match_one_at_a_time(tiny_checkpoint: Path) -> None:
     """Five batches submitted back to back (two in flight on the runner's stream, from
