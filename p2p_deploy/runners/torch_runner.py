@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +133,10 @@ class TorchRunner(Runner):
         self._slots = None
         self._mem = None
 
-    def warmup(self) -> float:
+    def warmup(self, batch: int | None = None) -> float:
         """One batch before the first frame (see Runner.warmup): compiles with ``compile``
         (its seconds are kept in :attr:`compile_seconds`), autotunes cuDNN, captures graphs."""
-        seconds = super().warmup()
+        seconds = super().warmup(batch)
         if self.compile:
             self.compile_seconds = seconds
         return seconds
@@ -151,10 +151,17 @@ class TorchRunner(Runner):
         current stream's device). Each graph owns its static input/output (torch's "whole
         network capture" recipe), so graphs of different shapes never share buffers; the
         output is overwritten by the graph's next replay, so callers copy it out (in stream
-        order) before that."""
+        order) before that.
+
+        A batch smaller than one already captured replays the smallest such graph on its
+        first rows (:func:`captured_key_for`) instead of capturing its own: the last, partial
+        batch of a run then costs no capture and no cuDNN autotuning inside the run. The rows
+        past it hold an earlier batch's frames; each output row depends on its own input row
+        only (the runner contract), and only the first rows are returned."""
         # On the runner's device (cuda:N), not the current one: the side stream, the capture's
         # internal stream and the replay all follow the current device.
         with torch.cuda.device(self._dev):
+            key = captured_key_for(self._graphs, key) or key
             if key not in self._graphs:
                 static_in = torch.empty_like(x)
                 static_in.copy_(x)
@@ -171,9 +178,10 @@ class TorchRunner(Runner):
                     static_out = fn(static_in)
                 self._graphs[key] = (graph, static_in, static_out)
             graph, static_in, static_out = self._graphs[key]
-            static_in.copy_(x)
+            n = x.shape[0]
+            static_in[:n].copy_(x)
             graph.replay()  # on the current stream
-        return static_out
+        return static_out if n == static_out.shape[0] else static_out[:n]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
@@ -257,6 +265,18 @@ class TorchRunner(Runner):
         if self.compile:
             extras.append("compiled")
         return extras
+
+
+def captured_key_for(captured: Iterable[tuple], key: tuple) -> tuple | None:
+    """The key of the graph to replay for ``key`` = ``(tag, n, *row)``: ``key`` itself when
+    captured, else the captured ``(tag, m, *row)`` with the smallest ``m > n`` (the batch is
+    replayed on its first rows), else None (capture ``key``)."""
+    keys = set(captured)
+    if key in keys:
+        return key
+    tag, n, row = key[0], key[1], tuple(key[2:])
+    larger = [k for k in keys if k[0] == tag and tuple(k[2:]) == row and k[1] > n]
+    return min(larger, key=lambda k: k[1]) if larger else None
 
 
 def inductor_cache_dir() -> Path:

@@ -89,6 +89,68 @@ def test_pycuda_memory_pushes_its_context_for_slots_on_any_thread(monkeypatch) -
     assert results == [0, 1, 2]
 
 
+def test_warmup_runs_the_runs_batch_within_the_runners_limits() -> None:
+    """The warm-up translates the batch size the run will submit (autotuning, graph capture
+    and compiling are per shape), clamped to min_batch..max_batch; min_batch by default."""
+    from p2p_deploy.runners.base import Pending, Runner
+
+    class Recording(Runner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_size, self.is_active, self.sizes = 8, True, []
+
+        def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+            return batch
+
+        def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
+            self.sizes.append(frames.shape[0])
+            return Pending(lambda: frames)
+
+    r = Recording()
+    r.warmup(16)
+    r.warmup()
+    r.min_batch, r.max_batch = 4, 8
+    r.warmup(16)
+    r.warmup(2)
+    r.warmup()
+    assert r.sizes == [16, 1, 8, 4, 4]
+
+
+def test_a_smaller_batch_replays_the_smallest_larger_graph() -> None:
+    """CUDA-graph keys (tag, batch, *row): a batch without its own graph replays the smallest
+    captured larger one of the same tag and row (the run's last, partial batch), else is
+    captured itself."""
+    from p2p_deploy.runners.torch_runner import captured_key_for
+
+    captured = [("frames", 16, 32, 32, 3), ("frames", 64, 32, 32, 3), ("float", 4, 3, 32, 32)]
+    assert captured_key_for(captured, ("frames", 16, 32, 32, 3)) == ("frames", 16, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 12, 32, 32, 3)) == ("frames", 16, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 17, 32, 32, 3)) == ("frames", 64, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 65, 32, 32, 3)) is None
+    assert captured_key_for(captured, ("frames", 2, 64, 64, 3)) is None  # another frame size
+    assert captured_key_for(captured, ("float", 2, 3, 32, 32)) == ("float", 4, 3, 32, 32)
+    assert captured_key_for([], ("float", 2, 3, 32, 32)) is None
+
+
+@pytest.mark.gpu
+def test_graphed_runner_replays_a_partial_batch_on_the_warmed_graph(
+    tiny_checkpoint: Path,
+) -> None:
+    """warmup(batch) captures the run's shape; a later partial batch replays that graph on
+    its first rows (no new capture) and gives what the eager runner gives."""
+    from p2p_deploy.runners.factory import open_runner
+
+    frames = np.random.default_rng(4).integers(0, 256, (3, 32, 32, 3), np.uint8)
+    with open_runner(tiny_checkpoint, "torch", device="cuda") as eager:
+        want = eager.infer_frames(frames).astype(int)
+    with open_runner(tiny_checkpoint, "torch", device="cuda", cuda_graphs=True) as r:
+        r.warmup(4)
+        assert list(r._graphs) == [("frames", 4, 32, 32, 3)]
+        got = r.infer_frames(frames).astype(int)
+        assert list(r._graphs) == [("frames", 4, 32, 32, 3)]
+    assert got.shape == frames.shape and np.abs(got - want).max() <= 2
+
+
 @pytest.mark.gpu
 def test_torch_runner_streamed_frames_match_one_at_a_time(tiny_checkpoint: Path) -> None:
     """Five batches submitted back to back (two in flight on the runner's stream, from
