@@ -195,9 +195,12 @@ class TorchRunner(Runner):
     def _frames_model(self, frames: torch.Tensor) -> torch.Tensor:
         """(n, S, S, 3) uint8 BGR on the device -> the same: conversion, model, conversion."""
         x = torch_bgr8_to_tensor(frames, self._dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return torch_tensor_to_bgr8(self._model(x))
+        # The converted frames are an NHWC permute (channels-last strides), so both layouts
+        # are asked for: without channels_last the model must get NCHW, or every convolution
+        # after it runs channels-last (PyTorch follows the input's memory format), which is
+        # not the NCHW row the bench labels it (nor the float path's layout).
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return torch_tensor_to_bgr8(self._model(x.contiguous(memory_format=fmt)))
 
     def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames on the device through :meth:`_frames_model` (graphed when asked)."""
