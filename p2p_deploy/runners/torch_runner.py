@@ -283,20 +283,34 @@ def captured_key_for(captured: Iterable[tuple], key: tuple) -> tuple | None:
 
 
 def inductor_cache_dir() -> Path:
-    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` when set,
-    else ``$XDG_CACHE_HOME/p2p-deploy/inductor`` (``~/.cache/p2p-deploy/inductor``); inductor's
-    own default, a folder under /tmp, is lost on many machines at reboot."""
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` when the user
+    set it, else ``$XDG_CACHE_HOME/p2p-deploy/inductor`` (``~/.cache/p2p-deploy/inductor``);
+    inductor's own default, a folder under /tmp, is lost on many machines at reboot."""
     import os
 
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if value and not _inductor_default(value):
+        return Path(value)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "p2p-deploy" / "inductor"
 
 
+def _inductor_default(value: str) -> bool:
+    """True for inductor's own default folder (``<tmp>/torchinductor_<user>``). Importing
+    ``torch._dynamo`` or ``torch._inductor.config`` (``torch.onnx.export(dynamo=True)`` does,
+    e.g. the bench's ONNX export earlier in the same process) writes it into
+    ``$TORCHINDUCTOR_CACHE_DIR``, so a set variable is not always the user's choice."""
+    import tempfile
+
+    p = Path(value)
+    return p.parent == Path(tempfile.gettempdir()) and p.name.startswith("torchinductor_")
+
+
 def use_inductor_cache() -> Path:
     """Point inductor at :func:`inductor_cache_dir` (before the first compile) with its FX
-    graph and autotuning caches on; returns the folder."""
+    graph and autotuning caches on; returns the folder. Inductor reads the variable whenever
+    it needs the folder (``torch._inductor.runtime.cache_dir_utils.cache_dir``), so setting it
+    here, after torch was imported, takes effect."""
     import os
 
     folder = inductor_cache_dir()
@@ -305,7 +319,7 @@ def use_inductor_cache() -> Path:
     except OSError as exc:  # a read-only home: compile still works, only without reuse
         log.warning("%s: no inductor cache (%s); compiling from scratch", folder, exc)
         return folder
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True

@@ -4,6 +4,7 @@ in for pinned memory, a list records the waits), and the GPU paths where a GPU i
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -244,3 +245,31 @@ def test_compiled_cpu_runner_uses_one_shape_and_the_disk_cache(
     assert calls == [2, 2]  # 3 frames: 2 + 1 padded to 2
     assert np.abs(got - want).max() <= 1
     assert any((tmp_path / "cache" / "p2p-deploy" / "inductor").rglob("*"))
+
+
+def test_inductor_cache_survives_an_earlier_dynamo_import(tmp_path: Path, monkeypatch) -> None:
+    """Importing torch._dynamo (torch.onnx.export(dynamo=True) does, e.g. the bench's export
+    before its compile rows) sets $TORCHINDUCTOR_CACHE_DIR to inductor's /tmp default: that is
+    not the user's choice, and the project's persistent folder still wins; a folder the user
+    set is kept."""
+    import subprocess
+    import sys
+
+    from p2p_deploy.runners.torch_runner import use_inductor_cache
+
+    code = (
+        "import os, torch._dynamo; from p2p_deploy.runners.torch_runner import "
+        "use_inductor_cache; before = os.environ['TORCHINDUCTOR_CACHE_DIR']; "
+        "use_inductor_cache(); print(before); print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    before, after = res.stdout.split()
+    assert "torchinductor_" in before
+    assert after == str(tmp_path / "cache" / "p2p-deploy" / "inductor")
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_inductor_cache() == tmp_path / "mine"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
