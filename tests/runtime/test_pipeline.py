@@ -219,3 +219,47 @@ def test_several_workers_keep_each_output_with_its_input(tmp_path: Path) -> None
     for i in range(40):
         got = cv2.imread(str(tmp_path / "out" / f"{i:03d}.png"))
         np.testing.assert_array_equal(got, 255 - random_bgr(32, 32, i))
+
+
+def _in_thread(fn, timeout: float = 30.0):
+    """``fn()`` on a daemon thread; (finished, result or exception) after ``timeout`` s (a
+    hang shows as not finished instead of hanging the suite)."""
+    import threading
+
+    box: list = []
+
+    def body() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(timeout)
+    return (not t.is_alive()), (box[0] if box else None)
+
+
+def test_an_unexpected_submitter_error_is_raised_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    """The submitter thread hands its unexpected errors to the batcher, which re-raises them;
+    before, the thread died silently and the batcher waited for the next stream for ever."""
+    import p2p_deploy.pipeline.run as run_mod
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(src / f"{i:02d}.png"), random_bgr(32, 32, i))
+    real_put, calls = run_mod.put, []
+
+    def failing_put(q, item, stop):
+        calls.append(item)
+        if len(calls) == 3:
+            raise MemoryError("out of memory in the submitter")
+        return real_put(q, item, stop)
+
+    monkeypatch.setattr(run_mod, "put", failing_put)
+    opts = RunOptions(batch=2, workers=2)
+    prepared = prepare(src, tmp_path / "out", opts)
+    finished, result = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished, "run_pipeline hung after the submitter died"
+    assert isinstance(result, MemoryError) and "submitter" in str(result)
