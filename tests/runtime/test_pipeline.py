@@ -263,3 +263,46 @@ def test_an_unexpected_submitter_error_is_raised_not_a_hang(tmp_path: Path, monk
     finished, result = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
     assert finished, "run_pipeline hung after the submitter died"
     assert isinstance(result, MemoryError) and "submitter" in str(result)
+
+
+def test_short_videos_wait_for_a_writer_instead_of_piling_up(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Many videos shorter than their writer queue, with slow writers (the GPU outruns the
+    encoders): at most ``opts.video_writers`` video tasks are open or waiting for a thread at
+    once, instead of one per video with all its frames; outputs and order stay the same."""
+    import threading
+    import time
+
+    from p2p_deploy.pipeline.stages import Encoder
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        write_video(src / f"clip{i}.avi", 3, size=(32, 32))
+    lock, live, peak = threading.Lock(), [0], [0]
+    real_submit, real_task = Encoder._submit, Encoder._video_task
+
+    def slow_task(self, *args):
+        try:
+            time.sleep(0.1)
+            return real_task(self, *args)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    def counting_submit(self, fn, *args):
+        if getattr(fn, "__func__", None) is slow_task:
+            with lock:
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+        return real_submit(self, fn, *args)
+
+    monkeypatch.setattr(Encoder, "_video_task", slow_task)
+    monkeypatch.setattr(Encoder, "_submit", counting_submit)
+    opts = RunOptions(batch=2, workers=1)
+    prepared = prepare(src, tmp_path / "out", opts)
+    finished, summary = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished and not isinstance(summary, BaseException), summary
+    assert (summary.done, summary.frames) == (8, 24)
+    assert 1 <= peak[0] <= opts.video_writers == 2
