@@ -41,6 +41,7 @@ from p2p_deploy.pipeline.options import RunOptions
 log = logging.getLogger(__name__)
 
 _SLICE = 0.1  # seconds a blocking queue call waits before it looks at ``stop`` again
+FUTURES_KEPT = 256  # the Encoder's task futures are pruned of finished ones past this many
 
 
 class Stopped(Exception):
@@ -287,6 +288,7 @@ class Encoder:
         self._video_slots = threading.Semaphore(opts.video_writers)
         self._videos: dict[Job, queue.Queue] = {}
         self._futures: list[Any] = []
+        self._prune_at = FUTURES_KEPT
 
     # -- the batcher's side ---------------------------------------------------------------
 
@@ -330,6 +332,12 @@ class Encoder:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        # Only unfinished tasks are kept: a done one holds nothing (_guard takes every error)
+        # and, at ~1.6 kB each, a million images' futures would hold over a gigabyte. Pruned
+        # when the list doubles past the tasks that can be unfinished at once (amortised O(1)).
+        if len(self._futures) >= self._prune_at:
+            self._futures = [f for f in self._futures if not f.done()]
+            self._prune_at = max(FUTURES_KEPT, 2 * len(self._futures))
         self._futures.append(self._pool.submit(self._guard, fn, *args))
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:

@@ -306,3 +306,29 @@ def test_short_videos_wait_for_a_writer_instead_of_piling_up(
     assert finished and not isinstance(summary, BaseException), summary
     assert (summary.done, summary.frames) == (8, 24)
     assert 1 <= peak[0] <= opts.video_writers == 2
+
+
+def test_the_encoder_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypatch) -> None:
+    """One encode task per image: finished tasks' futures are dropped (a million images'
+    would hold over a gigabyte), so the list stays near the tasks that can be unfinished."""
+    from p2p_deploy.pipeline import stages
+
+    monkeypatch.setattr(stages, "FUTURES_KEPT", 8)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(src / f"{i:03d}.png"), random_bgr(8, 8, i))
+    lengths: list[int] = []
+    real_submit = stages.Encoder._submit
+
+    def recording_submit(self, fn, *args):
+        real_submit(self, fn, *args)
+        lengths.append(len(self._futures))
+
+    monkeypatch.setattr(stages.Encoder, "_submit", recording_submit)
+    opts = RunOptions(batch=2, workers=1)
+    summary = run_pipeline(prepare(src, tmp_path / "out", opts), NegateRunner(), opts)
+    assert (summary.done, summary.frames) == (60, 60)
+    # At most encode_queue images unfinished (plus none of the videos here), twice that
+    # before a prune, never the 60 of the run.
+    assert len(lengths) == 60 and max(lengths) <= 2 * max(8, opts.encode_queue) + 1 < 60
