@@ -126,13 +126,16 @@ def plan_candidates(
                 # torch.compile (inductor): static shapes, compiled on the first call at a
                 # shape (timed apart as the row's first_call_s, not in the timed phase), with
                 # the compiled kernels captured in CUDA graphs and without. One compile (tens
-                # of seconds) per shape: timed at the largest batch.
+                # of seconds) per shape: timed at the largest batch, and opened with that
+                # static batch, as `p2p run --compile` does: the bench's end-to-end run (which
+                # opens the row's runner again) then pads its last batch instead of compiling
+                # a second shape inside the timed run.
                 big = (max(batches),) if batches else None
+                comp = {**fp16, "compile": True, "static_batch": big[0] if big else None}
                 torch_rows += [
-                    ("torch compile", {**fp16, "compile": True}, False, big),
-                    ("torch compile+graphs", {**fp16, "compile": True, "cuda_graphs": True},
-                     False, big),
-                ]  # fmt: skip
+                    ("torch compile", comp, False, big),
+                    ("torch compile+graphs", {**comp, "cuda_graphs": True}, False, big),
+                ]
         else:
             skipped.append(
                 Skipped("torch fp16", "fp16 torch needs a CUDA GPU (CPU half convs are slow)")

@@ -273,7 +273,7 @@ def _run_e2e(
     cand = next(c for c in cands if c.label == row["label"] and c.source == row["source"])
     log.info("end to end with %s, batch %d", row["describe"], batch)
     with cand.open() as runner:
-        runner.warmup()  # as `p2p run` does before its first frame
+        runner.warmup(batch)  # as `p2p run` does before its first frame, at its batch
         section = run_e2e(
             runner,
             folder=args.folder,

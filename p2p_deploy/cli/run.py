@@ -215,7 +215,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
             typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
             if args.compile or args.cuda_graphs or runner.device.startswith("cuda"):
                 # Compile / autotune / capture now, so the first frames are not the slow ones.
-                warm = runner.warmup()
+                warm = runner.warmup(args.batch)  # the shape the run submits
                 what = "compile and warm-up" if args.compile else "warm-up"
                 typer.echo(f"{what}: {warm:.1f} s", err=True)
             summary = _with_progress(prepared, runner, opts, args.progress)

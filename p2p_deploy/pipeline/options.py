@@ -27,9 +27,10 @@ class RunOptions:
 
     Memory is bounded by what may be in flight at once (see :attr:`frames_in_flight`): the jobs
     decoded ahead of the batcher (:attr:`window`, one frame per image), the videos open for
-    decoding (:attr:`open_videos`, each holding up to :attr:`video_queue` frames), two batches
-    in the runner, the translated images waiting for an encoder (:attr:`encode_queue`) and one
-    video's frames waiting for its writer (:attr:`video_queue`).
+    decoding (:attr:`open_videos`, each holding up to :attr:`video_queue` frames), the batch
+    being gathered and two batches in the runner, the translated images waiting for an encoder
+    (:attr:`encode_queue`) and the frames waiting for the videos' writers
+    (:attr:`video_writers` queues of :attr:`video_queue`).
     """
 
     batch: int = 1
@@ -69,12 +70,18 @@ class RunOptions:
         return 2 * self.workers + self.batch
 
     @property
+    def video_writers(self) -> int:
+        """Video encode tasks open or waiting for a thread: one per encode thread, and the
+        next video's."""
+        return self.workers + 1
+
+    @property
     def frames_in_flight(self) -> int:
         """The most frames held in memory at once (each at most the size of its input)."""
         return (
             self.window
             + self.open_videos * self.video_queue
-            + 2 * self.batch
+            + 3 * self.batch
             + self.encode_queue
-            + self.video_queue
+            + self.video_writers * self.video_queue
         )

@@ -240,7 +240,9 @@ def _submit(
     pool, at most ``opts.window`` jobs (and ``opts.open_videos`` videos) ahead of the batcher.
 
     The pool runs tasks first in, first out, so the stream the batcher waits for is always
-    being decoded; a video's task blocks only on its own queue, which the batcher drains."""
+    being decoded; a video's task blocks only on its own queue, which the batcher drains.
+    An unexpected error here is handed to the batcher through ``ordered`` (which re-raises
+    it): a silently dead submitter would leave the batcher waiting for the next stream."""
     videos = threading.Semaphore(opts.open_videos)
     try:
         for stream in streams:
@@ -258,8 +260,10 @@ def _submit(
         put(ordered, None, stop)
     except Stopped:
         return
-    except RuntimeError:  # the pool was shut down by a stopping run
-        return
+    except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
+        if stop.is_set():  # e.g. the pool was shut down by a stopping run: nothing to say
+            return
+        ordered.put(exc)
 
 
 def _decode_video_slot(
@@ -338,6 +342,8 @@ def _batch_loop(
         stream = get(ordered, stop)
         if stream is None:
             break
+        if isinstance(stream, BaseException):  # the submitter's unexpected error
+            raise stream
         while True:
             item = get(stream.q, stop)
             if isinstance(item, BaseException):  # a decoder's unexpected error

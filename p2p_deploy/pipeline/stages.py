@@ -41,6 +41,7 @@ from p2p_deploy.pipeline.options import RunOptions
 log = logging.getLogger(__name__)
 
 _SLICE = 0.1  # seconds a blocking queue call waits before it looks at ``stop`` again
+FUTURES_KEPT = 256  # the Encoder's task futures are pruned of finished ones past this many
 
 
 class Stopped(Exception):
@@ -251,7 +252,10 @@ class Encoder:
 
     :meth:`handle` is called by the batcher with every item in input order. Images become one
     task each (at most ``opts.encode_queue`` waiting, so memory stays bounded); a video's
-    Start opens a task that owns its sink and consumes its own bounded queue until End.
+    Start opens a task that owns its sink and consumes its own bounded queue until End (at
+    most ``opts.video_writers`` such tasks open or waiting for a thread: a folder of short
+    videos, each shorter than its queue, would otherwise queue every one of them, frames
+    and all, while the encoders lag behind the GPU).
     :meth:`finish` waits for every task; :meth:`abort` (on Ctrl-C or an error) stops them,
     and a half-written video is removed.
     """
@@ -278,8 +282,13 @@ class Encoder:
         self.error: BaseException | None = None
         self._pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-encode")
         self._slots = threading.Semaphore(opts.encode_queue)
+        # Released by each video task when it ends; the tasks holding one are earlier videos,
+        # whose items (End included) are all queued already, so they finish without the
+        # batcher and waiting here cannot deadlock.
+        self._video_slots = threading.Semaphore(opts.video_writers)
         self._videos: dict[Job, queue.Queue] = {}
         self._futures: list[Any] = []
+        self._prune_at = FUTURES_KEPT
 
     # -- the batcher's side ---------------------------------------------------------------
 
@@ -296,6 +305,7 @@ class Encoder:
         elif isinstance(item, Failed):
             self.outcomes.fail(self.index_of[job], item.reason)
         elif isinstance(item, Start) and job.kind == "video":
+            acquire(self._video_slots, self.stop)
             q: queue.Queue = queue.Queue(maxsize=self.opts.video_queue)
             self._videos[job] = q
             self._submit(self._video_task, self.index_of[job], job, item.fps or 25.0, q)
@@ -322,6 +332,12 @@ class Encoder:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        # Only unfinished tasks are kept: a done one holds nothing (_guard takes every error)
+        # and, at ~1.6 kB each, a million images' futures would hold over a gigabyte. Pruned
+        # when the list doubles past the tasks that can be unfinished at once (amortised O(1)).
+        if len(self._futures) >= self._prune_at:
+            self._futures = [f for f in self._futures if not f.done()]
+            self._prune_at = max(FUTURES_KEPT, 2 * len(self._futures))
         self._futures.append(self._pool.submit(self._guard, fn, *args))
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
@@ -357,6 +373,12 @@ class Encoder:
             self._slots.release()
 
     def _video_task(self, index: int, job: Job, fps: float, q: queue.Queue) -> None:
+        try:
+            self._write_video(index, job, fps, q)
+        finally:
+            self._video_slots.release()
+
+    def _write_video(self, index: int, job: Job, fps: float, q: queue.Queue) -> None:
         sink: VideoSink | None = None
         failed: str | None = None  # after a write failure the rest of the video is dropped
         try:

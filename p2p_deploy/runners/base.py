@@ -230,15 +230,21 @@ class Runner(abc.ABC):
         if not self.is_active:
             raise RuntimeError(f"{self.describe()}: not activated; use it as a context manager")
 
-    def warmup(self) -> float:
-        """Translate one batch of ``min_batch`` black frames before the first real one (GPU
-        runners autotune, capture CUDA graphs or compile then); returns its seconds."""
+    def warmup(self, batch: int | None = None) -> float:
+        """Translate one batch of black frames before the first real one (GPU runners
+        autotune, capture CUDA graphs or compile then, all per batch shape); returns its
+        seconds. ``batch``: the batch size the run will submit (default :attr:`min_batch`),
+        kept within ``min_batch..max_batch``: warming another shape than the run's would leave
+        the autotuning and capture of the run's own shape inside the run."""
         import time
 
         self._check_active()
         s = self.image_size
+        n = max(batch or self.min_batch, self.min_batch)
+        if self.max_batch:
+            n = min(n, self.max_batch)
         t = time.perf_counter()
-        self.infer_frames(np.zeros((self.min_batch, s, s, 3), np.uint8))
+        self.infer_frames(np.zeros((n, s, s, 3), np.uint8))
         return time.perf_counter() - t
 
     # -- optional hooks for tools ---------------------------------------------------------

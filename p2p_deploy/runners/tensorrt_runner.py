@@ -460,13 +460,8 @@ class TensorRTRunner(Runner):
             mem.to_device(self._d_in, h_in)
             self._enqueue(n)
             mem.to_host(h_out, self._d_out)
-            event = mem.record_event()
-
-        def wait() -> None:
-            with mem.current():  # the event belongs to the runner's context
-                event.synchronize()
-
-        floats = self._slots.pending(slot, wait, h_out)
+            event = mem.record_event()  # its synchronize() pushes the runner's context
+        floats = self._slots.pending(slot, event.synchronize, h_out)
         return Pending(lambda: tensor_to_bgr8(floats.result()))
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +133,10 @@ class TorchRunner(Runner):
         self._slots = None
         self._mem = None
 
-    def warmup(self) -> float:
+    def warmup(self, batch: int | None = None) -> float:
         """One batch before the first frame (see Runner.warmup): compiles with ``compile``
         (its seconds are kept in :attr:`compile_seconds`), autotunes cuDNN, captures graphs."""
-        seconds = super().warmup()
+        seconds = super().warmup(batch)
         if self.compile:
             self.compile_seconds = seconds
         return seconds
@@ -151,10 +151,17 @@ class TorchRunner(Runner):
         current stream's device). Each graph owns its static input/output (torch's "whole
         network capture" recipe), so graphs of different shapes never share buffers; the
         output is overwritten by the graph's next replay, so callers copy it out (in stream
-        order) before that."""
+        order) before that.
+
+        A batch smaller than one already captured replays the smallest such graph on its
+        first rows (:func:`captured_key_for`) instead of capturing its own: the last, partial
+        batch of a run then costs no capture and no cuDNN autotuning inside the run. The rows
+        past it hold an earlier batch's frames; each output row depends on its own input row
+        only (the runner contract), and only the first rows are returned."""
         # On the runner's device (cuda:N), not the current one: the side stream, the capture's
         # internal stream and the replay all follow the current device.
         with torch.cuda.device(self._dev):
+            key = captured_key_for(self._graphs, key) or key
             if key not in self._graphs:
                 static_in = torch.empty_like(x)
                 static_in.copy_(x)
@@ -171,9 +178,10 @@ class TorchRunner(Runner):
                     static_out = fn(static_in)
                 self._graphs[key] = (graph, static_in, static_out)
             graph, static_in, static_out = self._graphs[key]
-            static_in.copy_(x)
+            n = x.shape[0]
+            static_in[:n].copy_(x)
             graph.replay()  # on the current stream
-        return static_out
+        return static_out if n == static_out.shape[0] else static_out[:n]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
@@ -187,9 +195,12 @@ class TorchRunner(Runner):
     def _frames_model(self, frames: torch.Tensor) -> torch.Tensor:
         """(n, S, S, 3) uint8 BGR on the device -> the same: conversion, model, conversion."""
         x = torch_bgr8_to_tensor(frames, self._dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return torch_tensor_to_bgr8(self._model(x))
+        # The converted frames are an NHWC permute (channels-last strides), so both layouts
+        # are asked for: without channels_last the model must get NCHW, or every convolution
+        # after it runs channels-last (PyTorch follows the input's memory format), which is
+        # not the NCHW row the bench labels it (nor the float path's layout).
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return torch_tensor_to_bgr8(self._model(x.contiguous(memory_format=fmt)))
 
     def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames on the device through :meth:`_frames_model` (graphed when asked)."""
@@ -259,21 +270,47 @@ class TorchRunner(Runner):
         return extras
 
 
+def captured_key_for(captured: Iterable[tuple], key: tuple) -> tuple | None:
+    """The key of the graph to replay for ``key`` = ``(tag, n, *row)``: ``key`` itself when
+    captured, else the captured ``(tag, m, *row)`` with the smallest ``m > n`` (the batch is
+    replayed on its first rows), else None (capture ``key``)."""
+    keys = set(captured)
+    if key in keys:
+        return key
+    tag, n, row = key[0], key[1], tuple(key[2:])
+    larger = [k for k in keys if k[0] == tag and tuple(k[2:]) == row and k[1] > n]
+    return min(larger, key=lambda k: k[1]) if larger else None
+
+
 def inductor_cache_dir() -> Path:
-    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` when set,
-    else ``$XDG_CACHE_HOME/p2p-deploy/inductor`` (``~/.cache/p2p-deploy/inductor``); inductor's
-    own default, a folder under /tmp, is lost on many machines at reboot."""
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` when the user
+    set it, else ``$XDG_CACHE_HOME/p2p-deploy/inductor`` (``~/.cache/p2p-deploy/inductor``);
+    inductor's own default, a folder under /tmp, is lost on many machines at reboot."""
     import os
 
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    value = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if value and not _inductor_default(value):
+        return Path(value)
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "p2p-deploy" / "inductor"
 
 
+def _inductor_default(value: str) -> bool:
+    """True for inductor's own default folder (``<tmp>/torchinductor_<user>``). Importing
+    ``torch._dynamo`` or ``torch._inductor.config`` (``torch.onnx.export(dynamo=True)`` does,
+    e.g. the bench's ONNX export earlier in the same process) writes it into
+    ``$TORCHINDUCTOR_CACHE_DIR``, so a set variable is not always the user's choice."""
+    import tempfile
+
+    p = Path(value)
+    return p.parent == Path(tempfile.gettempdir()) and p.name.startswith("torchinductor_")
+
+
 def use_inductor_cache() -> Path:
     """Point inductor at :func:`inductor_cache_dir` (before the first compile) with its FX
-    graph and autotuning caches on; returns the folder."""
+    graph and autotuning caches on; returns the folder. Inductor reads the variable whenever
+    it needs the folder (``torch._inductor.runtime.cache_dir_utils.cache_dir``), so setting it
+    here, after torch was imported, takes effect."""
     import os
 
     folder = inductor_cache_dir()
@@ -282,7 +319,7 @@ def use_inductor_cache() -> Path:
     except OSError as exc:  # a read-only home: compile still works, only without reuse
         log.warning("%s: no inductor cache (%s); compiling from scratch", folder, exc)
         return folder
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
     import torch._inductor.config as inductor_config
 
     inductor_config.fx_graph_cache = True

@@ -6,7 +6,12 @@
   TensorRT and PyTorch use; ``pycuda.autoinit`` would make a second context that fights them),
   retained as ``pycuda.autoprimaryctx`` does it but pushed and popped around each call
   (:meth:`CudaMemory.current`) instead of made current once on the importing thread, so a
-  runner works from any thread; ``mem_alloc`` + ``pagelocked_empty`` + async copies.
+  runner works from any thread; ``mem_alloc`` + ``pagelocked_empty`` + async copies. Every
+  method pushes the context itself: pycuda's allocations, streams and events are
+  "context dependent" and raise "no currently active context?" without one (src/cpp/cuda.hpp,
+  ``explicit_context_dependent::acquire_context``), so a caller such as
+  :class:`~p2p_deploy.runners.frame_slots.FrameSlots`, which grows its pinned buffers when a
+  larger batch arrives, needs no ``with mem.current()`` of its own.
 
 Both give: pinned host arrays (numpy views), device buffers with an integer ``ptr``, async
 host<->device copies on the one stream, and ``synchronize``. A box with only tensorrt, pycuda
@@ -156,34 +161,59 @@ class PycudaMemory(CudaMemory):
     def stream_handle(self) -> int:
         return int(self.stream.handle)
 
+    # Each method pushes the context (nested pushes are fine: pycuda keeps a per-thread stack).
+
     def device_empty(self, nbytes: int) -> DeviceBuffer:
-        alloc = self._cuda.mem_alloc(max(1, nbytes))
+        with self.current():
+            alloc = self._cuda.mem_alloc(max(1, nbytes))
         return DeviceBuffer(int(alloc), nbytes, alloc)
 
     def host_empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self._cuda.pagelocked_empty(shape, dtype)
+        with self.current():
+            return self._cuda.pagelocked_empty(shape, dtype)
 
     def to_device(self, dst: DeviceBuffer, src: np.ndarray) -> None:
-        self._cuda.memcpy_htod_async(dst.handle, np.ascontiguousarray(src), self.stream)
+        with self.current():
+            self._cuda.memcpy_htod_async(dst.handle, np.ascontiguousarray(src), self.stream)
 
     def to_host(self, dst: np.ndarray, src: DeviceBuffer) -> None:
-        self._cuda.memcpy_dtoh_async(dst, src.handle, self.stream)
+        with self.current():
+            self._cuda.memcpy_dtoh_async(dst, src.handle, self.stream)
 
     def synchronize(self) -> None:
-        self.stream.synchronize()
+        with self.current():
+            self.stream.synchronize()
 
     def record_event(self) -> Any:
-        # pycuda.driver.Event().record(stream) -> cuEventRecord on that stream; its
-        # synchronize() is cuEventSynchronize (called with the context current: see current()).
-        event = self._cuda.Event()
-        event.record(self.stream)
-        return event
+        # pycuda.driver.Event().record(stream) -> cuEventRecord on that stream; the event's
+        # synchronize() (cuEventSynchronize) is wrapped to run with the context current too.
+        with self.current():
+            event = self._cuda.Event()
+            event.record(self.stream)
+        return _ContextEvent(event, self)
 
     def close(self) -> None:
         # The stream goes while its context is current; the retained primary context is
         # released when its last reference goes (pycuda's Context destructor).
         with self.current():
             self.stream = None
+
+
+class _ContextEvent:
+    """A pycuda event whose ``synchronize()`` pushes its memory's context first (the same
+    interface as ``torch.cuda.Event``'s, so callers wait on either alike)."""
+
+    def __init__(self, event: Any, mem: PycudaMemory) -> None:
+        self.event = event
+        self._mem = mem
+
+    def synchronize(self) -> None:
+        with self._mem.current():
+            self.event.synchronize()
+
+    def query(self) -> bool:
+        with self._mem.current():
+            return bool(self.event.query())
 
 
 def torch_cuda_available() -> bool:

@@ -129,6 +129,32 @@ def test_tensorrt_skip_reason_names_the_missing_step(tmp_path):
     assert want in skipped[0].reason
 
 
+def test_compiled_rows_open_one_static_shape(tmp_path, monkeypatch, tiny_checkpoint):
+    """On CUDA the compile rows are timed at the largest batch only and opened with that
+    static batch (one compiled shape, the last batch of an end-to-end run padded to it)."""
+    from p2p_deploy.bench.candidates import plan_candidates
+    from p2p_deploy.models.opening import open_model
+    from p2p_deploy.runners import factory
+
+    monkeypatch.setattr(factory, "open_runner", lambda *a, **kw: kw)
+    cands, _ = plan_candidates(
+        checkpoint=open_model(tiny_checkpoint),
+        onnx=[],
+        engines=[],
+        backends=["torch"],
+        device="cuda:0",
+        test_norm=None,
+        workdir=tmp_path,
+        batches=(1, 16, 64),
+    )
+    compiled = [c for c in cands if "compile" in c.label]
+    assert [c.label for c in compiled] == ["torch compile", "torch compile+graphs"]
+    for c in compiled:
+        opened = c.open()
+        assert c.batches == (64,) and opened["compile"] and opened["static_batch"] == 64
+    assert all(not c.open().get("static_batch") for c in cands if c not in compiled)
+
+
 def test_model_time_comes_from_the_public_device_step(fast_policy):
     """The harness asks each runner for its public ``device_step`` (never its internals);
     a runner without one (None, every CPU runner) gets a null model time."""

@@ -50,6 +50,30 @@ def _run(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def test_warmup_uses_the_runs_batch(
+    capsys, monkeypatch, folder: Path, tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """With --cuda-graphs (or --compile, or on a GPU) the runner is warmed up before the first
+    frame at the run's --batch: the shape the run captures, compiles and autotunes."""
+    from p2p_deploy.runners.base import Runner
+
+    sizes: list[int | None] = []
+    real = Runner.warmup
+
+    def spy(self, batch=None):
+        sizes.append(batch)
+        return real(self, batch)
+
+    monkeypatch.setattr(Runner, "warmup", spy)
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(folder), "-e", str(tiny_checkpoint), "-o", str(out), "-b", "3",
+        "--cuda-graphs", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 2 and "warm-up" in err, err
+    assert sizes == [3]
+
+
 @pytest.mark.parametrize("model", ["tiny_checkpoint", "tiny_onnx_fp32"])
 def test_folder_exit_codes_rerun_and_overwrite(
     request, capsys, folder: Path, tmp_path: Path, model: str

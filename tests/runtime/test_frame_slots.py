@@ -4,6 +4,7 @@ in for pinned memory, a list records the waits), and the GPU paths where a GPU i
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,107 @@ def test_slots_grow_for_larger_batches_and_view_any_shape() -> None:
     n = len(allocs)
     slot.host_in((1, 4, 4, 3), np.uint8)  # smaller: the same buffer
     assert len(allocs) == n
+
+
+def test_pycuda_memory_pushes_its_context_for_slots_on_any_thread(monkeypatch) -> None:
+    """pycuda allocations and events raise without a current context; the slots grow their
+    pinned buffers (and the runner waits on events) outside any ``with mem.current()``, on the
+    thread that submits: the pycuda memory layer pushes its context in each call."""
+    import threading
+
+    from runtime import fake_pycuda
+
+    fake_pycuda.install(monkeypatch)
+    from p2p_deploy.runners.trt_memory import PycudaMemory
+
+    mem = PycudaMemory()
+    assert not fake_pycuda._stack()  # nothing left pushed on this thread
+    results: list = []
+
+    def submit() -> None:
+        slots = FrameSlots(lambda nbytes: mem.host_empty((max(nbytes, 1),), np.uint8))
+        dev = mem.device_empty(2 * 3 * 4 * 4 * 4)
+        pending = []
+        for k in range(3):
+            x = np.full((2, 3, 4, 4), k, np.float32)
+            slot = slots.take()
+            h_in = slot.host_in(x.shape, np.float32)  # grows: a pagelocked allocation
+            h_out = slot.host_out(x.shape, np.float32)
+            np.copyto(h_in, x)
+            mem.to_device(dev, h_in)
+            mem.to_host(h_out, dev)
+            event = mem.record_event()
+            pending.append(slots.pending(slot, event.synchronize, h_out))
+        results.extend(int(p.result()[0, 0, 0, 0]) for p in pending)
+        mem.synchronize()
+        assert not fake_pycuda._stack()
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    worker.join()
+    assert results == [0, 1, 2]
+
+
+def test_warmup_runs_the_runs_batch_within_the_runners_limits() -> None:
+    """The warm-up translates the batch size the run will submit (autotuning, graph capture
+    and compiling are per shape), clamped to min_batch..max_batch; min_batch by default."""
+    from p2p_deploy.runners.base import Pending, Runner
+
+    class Recording(Runner):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_size, self.is_active, self.sizes = 8, True, []
+
+        def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
+            return batch
+
+        def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
+            self.sizes.append(frames.shape[0])
+            return Pending(lambda: frames)
+
+    r = Recording()
+    r.warmup(16)
+    r.warmup()
+    r.min_batch, r.max_batch = 4, 8
+    r.warmup(16)
+    r.warmup(2)
+    r.warmup()
+    assert r.sizes == [16, 1, 8, 4, 4]
+
+
+def test_a_smaller_batch_replays_the_smallest_larger_graph() -> None:
+    """CUDA-graph keys (tag, batch, *row): a batch without its own graph replays the smallest
+    captured larger one of the same tag and row (the run's last, partial batch), else is
+    captured itself."""
+    from p2p_deploy.runners.torch_runner import captured_key_for
+
+    captured = [("frames", 16, 32, 32, 3), ("frames", 64, 32, 32, 3), ("float", 4, 3, 32, 32)]
+    assert captured_key_for(captured, ("frames", 16, 32, 32, 3)) == ("frames", 16, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 12, 32, 32, 3)) == ("frames", 16, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 17, 32, 32, 3)) == ("frames", 64, 32, 32, 3)
+    assert captured_key_for(captured, ("frames", 65, 32, 32, 3)) is None
+    assert captured_key_for(captured, ("frames", 2, 64, 64, 3)) is None  # another frame size
+    assert captured_key_for(captured, ("float", 2, 3, 32, 32)) == ("float", 4, 3, 32, 32)
+    assert captured_key_for([], ("float", 2, 3, 32, 32)) is None
+
+
+@pytest.mark.gpu
+def test_graphed_runner_replays_a_partial_batch_on_the_warmed_graph(
+    tiny_checkpoint: Path,
+) -> None:
+    """warmup(batch) captures the run's shape; a later partial batch replays that graph on
+    its first rows (no new capture) and gives what the eager runner gives."""
+    from p2p_deploy.runners.factory import open_runner
+
+    frames = np.random.default_rng(4).integers(0, 256, (3, 32, 32, 3), np.uint8)
+    with open_runner(tiny_checkpoint, "torch", device="cuda") as eager:
+        want = eager.infer_frames(frames).astype(int)
+    with open_runner(tiny_checkpoint, "torch", device="cuda", cuda_graphs=True) as r:
+        r.warmup(4)
+        assert list(r._graphs) == [("frames", 4, 32, 32, 3)]
+        got = r.infer_frames(frames).astype(int)
+        assert list(r._graphs) == [("frames", 4, 32, 32, 3)]
+    assert got.shape == frames.shape and np.abs(got - want).max() <= 2
 
 
 @pytest.mark.gpu
@@ -143,3 +245,31 @@ def test_compiled_cpu_runner_uses_one_shape_and_the_disk_cache(
     assert calls == [2, 2]  # 3 frames: 2 + 1 padded to 2
     assert np.abs(got - want).max() <= 1
     assert any((tmp_path / "cache" / "p2p-deploy" / "inductor").rglob("*"))
+
+
+def test_inductor_cache_survives_an_earlier_dynamo_import(tmp_path: Path, monkeypatch) -> None:
+    """Importing torch._dynamo (torch.onnx.export(dynamo=True) does, e.g. the bench's export
+    before its compile rows) sets $TORCHINDUCTOR_CACHE_DIR to inductor's /tmp default: that is
+    not the user's choice, and the project's persistent folder still wins; a folder the user
+    set is kept."""
+    import subprocess
+    import sys
+
+    from p2p_deploy.runners.torch_runner import use_inductor_cache
+
+    code = (
+        "import os, torch._dynamo; from p2p_deploy.runners.torch_runner import "
+        "use_inductor_cache; before = os.environ['TORCHINDUCTOR_CACHE_DIR']; "
+        "use_inductor_cache(); print(before); print(os.environ['TORCHINDUCTOR_CACHE_DIR'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    before, after = res.stdout.split()
+    assert "torchinductor_" in before
+    assert after == str(tmp_path / "cache" / "p2p-deploy" / "inductor")
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_inductor_cache() == tmp_path / "mine"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

@@ -219,3 +219,116 @@ def test_several_workers_keep_each_output_with_its_input(tmp_path: Path) -> None
     for i in range(40):
         got = cv2.imread(str(tmp_path / "out" / f"{i:03d}.png"))
         np.testing.assert_array_equal(got, 255 - random_bgr(32, 32, i))
+
+
+def _in_thread(fn, timeout: float = 30.0):
+    """``fn()`` on a daemon thread; (finished, result or exception) after ``timeout`` s (a
+    hang shows as not finished instead of hanging the suite)."""
+    import threading
+
+    box: list = []
+
+    def body() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    t.join(timeout)
+    return (not t.is_alive()), (box[0] if box else None)
+
+
+def test_an_unexpected_submitter_error_is_raised_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    """The submitter thread hands its unexpected errors to the batcher, which re-raises them;
+    before, the thread died silently and the batcher waited for the next stream for ever."""
+    import p2p_deploy.pipeline.run as run_mod
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(src / f"{i:02d}.png"), random_bgr(32, 32, i))
+    real_put, calls = run_mod.put, []
+
+    def failing_put(q, item, stop):
+        calls.append(item)
+        if len(calls) == 3:
+            raise MemoryError("out of memory in the submitter")
+        return real_put(q, item, stop)
+
+    monkeypatch.setattr(run_mod, "put", failing_put)
+    opts = RunOptions(batch=2, workers=2)
+    prepared = prepare(src, tmp_path / "out", opts)
+    finished, result = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished, "run_pipeline hung after the submitter died"
+    assert isinstance(result, MemoryError) and "submitter" in str(result)
+
+
+def test_short_videos_wait_for_a_writer_instead_of_piling_up(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Many videos shorter than their writer queue, with slow writers (the GPU outruns the
+    encoders): at most ``opts.video_writers`` video tasks are open or waiting for a thread at
+    once, instead of one per video with all its frames; outputs and order stay the same."""
+    import threading
+    import time
+
+    from p2p_deploy.pipeline.stages import Encoder
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(8):
+        write_video(src / f"clip{i}.avi", 3, size=(32, 32))
+    lock, live, peak = threading.Lock(), [0], [0]
+    real_submit, real_task = Encoder._submit, Encoder._video_task
+
+    def slow_task(self, *args):
+        try:
+            time.sleep(0.1)
+            return real_task(self, *args)
+        finally:
+            with lock:
+                live[0] -= 1
+
+    def counting_submit(self, fn, *args):
+        if getattr(fn, "__func__", None) is slow_task:
+            with lock:
+                live[0] += 1
+                peak[0] = max(peak[0], live[0])
+        return real_submit(self, fn, *args)
+
+    monkeypatch.setattr(Encoder, "_video_task", slow_task)
+    monkeypatch.setattr(Encoder, "_submit", counting_submit)
+    opts = RunOptions(batch=2, workers=1)
+    prepared = prepare(src, tmp_path / "out", opts)
+    finished, summary = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished and not isinstance(summary, BaseException), summary
+    assert (summary.done, summary.frames) == (8, 24)
+    assert 1 <= peak[0] <= opts.video_writers == 2
+
+
+def test_the_encoder_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypatch) -> None:
+    """One encode task per image: finished tasks' futures are dropped (a million images'
+    would hold over a gigabyte), so the list stays near the tasks that can be unfinished."""
+    from p2p_deploy.pipeline import stages
+
+    monkeypatch.setattr(stages, "FUTURES_KEPT", 8)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(src / f"{i:03d}.png"), random_bgr(8, 8, i))
+    lengths: list[int] = []
+    real_submit = stages.Encoder._submit
+
+    def recording_submit(self, fn, *args):
+        real_submit(self, fn, *args)
+        lengths.append(len(self._futures))
+
+    monkeypatch.setattr(stages.Encoder, "_submit", recording_submit)
+    opts = RunOptions(batch=2, workers=1)
+    summary = run_pipeline(prepare(src, tmp_path / "out", opts), NegateRunner(), opts)
+    assert (summary.done, summary.frames) == (60, 60)
+    # At most encode_queue images unfinished (plus none of the videos here), twice that
+    # before a prune, never the 60 of the run.
+    assert len(lengths) == 60 and max(lengths) <= 2 * max(8, opts.encode_queue) + 1 < 60

@@ -116,6 +116,21 @@ def test_torch_runner_running_norm_and_split(tiny_checkpoint: Path) -> None:
     assert np.abs(_eager(tiny_checkpoint, x, "stats") - ref).max() > 1e-2  # the modes do differ
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_torch_frames_reach_the_model_in_the_runners_layout(
+    tiny_checkpoint: Path, channels_last: bool
+) -> None:
+    """Frames converted from NHWC uint8 reach the model as NCHW, or channels-last only when
+    asked: PyTorch's convolutions follow the input's memory format, so a permuted input would
+    run an "NCHW" runner (the bench's eager baseline) channels-last."""
+    seen = []
+    with open_runner(tiny_checkpoint, "torch", device="cpu", channels_last=channels_last) as r:
+        r._model.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        r.infer_frames(np.zeros((2, 32, 32, 3), np.uint8))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert len(seen) == 1 and seen[0].is_contiguous(memory_format=fmt)
+
+
 def test_onnx_runner_without_sidecar_reads_graph(tiny_onnx_fp16: Path, tmp_path: Path) -> None:
     bare = tmp_path / "bare.onnx"
     bare.write_bytes(tiny_onnx_fp16.read_bytes())
