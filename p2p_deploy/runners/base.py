@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import EngineMismatch, P2PError
 
 if TYPE_CHECKING:
     from p2p_deploy.models.opening import ModelFile
@@ -166,7 +166,20 @@ class Runner(abc.ABC):
         download)."""
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
-        return tensor_to_bgr8(self._infer_chunk(bgr8_to_tensor(frames)))
+        return tensor_to_bgr8(self._finite(self._infer_chunk(bgr8_to_tensor(frames))))
+
+    def _finite(self, y: Any) -> Any:
+        """``y`` itself (a numpy array or a torch tensor); a model output holding NaN or inf
+        (broken weights, an fp16 overflow) is an error naming the model: converted to frames it
+        would be a black image written with exit 0. (:meth:`infer` returns floats as they are:
+        a caller such as bench or eval sees the NaN and says so itself.)"""
+        finite = np.isfinite(y).all() if isinstance(y, np.ndarray) else y.isfinite().all()
+        if not bool(finite):
+            raise EngineMismatch(
+                f"{self.path}: the model's output holds NaN or inf (broken weights, or an "
+                "fp16 overflow); nothing was written from it."
+            )
+        return y
 
     def _split_and_pad(
         self, x: np.ndarray, call: Callable[[np.ndarray], np.ndarray], row: tuple[int, ...]
@@ -176,10 +189,10 @@ class Runner(abc.ABC):
             chunk = x[sl]
             n = chunk.shape[0]
             y = call(pad_rows(chunk, self.min_batch))
-            if y.shape[1:] != row or y.shape[0] < n:
-                raise RuntimeError(
-                    f"{self.describe()}: model returned shape {tuple(y.shape)} for a chunk of "
-                    f"{n} rows of {row}"
+            if y.shape[1:] != row or y.shape[0] < n:  # a foreign model: one line, no traceback
+                raise EngineMismatch(
+                    f"{self.path}: the model returned shape {tuple(y.shape)} for a batch of "
+                    f"{n} x {row}; it is not a pix2pix generator of this size."
                 )
             outs.append(y[:n])
         return outs[0] if len(outs) == 1 else np.concatenate(outs)

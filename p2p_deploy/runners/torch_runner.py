@@ -152,7 +152,8 @@ class TorchRunner(Runner):
         f = torch.from_numpy(np.ascontiguousarray(frames)).to(self._dev, non_blocking=True)
         with torch.inference_mode():
             x = torch_bgr8_to_tensor(f, self._dtype)
-            return torch_tensor_to_bgr8(self._forward(x)).cpu().numpy()
+            y = self._finite(self._forward(x))  # NaN never becomes a black frame
+            return torch_tensor_to_bgr8(y).cpu().numpy()
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """On CUDA: the model on ``batch`` already on the GPU, on torch's current stream of the
