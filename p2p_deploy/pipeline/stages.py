@@ -161,6 +161,8 @@ class Writer:
         self._fps: float | None = None
         self._dead: set[Job] = set()  # jobs that failed mid-way: drop their remaining frames
         self.error: BaseException | None = None
+        # Called once, right before the first output is written (the output folder's marker).
+        self.before_first_write: Callable[[], None] | None = None
 
     def fail(self, job: Job, reason: str) -> None:
         self.summary.failures.append({"path": str(job.src), "reason": reason})
@@ -234,6 +236,9 @@ class Writer:
             self.summary.done += 1
 
     def _write(self, item: Frame, frame: np.ndarray) -> None:
+        if self.before_first_write is not None:
+            first, self.before_first_write = self.before_first_write, None
+            first()
         if item.job.kind == "image":
             write_image(item.job.dst, frame)
             return
