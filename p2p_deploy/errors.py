@@ -90,3 +90,9 @@ def one_line(text: str) -> str:
     a newline must not split one failure line into two."""
     return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"
                         if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"), text)
+
+
+def named(items: list[str], limit: int = 3) -> str:
+    """``a, b, c and 2 more``: what a message names, kept to one short line."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

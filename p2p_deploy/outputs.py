@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2p_deploy.errors import UsageError
+from p2p_deploy.errors import UsageError, named
 
 MARKER_FORMAT = "p2p-deploy/output"
 
@@ -88,24 +88,17 @@ def is_own_folder(folder: str | os.PathLike[str], spec: OutputSpec) -> bool:
     return spec.legacy is not None and folder.is_dir() and spec.legacy(folder)
 
 
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-    return shown
-
-
 def check_output_folder(
     folder: str | os.PathLike[str],
     spec: OutputSpec,
     *,
     identity: dict[str, Any] | None = None,
     overwrite: bool = False,
-    names: tuple[str, ...] | None = None,
 ) -> list[str]:
     """Before any work: may ``spec.command`` write into ``folder``? (See the module docstring.)
 
     ``identity``: what this invocation makes (compared with the one the marker records; None:
-    the command keeps no identity). ``names``: what this invocation writes there, when it is
-    a subset of ``spec.names`` (default: all of them). Creates nothing.
+    the command keeps no identity). Creates nothing.
 
     Returns:
         the names already there that the command will replace (its own files).
@@ -119,7 +112,7 @@ def check_output_folder(
         raise UsageError(f"{spec.flag} {folder}: exists and is not a folder.")
     if not folder.is_dir():
         return []
-    taken = [n for n in (names if names is not None else spec.names) if os.path.lexists(folder / n)]
+    taken = [n for n in spec.names if os.path.lexists(folder / n)]
     if not taken:
         return []
     marker = read_marker(folder, spec.marker)
@@ -130,7 +123,7 @@ def check_output_folder(
             return taken
         it = "it" if len(taken) == 1 else "them"
         raise UsageError(
-            f"{folder}: holds {_listing(taken)} but no {spec.what}, and {spec.command} would "
+            f"{folder}: holds {named(taken, 6)} but no {spec.what}, and {spec.command} would "
             f"overwrite {it}; {consent}choose a new or empty {spec.flag} "
             f"(e.g. {folder / spec.example})."
         )

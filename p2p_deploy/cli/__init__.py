@@ -96,6 +96,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _TERM_RECEIVED.clear()  # this command's SIGTERM, not an earlier one's (tests call main)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

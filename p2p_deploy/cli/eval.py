@@ -151,11 +151,10 @@ def summary_lines(report: dict) -> list[str]:
         )
     unpaired = report.get("unpaired") or []
     if unpaired:
-        names = ", ".join(Path(u["path"]).name for u in unpaired[:5])
-        more = f" and {len(unpaired) - 5} more" if len(unpaired) > 5 else ""
-        lines.append(
-            f"unpaired: {len(unpaired)} file(s) without a partner, not scored: {names}{more}"
-        )
+        from p2p_deploy.errors import named
+
+        names = named([Path(u["path"]).name for u in unpaired], 5)
+        lines.append(f"unpaired: {len(unpaired)} file(s) without a partner, not scored: {names}")
     b = report.get("baseline")
     if b and b.get("difference"):
         bm, d, drop = b["mean"], b["difference"], b["largest_drop"]

@@ -197,11 +197,11 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
     if not plan.jobs and not plan.unreadable:
-        from p2p_deploy.pipeline.summary import skipped_folders
+        from p2p_deploy.errors import named
 
         earlier = (
             f"; {len(plan.own_outputs)} output folder(s) of earlier runs not read: "
-            + skipped_folders([str(p) for p in plan.own_outputs])
+            + named([str(p) for p in plan.own_outputs])
             if plan.own_outputs
             else ""
         )
@@ -257,7 +257,7 @@ def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipel
         UsageError: naming the folder and why.
     """
     from p2p_deploy.atomic import check_writable_dir
-    from p2p_deploy.errors import UsageError
+    from p2p_deploy.errors import UsageError, named
     from p2p_deploy.media.files import OUTPUT_MARKER
     from p2p_deploy.outputs import read_marker
 
@@ -270,10 +270,9 @@ def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipel
         return
     theirs = [j.dst for j in prepared.work if hasattr(j, "dst") and os.path.lexists(j.dst)]
     if theirs:
-        shown = ", ".join(str(p.relative_to(plan.out_dir)) for p in theirs[:3])
-        more = f" and {len(theirs) - 3} more" if len(theirs) > 3 else ""
+        shown = named([str(p.relative_to(plan.out_dir)) for p in theirs])
         raise UsageError(
-            f"{plan.out_dir}: --overwrite would replace {shown}{more}, which p2p run did not "
+            f"{plan.out_dir}: --overwrite would replace {shown}, which p2p run did not "
             "write (the folder has no output marker); choose another --out."
         )
 

@@ -8,15 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from p2p_deploy.atomic import write_json
+from p2p_deploy.errors import named
 
 FAILURES_NAME = "failures.json"
 SUMMARY_FORMAT = "p2p-deploy/run-summary"  # what `--summary-json` files hold (one of ours)
 
 
-def skipped_folders(paths: list[str], limit: int = 3) -> str:
-    """``a, b, c and 2 more``: the folders a walk skipped, named (never skipped unsaid)."""
-    shown = ", ".join(paths[:limit])
-    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 @dataclass
@@ -73,7 +70,7 @@ class RunSummary:
             + (f", hidden {self.hidden} (dot files/folders, not read)" if self.hidden else "")
             + (
                 f", {self.own_outputs} output folder(s) of earlier runs not read ("
-                + skipped_folders(self.own_output_dirs)
+                + named(self.own_output_dirs)
                 + ")"
                 if self.own_outputs
                 else ""
