@@ -9,6 +9,12 @@ scored against the target with :mod:`p2p_deploy.bench.metrics` (L1, PSNR, SSIM o
 
 Writes ``OUT/eval.json`` (per-image rows and means), ``OUT/eval.csv`` and ``OUT/best.png`` /
 ``OUT/worst.png`` (input | output | target rows for the best and worst images by L1).
+
+As ``p2p run`` does, a pair that cannot be read, or whose output holds NaN or inf, is listed
+as failed with its reason and the rest is scored (no report holds a NaN); files of a paired
+split without a partner are counted and named. ``--out`` follows
+the project's rule (:mod:`p2p_deploy.outputs`): a folder holding another evaluation's report,
+or files ``p2p eval`` did not write, is refused before any work unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -29,15 +35,40 @@ from p2p_deploy.bench.metrics import image_metrics, psnr_db
 from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.imaging import rgb8_to_tensor, tensor_to_bgr8
 from p2p_deploy.media.images import write_image
-from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, split_pairs
+from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, scan_split
 from p2p_deploy.models.card import DEFAULT_DIRECTION, DIRECTIONS
 from p2p_deploy.models.opening import ModelFile, open_model
+from p2p_deploy.outputs import (
+    OutputSpec,
+    check_output_folder,
+    claim_output_folder,
+    is_own_folder,
+    is_own_json,
+)
 
 log = logging.getLogger(__name__)
 
 METRICS = ("l1", "psnr_db", "ssim")
 # For each metric: +1 when higher is better, -1 when lower is better.
 BETTER = {"l1": -1, "psnr_db": 1, "ssim": 1}
+EVAL_FORMAT = "p2p-deploy/eval"
+
+
+def _is_eval_folder(folder: Path) -> bool:
+    """An eval folder written before the marker: its eval.json is one of ours."""
+    return is_own_json(folder / "eval.json", EVAL_FORMAT, ("model", "runner", "mean", "images"))
+
+
+EVAL_OUTPUT = OutputSpec(
+    command="p2p eval",
+    flag="--out",
+    what="evaluation report",
+    marker=".p2p-eval",
+    names=("eval.json", "eval.csv", "best.png", "worst.png", "outputs", "targets"),
+    legacy=_is_eval_folder,
+    overwrite_flag="--overwrite",
+    example="eval",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,8 @@ class EvalOptions:
         device: runner device (None: the runner's default).
         save_images: also write every output and target (model size, PNG) to
             ``out/outputs/`` and ``out/targets/`` (for FID with an external tool).
+        overwrite: replace an ``out`` that holds another evaluation's report (or files
+            ``p2p eval`` did not write at its names).
     """
 
     model: Path
@@ -70,6 +103,21 @@ class EvalOptions:
     grid: int = 4
     device: str | None = None
     save_images: bool = False
+    overwrite: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What this evaluation scores (kept in the report folder's marker): another model,
+        baseline, data or split in the same ``--out`` needs ``--overwrite``."""
+
+        def where(p: Path | None) -> str | None:
+            return None if p is None else str(Path(p).absolute())
+
+        return {
+            "model": where(self.model),
+            "baseline": where(self.baseline),
+            "data": where(self.data),
+            "split": self.split,
+        }
 
 
 @dataclass
@@ -81,7 +129,10 @@ class ModelScores:
     image_size: int
     rows: list[dict[str, Any]] = field(default_factory=list)
 
-    def mean(self) -> dict[str, float]:
+    def mean(self) -> dict[str, float | None]:
+        """Mean of each metric over the scored images (None when none was scored)."""
+        if not self.rows:
+            return dict.fromkeys(METRICS)
         return {m: float(np.mean([r[m] for r in self.rows])) for m in METRICS}
 
 
@@ -95,19 +146,37 @@ class EvalResult:
     model: ModelScores
     baseline: ModelScores | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    unpaired: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """As ``p2p run``: 0 every pair scored, 2 some failed (listed), 1 none was scored."""
+        if not self.failures:
+            return 0
+        return 2 if self.model.rows else 1
+
+    def _common_rows(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(model row, baseline row) of the images both models scored."""
+        if self.baseline is None:
+            return []
+        base = {r["name"]: r for r in self.baseline.rows}
+        return [(r, base[r["name"]]) for r in self.model.rows if r["name"] in base]
 
     def comparison(self) -> dict[str, Any] | None:
-        """Mean difference (model - baseline) per metric and the largest per-image drop."""
+        """Mean difference (model - baseline) per metric and the largest per-image drop, over
+        the images both models scored."""
         if self.baseline is None:
             return None
-        m, b = self.model.mean(), self.baseline.mean()
+        common = self._common_rows()
+        if not common:
+            return {"difference": None, "largest_drop": None, "psnr_vs_baseline_db": None}
+        m = {k: float(np.mean([rm[k] for rm, _ in common])) for k in METRICS}
+        b = {k: float(np.mean([rb[k] for _, rb in common])) for k in METRICS}
         drops = {}
         for k in METRICS:
             # A drop is a change for the worse: L1 up, PSNR / SSIM down.
-            per_image = [
-                (BETTER[k] * (rb[k] - rm[k]), rm["name"])
-                for rm, rb in zip(self.model.rows, self.baseline.rows, strict=True)
-            ]
+            per_image = [(BETTER[k] * (rb[k] - rm[k]), rm["name"]) for rm, rb in common]
             worst, name = max(per_image)
             drops[k] = {"name": name, "drop": worst}
         # Absent when the two models have different input sizes (outputs not comparable).
@@ -123,6 +192,7 @@ class EvalResult:
     def to_dict(self) -> dict[str, Any]:
         opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.options).items()}
         d: dict[str, Any] = {
+            "format": EVAL_FORMAT,
             "model": self.model.model,
             "runner": self.model.runner,
             "image_size": self.model.image_size,
@@ -133,6 +203,9 @@ class EvalResult:
             "count": len(self.model.rows),
             "mean": self.model.mean(),
             "images": self.model.rows,
+            "failed": len(self.failures),
+            "failures": self.failures,
+            "unpaired": self.unpaired,
             "options": opts,
             "fid": None,  # not computed: needs Inception weights (see README, `p2p eval`)
         }
@@ -178,7 +251,11 @@ def resolve_direction(
 
 
 def _prepared(pair: PairFiles, direction: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(condition, target) as (3, size, size) float32 in [-1, 1]."""
+    """(condition, target) as (3, size, size) float32 in [-1, 1].
+
+    Raises:
+        DataError: a file of the pair cannot be read, or is not two halves.
+    """
     a, b = load_pair(pair)
     src, dst = (a, b) if direction == "AtoB" else (b, a)
     return rgb8_to_tensor(resize_square(src, size)), rgb8_to_tensor(resize_square(dst, size))
@@ -197,6 +274,36 @@ def _keep(kept: _Kept, n: int, item, worst: bool) -> None:  # noqa: ANN001 - tup
     del kept.rows[n:]
 
 
+def output_names(pairs: list[PairFiles]) -> dict[str, str]:
+    """Pair name -> the PNG name of its saved output and target (``x.png``); names whose stems
+    clash (``x.png`` and ``x.jpg``) keep their extension (``x.png.png``, ``x.jpg.png``), so no
+    output is written over another."""
+    stems: dict[str, int] = {}
+    for p in pairs:
+        stems[Path(p.name).stem] = stems.get(Path(p.name).stem, 0) + 1
+    return {
+        p.name: (Path(p.name).stem if stems[Path(p.name).stem] == 1 else p.name) + ".png"
+        for p in pairs
+    }
+
+
+@dataclass
+class _Failures:
+    """Pairs that could not be scored (``path``, ``reason``), each reported once."""
+
+    rows: list[dict[str, str]] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+    on_failure: Callable[[str], None] | None = None
+
+    def add(self, pair: PairFiles, reason: str) -> None:
+        if pair.name in self.names:
+            return
+        self.names.add(pair.name)
+        self.rows.append({"path": str(pair.paths[0]), "reason": reason})
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+
 def score_model(
     model: ModelFile,
     pairs: list[PairFiles],
@@ -205,27 +312,49 @@ def score_model(
     on_images: Callable[[int], None] | None = None,
     reference: dict[str, np.ndarray] | None = None,
     grids: tuple[_Kept, _Kept] | None = None,
+    failures: _Failures | None = None,
 ) -> tuple[ModelScores, dict[str, np.ndarray]]:
     """Run ``model`` over ``pairs`` and score every output.
 
     ``reference`` maps names to another model's outputs ((3, S, S) float32) for the
-    ``psnr_vs_baseline_db`` column (when the sizes agree). Returns the scores and this model's
-    outputs (kept only when a later model compares against them).
+    ``psnr_vs_baseline_db`` column (when the sizes agree). A pair that cannot be read, or
+    whose output holds NaN or inf, goes to ``failures`` and the rest is scored. Returns the
+    scores and this model's outputs (kept only when a later model compares against them).
     """
     from p2p_deploy.runners.factory import open_runner
 
+    failures = failures if failures is not None else _Failures()
+    names = output_names(pairs) if opts.save_images else {}
     outputs: dict[str, np.ndarray] = {}
     with open_runner(model, "auto", opts.device) as runner:
         size = runner.image_size
         scores = ModelScores(str(model.path), runner.describe(), size)
         for start in range(0, len(pairs), opts.batch):
             chunk = pairs[start : start + opts.batch]
-            prepared = [_prepared(p, direction, size) for p in chunk]
-            batch = np.stack([c for c, _ in prepared])
-            out = np.asarray(runner.infer(batch), dtype=np.float32)
-            if out.shape != batch.shape:
-                raise P2PError(f"{model.path}: the runner returned {out.shape} for {batch.shape}.")
-            for pair, (cond, target), y in zip(chunk, prepared, out, strict=True):
+            good: list[tuple[PairFiles, np.ndarray, np.ndarray]] = []
+            for pair in chunk:
+                if pair.name in failures.names:
+                    continue  # already failed for the other model: scored by neither
+                try:
+                    good.append((pair, *_prepared(pair, direction, size)))
+                except DataError as exc:
+                    failures.add(pair, str(exc))
+            if good:
+                batch = np.stack([c for _, c, _ in good])
+                out = np.asarray(runner.infer(batch), dtype=np.float32)
+                if out.shape != batch.shape:
+                    raise P2PError(
+                        f"{model.path}: the runner returned {out.shape} for {batch.shape}."
+                    )
+            for i, (pair, cond, target) in enumerate(good):
+                y = out[i]
+                if not np.isfinite(y).all():  # scored, it would put a NaN into every mean
+                    failures.add(
+                        pair,
+                        f"{pair.paths[0]}: the output of {model.path} holds NaN or inf "
+                        "(broken weights, or an fp16 overflow); not scored.",
+                    )
+                    continue
                 row: dict[str, Any] = {"name": pair.name, **image_metrics(y, target)}
                 if reference is not None and pair.name in reference:
                     ref = reference[pair.name]
@@ -240,11 +369,12 @@ def score_model(
                     _keep(grids[0], opts.grid, item, worst=False)
                     _keep(grids[1], opts.grid, item, worst=True)
                     if opts.save_images:
-                        png = Path(pair.name).stem + ".png"
-                        write_image(opts.out / "outputs" / png, out8)
-                        write_image(opts.out / "targets" / png, tgt8)
+                        write_image(opts.out / "outputs" / names[pair.name], out8)
+                        write_image(opts.out / "targets" / names[pair.name], tgt8)
             if on_images:
                 on_images(len(chunk))
+    # A pair the baseline scored but this model failed on is compared by neither.
+    scores.rows = [r for r in scores.rows if r["name"] not in failures.names]
     return scores, outputs
 
 
@@ -293,8 +423,8 @@ def _csv(result: EvalResult) -> str:
     for r in result.model.rows:
         line = [r["name"], *(f"{r[m]:.6f}" for m in METRICS)]
         if result.baseline is not None:
-            b = base_rows[r["name"]]
-            line += [f"{b[m]:.6f}" for m in METRICS]
+            b = base_rows.get(r["name"])
+            line += [f"{b[m]:.6f}" if b else "" for m in METRICS]
             v = r.get("psnr_vs_baseline_db")
             line.append("" if v is None else f"{v:.6f}")
         w.writerow(line)
@@ -305,50 +435,110 @@ def run_eval(
     opts: EvalOptions,
     on_images: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    on_failure: Callable[[str], None] | None = None,
 ) -> EvalResult:
     """Score ``opts.model`` (and ``opts.baseline``) on ``opts.data / opts.split`` and write the
     report files into ``opts.out``.
 
     ``on_total(n)`` is called once with the number of images to score (the pairs times the
-    number of models), then ``on_images(n)`` after every batch with the number just scored.
+    number of models), then ``on_images(n)`` after every batch with the number just scored;
+    ``on_failure(reason)`` once per pair that cannot be scored (it is listed in eval.json).
 
     Raises:
-        P2PError / DataError: a missing split, an unreadable image, a model that cannot load.
+        P2PError / DataError: a missing split, a model that cannot load, an ``--out`` that
+            may not be written (UsageError); unreadable pairs are failures, not errors.
     """
+    from p2p_deploy.locking import FolderLock
+
     if opts.batch < 1 or opts.grid < 1 or (opts.limit is not None and opts.limit < 1):
         raise P2PError("--batch, --grid and --limit must be at least 1.")
     if not opts.data.is_dir():
         raise DataError(f"{opts.data}: no such data folder.")
-    pairs = split_pairs(opts.data, opts.split)
+    from p2p_deploy.paths import contained
+
+    contained(opts.data, opts.split, "--split")  # a split is a folder of DATA, nothing else
+    scan = scan_split(opts.data, opts.split)
+    pairs = scan.pairs
     if opts.limit is not None:
         pairs = pairs[: opts.limit]
+    # Before any work: the report folder may be written, and no other eval writes it now.
+    check_output_folder(
+        opts.out, EVAL_OUTPUT, identity=opts.identity(), overwrite=opts.overwrite
+    )
     model = open_model(opts.model)  # each model is read once, here
     base = open_model(opts.baseline) if opts.baseline is not None else None
     direction, source = resolve_direction(opts, model, base)
     if on_total:
         on_total(len(pairs) * (2 if opts.baseline is not None else 1))
-    if opts.out.exists() and not opts.out.is_dir():
-        raise P2PError(f"{opts.out}: exists and is not a folder.")
 
-    grids = (_Kept(), _Kept())
-    reference = None
-    baseline = None
-    if base is not None:
-        baseline, reference = score_model(base, pairs, opts, direction, on_images)
-    scores, _ = score_model(model, pairs, opts, direction, on_images, reference, grids)
-    result = EvalResult(opts, direction, source, scores, baseline)
+    with FolderLock(opts.out, "p2p eval"):
+        # Checked again under the lock: another eval may have written it meanwhile.
+        old = check_output_folder(
+            opts.out, EVAL_OUTPUT, identity=opts.identity(), overwrite=opts.overwrite
+        )
+        if is_own_folder(opts.out, EVAL_OUTPUT):
+            _remove_earlier(opts.out, old)  # the whole earlier set goes: reports never mix
+        claim_output_folder(opts.out, EVAL_OUTPUT, opts.identity())
+        grids = (_Kept(), _Kept())
+        failures = _Failures(on_failure=on_failure)
+        reference = None
+        baseline = None
+        if base is not None:
+            baseline, reference = score_model(
+                base, pairs, opts, direction, on_images, failures=failures
+            )
+        scores, _ = score_model(
+            model, pairs, opts, direction, on_images, reference, grids, failures
+        )
+        if baseline is not None:  # drop what the model failed on from the baseline too
+            baseline.rows = [r for r in baseline.rows if r["name"] not in failures.names]
+        result = EvalResult(
+            opts,
+            direction,
+            source,
+            scores,
+            baseline,
+            failures=failures.rows,
+            unpaired=[{"path": str(p), "reason": why} for p, why in scan.unpaired],
+        )
+        _write_report(result, grids)
+    return result
 
+
+def _remove_earlier(out: Path, names: list[str]) -> None:
+    """Remove an earlier evaluation's files (``names`` in ``out``, already checked to be
+    p2p eval's own or given up with --overwrite)."""
+    import shutil
+
+    for name in names:
+        path = out / name
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise P2PError(
+                f"{path}: cannot remove the earlier report ({exc.strerror or exc})."
+            ) from None
+
+
+def _write_report(result: EvalResult, grids: tuple[_Kept, _Kept]) -> None:
+    opts = result.options
     out = opts.out
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_image(out / "best.png", grid_image(grids[0].rows))
-        write_image(out / "worst.png", grid_image(grids[1].rows))
+        names: tuple[str, ...] = ("eval.json", "eval.csv")
+        if grids[0].rows:
+            write_image(out / "best.png", grid_image(grids[0].rows))
+            write_image(out / "worst.png", grid_image(grids[1].rows))
+            names += ("best.png", "worst.png")
         write_text(out / "eval.csv", _csv(result))
-        names = ("eval.json", "eval.csv", "best.png", "worst.png")
         if opts.save_images:
             names += ("outputs", "targets")
         result.outputs = {k: str(out / k) for k in names}
         write_json(out / "eval.json", result.to_dict())
     except OSError as exc:
         raise P2PError(f"{exc.filename or out}: cannot write ({exc.strerror or exc}).") from None
-    return result

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2p_deploy.options import command_line, option
+from p2p_deploy.options import command_line, device_grammar, option, validate
+
+# Kept equal to bench.candidates.BENCH_BACKENDS (a test checks); this module stays light.
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+DAY = 86_400.0  # the longest wait or timing any option asks for, in seconds
 
 
 def shown_path(path: Path | str) -> str:
@@ -43,56 +47,70 @@ class BenchArgs:
         factory=list, metavar="PATH", help="TensorRT model.plan (repeatable; GPU)."
     )
     backends: list[str] | None = option(
-        None, comma=True, help="Comma list of backends to include.", shown="all"
+        None, comma=True, choices=BACKENDS, help="Comma list of backends to include.", shown="all"
     )
     batch: list[int] = option(
         factory=lambda: [1, 4],
         comma=True,
+        min=1,
+        max=4096,
         short="-b",
         help="Comma list of batch sizes, e.g. 1,4,16.",
     )
-    warmup: float = option(2.0, help="Seconds of untimed warm-up per row.")
+    warmup: float = option(2.0, min=0, max=DAY, help="Seconds of untimed warm-up per row.")
     duration: float = option(
-        10.0, help="Seconds of timing per row (extended up to 2x while the median drifts)."
+        10.0,
+        above=0,
+        max=DAY,
+        help="Seconds of timing per row (extended up to 2x while the median drifts).",
     )
-    min_iters: int = option(10, help="Fewest timed iterations per row.")
-    device: str = option("auto", help="auto, cpu, cuda or cuda:N.")
+    min_iters: int = option(10, min=1, help="Fewest timed iterations per row.")
+    device: str = option("auto", check=device_grammar(), help="auto, cpu, cuda or cuda:N.")
     compile: bool = option(
         True,
         help="On CUDA, also time torch.compile rows (with and without CUDA graphs; each "
         "compiles for tens of seconds on its first call, which is not timed).",
     )
     test_norm: str | None = option(
-        None, help="stats or running.", shown="the checkpoint's; see `p2p export`"
+        None,
+        choices=("stats", "running"),
+        help="stats or running.",
+        shown="the checkpoint's; see `p2p export`",
     )
     folder: Path | None = option(
         None, help="Images: real inputs for accuracy, and the end-to-end run over them."
     )
     video: Path | None = option(None, help="A video for the end-to-end run.")
     e2e_batch: int | None = option(
-        None, help="Batch of the end-to-end run.", shown="the smallest --batch"
+        None, min=1, max=4096, help="Batch of the end-to-end run.", shown="the smallest --batch"
     )
-    max_frames: int | None = option(None, help="Cap the end-to-end frames.")
+    max_frames: int | None = option(None, min=1, help="Cap the end-to-end frames.")
     workers: int | None = option(
         None,
         min=1,
         help="Decode (and encode) threads of the end-to-end run, as `p2p run --workers`.",
         shown="the usable CPU cores",
     )
-    seed: int = option(0, help="Seed of the synthetic inputs.")
+    seed: int = option(0, min=0, help="Seed of the synthetic inputs.")
     threads: int | None = option(
         None,
+        min=1,
         help="CPU threads of every backend (torch, ONNX Runtime, ...).",
         shown="their own",
     )
     quiet_wait: float = option(
         0.0,
+        min=0,
+        max=DAY,
         help="Wait up to this many seconds for a quiet machine (no other process using the "
         "CPU) before timing. Rows timed under load are marked and give no speed-up either way.",
     )
     out: Path | None = option(
         None, short="-o", help="Report folder.", shown="./p2p-bench/<machine>-<date>/"
     )
+
+    def __post_init__(self) -> None:
+        validate(self)  # every value checked where it is parsed: one line, exit 64
 
     def command(self) -> str:
         """The ``p2p bench`` command line that reproduces this run (from the fields above),

@@ -16,6 +16,7 @@ from p2p_deploy.atomic import atomic_path, write_json, write_text
 from p2p_deploy.bench.options import shown_path
 from p2p_deploy.bench.roofline import floor_conclusion
 from p2p_deploy.bench.schema import SCHEMA_VERSION
+from p2p_deploy.outputs import OutputSpec, check_output_folder, claim_output_folder, is_own_json
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,25 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 LATENCY_PNG = "latency.png"
 THROUGHPUT_PNG = "throughput.png"
+
+
+def _is_report_folder(folder: Path) -> bool:
+    """A report folder written before the marker (the committed ones): its report.json is a
+    p2p bench report."""
+    return is_own_json(folder / REPORT_JSON, "", ("schema_version", "results", "environment"))
+
+
+# `p2p bench --out` follows the project's rule (p2p_deploy.outputs): a folder holding files
+# under these names that no p2p bench wrote is refused before any timing.
+BENCH_OUTPUT = OutputSpec(
+    command="p2p bench",
+    flag="--out",
+    what="benchmark report",
+    marker=".p2p-bench",
+    names=(REPORT_JSON, REPORT_MD, LATENCY_PNG, THROUGHPUT_PNG),
+    legacy=_is_report_folder,
+    example="bench",
+)
 # Below these, an accuracy line in the conclusions warns the reader.
 PSNR_WARN_DB = 40.0
 MAX_ERR_WARN = 0.05
@@ -494,17 +514,27 @@ def _axes(ax: Any, rows: list[dict[str, Any]], ylabel: str) -> None:
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write report.json, report.md and the two plots into ``out_dir``; returns their paths.
 
-    JSON is strict (``allow_nan=False``): a NaN or inf anywhere is a bug, not a number.
+    JSON is strict (``allow_nan=False``): a NaN or inf anywhere is a bug, not a number. The
+    folder is held (:class:`~p2p_deploy.locking.FolderLock`) and checked again by the rule of
+    :data:`BENCH_OUTPUT` while the files are written.
     """
+    from p2p_deploy.locking import FolderLock
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    json.dumps(report, allow_nan=False)  # raise before anything is written
+    with FolderLock(out, "p2p bench"):
+        check_output_folder(out, BENCH_OUTPUT)
+        claim_output_folder(out, BENCH_OUTPUT)
+        return _write_files(report, out)
+
+
+def _write_files(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths = {
         "json": out / REPORT_JSON,
         "md": out / REPORT_MD,
         "latency": out / LATENCY_PNG,
         "throughput": out / THROUGHPUT_PNG,
     }
-    json.dumps(report, allow_nan=False)  # raise before anything is written
     plot_latency(report["results"], paths["latency"])
     plot_throughput(report["results"], paths["throughput"])
     write_text(paths["md"], render_markdown(report))

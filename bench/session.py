@@ -48,8 +48,14 @@ def validate(args: BenchArgs) -> None:
     for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:
         if p is not None and not Path(p).exists():
             raise P2PError(f"{p}: no such file or folder.")
-    # The report is written after all the timing: an unwritable --out must fail now.
+    # The report is written after all the timing: an unwritable --out, or one holding files
+    # p2p bench did not write, must fail now.
     check_writable_dir(args.out or Path.cwd() / environment.DEFAULT_REPORTS, "--out")
+    if args.out is not None:
+        from p2p_deploy.bench.report import BENCH_OUTPUT
+        from p2p_deploy.outputs import check_output_folder
+
+        check_output_folder(args.out, BENCH_OUTPUT)
     if args.video is not None:
         from p2p_deploy.media.video import VideoSource
 

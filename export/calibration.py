@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from p2p_deploy.errors import DataError, P2PError
+from p2p_deploy.errors import DataError, P2PError, UsageError
 from p2p_deploy.imaging import bgr8_to_tensor, rgb8_to_tensor
 from p2p_deploy.models.card import DEFAULT_DIRECTION, ModelCard
 
@@ -84,6 +84,109 @@ def split_counts(
     return min(calib_count, available - n_hold), n_hold
 
 
+@dataclass
+class _FolderFiles:
+    """A calibration folder's files: images in sorted order, and what else it holds."""
+
+    images: list[Path]
+    videos: int
+    other: int
+    problems: list[tuple[Path, str]]
+
+    def none_usable(self, root: Path, readable: int = 0) -> DataError:
+        """The error for a folder without enough usable images, saying what it holds."""
+        held = []
+        if self.videos:
+            held.append(f"{self.videos} video(s), which calibration does not read")
+        if self.images:
+            held.append(f"{len(self.images)} image file(s), {readable} readable")
+        if self.other:
+            held.append(f"{self.other} other file(s)")
+        if self.problems:
+            held.append(f"{len(self.problems)} unreadable entrie(s) ({self.problems[0][1]})")
+        what = "; ".join(held) if held else "nothing"
+        only = " only videos" if self.videos and not self.images else ""
+        return DataError(
+            f"{root}: --calib holds{only or ' no usable images'} ({what}); INT8 calibration "
+            f"needs at least {MIN_IMAGES} readable images (one to calibrate on, one held out "
+            "to check the result)."
+        )
+
+
+def _folder_files(root: Path) -> _FolderFiles:
+    """The files of ``root`` (recursive, sorted, hidden ones left out) by kind, through the
+    one input walk (a FIFO or an unreadable folder is a problem, never a hang or a skip)."""
+    from p2p_deploy.media.files import media_kind
+    from p2p_deploy.media.inputs import walk_inputs
+
+    images: list[Path] = []
+    videos = other = 0
+    problems: list[tuple[Path, str]] = []
+    for listing in walk_inputs(root):
+        listing.dirs[:] = [d for d in listing.dirs if not d.startswith(".")]
+        problems += [(p, why) for p, why in listing.problems if not p.name.startswith(".")]
+        for name in listing.files:
+            if name.startswith("."):
+                continue
+            kind = media_kind(Path(name))
+            if kind == "image":
+                images.append(listing.folder / name)
+            elif kind == "video":
+                videos += 1
+            else:
+                other += 1
+    return _FolderFiles(sorted(images), videos, other, problems)
+
+
+def check_calibration_source(
+    checkpoint: str | Path,
+    calib_dir: str | Path | None,
+    calib_count: int = DEFAULT_CALIB_COUNT,
+    provider: SyntheticProvider | None = None,
+) -> None:
+    """Before any export work: the INT8 calibration images will be there. A ``--calib``
+    folder must hold at least two readable images (decoded here; a folder of videos is said
+    to be one); without it the checkpoint's card must name synthetic data and a provider be
+    given (:func:`default_calibration`'s rule, read from the card alone).
+
+    Raises:
+        P2PError / DataError: the same sentences the calibration step itself would give.
+    """
+    from p2p_deploy.media.images import read_image
+    from p2p_deploy.models.card import read_card
+    from p2p_deploy.models.opening import resolve_model_path
+
+    if calib_dir is not None:
+        root = Path(calib_dir)
+        if not root.is_dir():
+            what = "not a folder" if root.exists() else "no such folder"
+            raise UsageError(f"{root}: --calib must be a folder of images ({what}).")
+        files = _folder_files(root)
+        readable = 0
+        for p in files.images:
+            try:
+                read_image(p)
+            except DataError:
+                continue
+            readable += 1
+            if readable == MIN_IMAGES:
+                return
+        raise files.none_usable(root, readable)
+    weights, kind = resolve_model_path(checkpoint)
+    card = read_card(weights) if kind == "checkpoint" else None
+    if not isinstance(card, ModelCard):
+        card = None
+    if card is None:
+        raise P2PError(
+            f"{checkpoint}: its metadata does not say what data it was trained on; give "
+            "--calib DIR with images like the ones the model will translate (a few dozen are "
+            "enough)."
+        )
+    data = card.training.data if card.training is not None else None
+    if data != "synthetic" or provider is None:
+        default_calibration(checkpoint, card, None, 1)  # raises, saying why
+
+
 def folder_images(
     folder: str | Path,
     size: int,
@@ -93,26 +196,24 @@ def folder_images(
     """Calibration and held-out images from ``folder`` (see the module docstring).
 
     Raises:
-        DataError: the folder is missing, not a folder, or holds fewer than 2 readable images.
+        DataError: the folder is missing, not a folder, or holds fewer than 2 readable images
+            (the message says when it holds only videos).
     """
-    from p2p_deploy.media.files import media_kind
     from p2p_deploy.media.images import read_image
     from p2p_deploy.media.resize import fit
 
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: --calib must be a folder of images (no such folder).")
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-    images = [p for p in files if media_kind(p) == "image"]
-    skipped = len(files) - len(images)
+    files = _folder_files(root)
+    images = files.images
+    skipped = files.videos + files.other + len(files.problems)
+    for p, why in files.problems:
+        log.warning("calibration: %s: %s", p, why)
     try:
         n_cal, n_hold = split_counts(len(images), calib_count, holdout)
-    except DataError as exc:
-        raise DataError(f"{root}: {exc}") from None
+    except DataError:
+        raise files.none_usable(root) from None
 
     def read(paths: list[Path], want: int) -> tuple[list[np.ndarray], int]:
         """Up to ``want`` readable images of ``paths`` in order, and how many paths that took

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from p2p_deploy.errors import UsageError
 from p2p_deploy.models.card import TEST_NORMS
-from p2p_deploy.options import option
+from p2p_deploy.options import option, plain_name, validate
 
 IO_CHOICES = {"fp32": "float32", "fp16": "float16"}
 
@@ -51,7 +51,7 @@ class ExportOptions:
     fp32_engine: bool = option(
         False, negative=False, help="Also build model_fp32.plan (requires TensorRT)."
     )
-    workspace: float = option(4.0, help="TensorRT workspace limit in GiB.")
+    workspace: float = option(4.0, max=1024, help="TensorRT workspace limit in GiB.")
     timing_cache: Path | None = option(
         None, help="TensorRT timing cache file: read if present, updated after each build."
     )
@@ -68,7 +68,11 @@ class ExportOptions:
         help="Also write a Triton model repository here (DIR/p2p_generator/config.pbtxt,"
         " 1/model.plan or 1/model.onnx).",
     )
-    triton_name: str = option("p2p_generator", help="Model name in the Triton repository.")
+    triton_name: str = option(
+        "p2p_generator",
+        check=plain_name,
+        help="Model name in the Triton repository (one folder name: letters, digits, _ - .).",
+    )
     skip_parity: bool = option(False, negative=False, help="Skip the ONNX Runtime parity checks.")
     int8: bool = option(
         False,
@@ -81,7 +85,7 @@ class ExportOptions:
         " (synthetic facades for a synthetic run). The last images (up to 8, at most a fifth)"
         " are held out for the quality gate.",
     )
-    calib_count: int = option(32, help="How many images INT8 calibration uses.")
+    calib_count: int = option(32, max=100_000, help="How many images INT8 calibration uses.")
 
     def __post_init__(self) -> None:
         if self.io not in IO_CHOICES:
@@ -92,6 +96,7 @@ class ExportOptions:
             raise UsageError(f"--workspace {self.workspace}: must be a positive number of GiB.")
         if self.calib_count < 1:
             raise UsageError(f"--calib-count must be at least 1, got {self.calib_count}.")
+        validate(self)  # finite numbers, ranges, the Triton name: one line, exit 64
         if self.io == "fp16" and not self.with_fp16:
             raise UsageError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
 

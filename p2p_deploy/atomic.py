@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -54,15 +55,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def host_tag() -> str:
+    """6 hex digits naming this host (a pid means nothing on another machine)."""
+    return _HOST
+
+
+def writer_gone(host: str, pid: int) -> bool:
+    """True only when the process ``pid`` of ``host`` is known to be dead: it ran on this host
+    and is gone. Another host's processes, live ones and this process never count as gone
+    (temporary files and folder locks are reclaimed on this rule)."""
+    return host == _HOST and pid != os.getpid() and not _pid_alive(pid)
+
+
 def is_stale_temp(path: Path) -> bool:
     """True when ``path``'s name is one of this project's temporary names and its writer, a
     process on this host, is gone. Names of other hosts and of live processes are never stale.
     """
     m = _TEMP_RE.match(path.name)
-    if m is None or m["host"] != _HOST:
-        return False
-    pid = int(m["pid"])
-    return pid != os.getpid() and not _pid_alive(pid)
+    return m is not None and writer_gone(m["host"], int(m["pid"]))
 
 
 def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
@@ -95,19 +105,31 @@ def clean_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) ->
 
 
 def no_space(path: str | os.PathLike[str]) -> str | None:
-    """The OS's reason why nothing more can be written in ``path``'s folder, or None.
+    """``No space left on device`` when ``path``'s file system is full (no free blocks or
+    inodes), else None, also when that cannot be told (``statvfs`` failing, e.g. on a folder
+    another process removed, says nothing about the disk: see :func:`write_problem`).
 
     For writers that report failure without an errno (OpenCV's ``imwrite`` and
-    ``VideoWriter``): a full file system reads as ``No space left on device``.
+    ``VideoWriter``, safetensors, torch.save).
     """
-    folder = Path(path).parent
     try:
-        st = os.statvfs(folder)
-    except OSError as exc:
-        return exc.strerror or str(exc)
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return None
     if st.f_bavail == 0 or (st.f_favail == 0 and st.f_files > 0):
         return os.strerror(errno.ENOSPC)
     return None
+
+
+def write_problem(path: str | os.PathLike[str]) -> str | None:
+    """The OS's reason why nothing can be written beside ``path`` now, or None: a full file
+    system (:func:`no_space`), or the error ``statvfs`` gives for its folder (``No such file or
+    directory`` when it was removed)."""
+    try:
+        os.statvfs(Path(path).parent)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return no_space(path)
 
 
 @contextlib.contextmanager
@@ -175,9 +197,22 @@ def write_text(final: str | os.PathLike[str], text: str) -> None:
     write_bytes(final, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None: JSON has no such numbers, and
+    a bare ``NaN`` in a file makes it unreadable for every strict JSON reader."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json(final: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    write_text(final, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Atomically write ``obj`` as indented, strict JSON (NaN and inf become null)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+    write_text(final, text + "\n")
 
 
 class StagedFiles:

@@ -8,6 +8,7 @@ Usage::
         url = server.base_url          # http://127.0.0.1:PORT
         server.cut_next_after = 1000   # the next body stops after 1000 bytes (connection closed)
         server.stall_seconds = 2.0     # every response waits this long first
+        server.status["/x.sha256"] = 403   # answer this path with this HTTP error
         server.requests                # [(path, Range header or None), ...]
 """
 
@@ -75,6 +76,7 @@ class _Server(ThreadingHTTPServer):
     cut_next_after: int | None = None
     stall_seconds: float = 0.0
     requests: list[tuple[str, str | None]]
+    status: dict[str, int]
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         pass  # a client that timed out on purpose closes its socket: not worth a traceback
@@ -96,6 +98,9 @@ class RangeHandler(BaseHTTPRequestHandler):
         srv.requests.append((self.path, rng))
         if srv.stall_seconds:
             time.sleep(srv.stall_seconds)
+        if self.path in srv.status:
+            self.send_error(srv.status[self.path])
+            return
         path = srv.root / urllib.parse.unquote(self.path.lstrip("/"))
         if not path.is_file():
             self.send_error(404)
@@ -135,7 +140,7 @@ class RangeHandler(BaseHTTPRequestHandler):
 def serve_folder(root: Path) -> Iterator[_Server]:
     """Serve ``root`` on an ephemeral port of 127.0.0.1 until the block ends."""
     srv = _Server(("127.0.0.1", 0), RangeHandler)
-    srv.root, srv.requests = root, []
+    srv.root, srv.requests, srv.status = root, [], {}
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:

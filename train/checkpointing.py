@@ -82,7 +82,10 @@ def save_checkpoint(
         full = not isinstance(exc, OSError) and (
             no_space(tmp / WEIGHTS_NAME) is not None or os.strerror(errno.ENOSPC) in str(exc)
         )
+        gone = not tmp.is_dir()  # removed under us: not a full disk, say what happened
         shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint stays as it was
+        if gone and not isinstance(exc, OSError):
+            raise OSError(errno.ENOENT, "the folder being written was removed", str(tmp)) from None
         if not full:
             raise
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder)) from None

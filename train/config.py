@@ -19,7 +19,7 @@ from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import P2PError, UsageError
 from p2p_deploy.models.card import DIRECTIONS
 from p2p_deploy.models.config import DiscriminatorConfig, GeneratorConfig
-from p2p_deploy.options import option
+from p2p_deploy.options import option, validate
 
 GAN_MODES = ("vanilla", "lsgan")
 
@@ -35,29 +35,29 @@ class TrainConfig:
     data: str = option("synthetic", help="'synthetic' or a data folder.")
     out: str = option("runs/p2p", help="Run folder.", short="-o")
     direction: str = option("BtoA", help="AtoB or BtoA (label->photo on facades).")
-    image_size: int = option(256, help="Crop size; downsamplings follow (256->8).")
-    ngf: int = option(64, help="Generator width.")
-    ndf: int = option(64, help="Discriminator width.")
+    image_size: int = option(256, max=4096, help="Crop size; downsamplings follow (256->8).")
+    ngf: int = option(64, min=1, max=1024, help="Generator width.")
+    ndf: int = option(64, max=1024, help="Discriminator width.")
     norm: str = option("batch", help="batch or instance.")
     dropout: bool = option(True, help="Dropout in the decoder.")
-    n_layers_d: int = option(3, help="PatchGAN stride-2 layers (3 = 70x70).")
+    n_layers_d: int = option(3, min=1, max=8, help="PatchGAN stride-2 layers (3 = 70x70).")
     gan_mode: str = option("vanilla", help="vanilla (BCE) or lsgan (MSE).")
     lambda_l1: float = option(100.0, help="Weight of the L1 term.")
     lr: float = option(2e-4, help="Adam learning rate.")
     beta1: float = option(0.5, help="Adam beta1.")
     epochs: int = option(100, help="Epochs at the initial rate.")
     epochs_decay: int = option(100, help="Epochs of linear decay to 0.")
-    batch_size: int = option(1, help="Batch size per process.")
+    batch_size: int = option(1, max=4096, help="Batch size per process.")
     max_steps: int = option(0, help="Stop after N optimiser steps (0 = no limit).")
-    seed: int = option(0, help="Seed of init, data order, jitter, dropout.")
+    seed: int = option(0, min=0, help="Seed of init, data order, jitter, dropout.")
     jitter: bool = option(True, help="Resize to 286/256 x size and random-crop.")
     flip: bool = option(True, help="Random horizontal mirror.")
     device: str = option("auto", help="auto, cpu or cuda.")
     amp: bool = option(False, help="Mixed precision (CUDA only).")
-    num_workers: int = option(0, help="Data-loader worker processes.")
-    log_every: int = option(50, help="Log losses every N steps.")
-    sample_every: int = option(500, help="Sample grid PNG every N steps.")
-    save_every: int = option(5, help="checkpoints/epoch_NNNN every N epochs.")
+    num_workers: int = option(0, max=256, help="Data-loader worker processes.")
+    log_every: int = option(50, min=0, help="Log losses every N steps.")
+    sample_every: int = option(500, min=0, help="Sample grid PNG every N steps.")
+    save_every: int = option(5, min=0, help="checkpoints/epoch_NNNN every N epochs.")
     checkpoint_every: int = option(
         0, help="Also update checkpoints/latest every N steps (0 = epoch ends only)."
     )
@@ -97,10 +97,6 @@ class TrainConfig:
             (self.max_val >= 1, f"--max-val must be at least 1, got {self.max_val}"),
             (self.checkpoint_every >= 0, "--checkpoint-every must be >= 0"),
             (
-                min(self.log_every, self.sample_every, self.save_every) >= 0,
-                "intervals must be >= 0",
-            ),
-            (
                 self.synthetic_train >= 1 and self.synthetic_val >= 1,
                 "synthetic counts must be >= 1",
             ),
@@ -108,6 +104,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise UsageError(msg + ".")
+        validate(self)  # the rules declared on the fields (ranges, finite numbers)
         try:
             # The one device grammar; no cuda:N here: under torchrun the local rank picks the GPU.
             parse_device(self.device, allow_index=False)
@@ -145,17 +142,27 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 
 
 def _check_types(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """Reject unknown keys and values of the wrong type, naming ``source``."""
+    """Reject unknown keys, one option given under two spellings (``image-size`` and
+    ``image_size``) and values of the wrong type, naming ``source``."""
     out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for raw_key, value in values.items():
         key = raw_key.replace("-", "_")
         if key not in FIELDS:
-            raise P2PError(f"{source}: unknown option {raw_key!r}.")
+            raise UsageError(f"{source}: unknown option {raw_key!r}.")
+        if key in spelled:
+            raise UsageError(
+                f"{source}: option {key.replace('_', '-')!r} is given twice "
+                f"({spelled[key]!r} and {raw_key!r}); keep one."
+            )
+        spelled[key] = raw_key
         want = type(FIELDS[key].default)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise P2PError(f"{source}: option {raw_key!r} must be {want.__name__}, got {value!r}.")
+            raise UsageError(
+                f"{source}: option {raw_key!r} must be {want.__name__}, got {value!r}."
+            )
         out[key] = value
     return out
 
@@ -170,12 +177,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise P2PError(f"{p}: unreadable config file ({exc}).") from None
     except tomllib.TOMLDecodeError as exc:
-        raise P2PError(f"{p}: not valid TOML ({exc}).") from None
+        raise UsageError(f"{p}: not valid TOML ({exc}).") from None
     if isinstance(data.get("train"), dict):
         # Keys beside the [train] table would otherwise be dropped without a word.
         outside = [k for k in data if k != "train"]
         if outside:
-            raise P2PError(
+            raise UsageError(
                 f"{p}: option(s) {', '.join(map(repr, outside))} outside the [train] table; "
                 "put every option under [train] or none."
             )

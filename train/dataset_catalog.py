@@ -5,6 +5,11 @@ for most, ``test/``) splits of aligned images: A on the left half, B on the righ
 counts are the ones the pix2pix authors give; archive sizes are not recorded here ("unknown")
 because no trustworthy figure was at hand, and the server reports the exact size when the
 download starts.
+
+Checksums: ``sha256`` is recorded for an archive only once a download of it has been verified
+by hand (the digest a download must match, whatever the mirror says). None is recorded yet:
+the mirror could not be reached from the machines this project is built on, so no archive
+could be verified, and a digest copied from elsewhere would be a guess.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from dataclasses import dataclass
 
 from p2p_deploy.errors import DataError
 
-# The canonical PyTorch pix2pix repository downloads from here; the older
+# The host the canonical PyTorch pix2pix repository downloads from (its script says http://;
+# other public code fetches the same archives from it over https, which is used here so that
+# nobody on the network path can swap the archive; not verified from here: the host cannot be
+# reached from the machines this project is built on). The older
 # people.eecs.berkeley.edu/~tinghuiz/... address returns 404.
-DEFAULT_MIRROR = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+DEFAULT_MIRROR = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class CatalogEntry:
         usual_task: the usual task in words, e.g. ``label map -> photo``.
         images: how many images the authors describe.
         size: approximate archive size, or ``unknown``.
+        sha256: the archive's digest, once a download was verified by hand (None: not known;
+            the mirror's own ``NAME.tar.gz.sha256`` is then checked when it ships one).
     """
 
     name: str
@@ -39,6 +49,7 @@ class CatalogEntry:
     usual_task: str
     images: str
     size: str = "unknown"
+    sha256: str | None = None
 
     def archive_name(self) -> str:
         return f"{self.name}.tar.gz"

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -32,7 +31,8 @@ from torch.utils.data import Dataset, Sampler
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import rgb8_to_tensor
 from p2p_deploy.jpeg import jpeg_data_truncated
-from p2p_deploy.media.native import captured_native_stderr
+from p2p_deploy.media.images import decode_image
+from p2p_deploy.media.inputs import read_input_bytes
 
 # The readers live in the core so that evaluation (bench) reads pairs the same way.
 from p2p_deploy.media.pairs import list_images, read_rgb
@@ -128,14 +128,15 @@ def _scan_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     whether or not the decoder would accept it.
     """
     try:
-        data = path.read_bytes()
-    except OSError:
-        return None, "unreadable"
+        data = read_input_bytes(path)  # a FIFO or device file: refused by kind, never opened
+    except DataError as exc:
+        return None, str(exc).removeprefix(f"{path}: ").rstrip(".")
     if jpeg_data_truncated(data):
         return None, "truncated JPEG"
-    with captured_native_stderr():  # the file is named in our own line instead
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
-    return (None, "unreadable") if img is None else (img, None)
+    try:
+        return decode_image(data, path), None  # as an image viewer shows it (EXIF orientation)
+    except DataError:
+        return None, "unreadable"
 
 
 def _check_aligned(path: Path) -> str | None:

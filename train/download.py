@@ -10,6 +10,14 @@ temporary folder inside ``datasets/`` with every member checked, and renames the
 Mirrors are ``http(s)://`` or ``file://`` URLs of a folder holding the archives. Only the
 standard library is used (urllib, tarfile, hashlib). Progress is reported through a callback so
 that the CLI layer owns the progress bar.
+
+Extraction is the project's own (:func:`safe_extract`), not tarfile's ``extractall``: the
+pix2pix archives hold only files and folders, so any link, device or FIFO member refuses the
+archive, and every member path goes through the one containment check
+(:func:`p2p_deploy.paths.contained`) before anything is written; files are created with
+``O_EXCL | O_NOFOLLOW``. tarfile's ``data`` filter is not relied on: it has had escapes fixed
+as late as Python 3.9.23 / 3.10.18 / 3.11.13 / 3.12.11 / 3.13.4, and Python 3.10.0-3.10.11 /
+3.11.0-3.11.3 (which ``requires-python`` allows) have no filters at all.
 """
 
 from __future__ import annotations
@@ -37,9 +45,10 @@ from pathlib import Path
 from typing import IO
 
 from p2p_deploy import __version__
-from p2p_deploy.atomic import write_json
-from p2p_deploy.errors import DataError
+from p2p_deploy.atomic import is_stale_temp, temp_prefix, write_json
+from p2p_deploy.errors import DataError, UsageError
 from p2p_deploy.media.files import IMAGE_EXTS
+from p2p_deploy.paths import contained, escape_reason
 from p2p_deploy.train.dataset_catalog import DEFAULT_MIRROR, CatalogEntry, find_entry
 
 log = logging.getLogger(__name__)
@@ -213,7 +222,8 @@ def _network_errors(url: str, timeout: float) -> Iterator[None]:
 
 def fetch_checksum(base: str, name: str, timeout: float) -> str | None:
     """The hex sha256 from ``BASE/NAME.tar.gz.sha256`` (``sha256sum`` format or the bare
-    digest), or None when the mirror ships no such file.
+    digest), or None when the mirror ships no such file, or refuses it (any HTTP 4xx: the
+    file is optional, so a 403 must not block the download).
 
     Raises:
         DataError: the file exists but holds no sha256, or the mirror cannot be reached.
@@ -221,11 +231,18 @@ def fetch_checksum(base: str, name: str, timeout: float) -> str | None:
     url = _url(base, f"{name}.tar.gz.sha256")
     try:
         with _network_errors(url, timeout):
-            resp = _open(url, 0, None, timeout)
+            try:
+                resp = _open(url, 0, None, timeout)
+            except urllib.error.HTTPError as exc:
+                if not 400 <= exc.code < 500:
+                    raise
+                exc.close()
+                log.debug("%s: HTTP %d; downloading without the mirror's checksum", url, exc.code)
+                return None
             with contextlib.closing(resp.stream):
                 text = resp.stream.read(4096).decode("utf-8", "replace")
     except DataError as exc:
-        if "not found" in str(exc):
+        if "not found" in str(exc):  # a file:// mirror without it
             return None
         raise
     m = _SHA256.search(text)
@@ -330,33 +347,71 @@ def sha256_of(path: Path) -> str:
 
 
 def _unsafe_reason(member: tarfile.TarInfo, root: Path) -> str | None:
-    """Why ``member`` must not be extracted under ``root``, or None when it is safe."""
+    """Why ``member`` must not be extracted under ``root``, or None when it is safe: a
+    pix2pix archive holds files and folders only, each inside ``root``."""
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        return f"a {kind} link (to {member.linkname}); dataset archives hold only files and folders"
+    if not (member.isfile() or member.isdir()):
+        return "a device, FIFO or other special file"
     name = member.name
     if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
         return "absolute path"
     if ".." in Path(name).parts:
         return "'..' in the path"
-    dest = (root / name).resolve()
-    if not dest.is_relative_to(root):
-        return "path outside the target folder"
-    if member.issym() or member.islnk():
-        target = member.linkname
-        if os.path.isabs(target):
-            return f"link to an absolute path ({target})"
-        base = (root / name).parent if member.issym() else root
-        if not (base / target).resolve().is_relative_to(root):
-            return f"link pointing outside the target folder ({target})"
-    elif not (member.isfile() or member.isdir()):
-        return "device, fifo or other special file"
-    return None
+    if name.strip("/") in ("", "."):
+        return None  # the archive's own root folder
+    why = escape_reason(root, name)
+    return f"path outside the target folder: {why}" if why else None
+
+
+def _members(tar: tarfile.TarFile, archive: Path, root: Path) -> list[tarfile.TarInfo]:
+    """Every member of ``tar``, each checked (the whole archive is refused on the first
+    unsafe one, before anything is written)."""
+    members = tar.getmembers()  # reads the whole stream: catches truncation up front
+    for m in members:
+        why = _unsafe_reason(m, root)
+        if why:
+            raise ArchiveError(f"{archive}: refused unsafe member {m.name!r} ({why}).")
+    return members
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    """Write one checked member under ``root``: folders 0755, files 0644 (the archive's modes
+    and owners are not kept), created with O_EXCL | O_NOFOLLOW (a link placed on the way, or a
+    member given twice, fails instead of writing through it)."""
+    name = member.name.strip("/")
+    if name in ("", "."):
+        return
+    target = contained(root, name, "archive member", ArchiveError)
+    if member.isdir():
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if target.is_symlink() or not target.is_dir():
+            raise ArchiveError(f"refused member {member.name!r}: not a folder on disk.")
+        return
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not target.parent.resolve().is_relative_to(root):  # never: no link is ever made here
+        raise ArchiveError(f"refused member {member.name!r}: its folder leaves the target.")
+    src = tar.extractfile(member)
+    if src is None:  # pragma: no cover - isfile() members always have data
+        raise ArchiveError(f"refused member {member.name!r}: no data.")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except FileExistsError:
+        raise ArchiveError(f"refused member {member.name!r}: given twice in the archive.") from None
+    with os.fdopen(fd, "wb") as out, contextlib.closing(src):
+        shutil.copyfileobj(src, out, CHUNK)
 
 
 def safe_extract(archive: Path, dest: Path) -> None:
     """Extract the gzip'd tar ``archive`` into the existing folder ``dest``.
 
-    Every member is checked first (absolute paths, ``..``, links leaving ``dest``, special
-    files: the whole archive is refused before anything is written), then extracted with
-    tarfile's ``data`` filter, which enforces the same rules again and drops unsafe modes.
+    Every member is checked first (links and special files refused outright, absolute paths,
+    ``..``, anything resolving outside ``dest``: the whole archive is refused before anything
+    is written), the unpacked size is checked against the free space, then each member is
+    written by :func:`_extract_member`. Works the same on every Python ``requires-python``
+    allows (no ``filter=``, no ``tarfile.FilterError``: see the module docstring).
 
     Raises:
         DataError: a corrupt or truncated archive, an unsafe member, or no disk space.
@@ -369,16 +424,12 @@ def safe_extract(archive: Path, dest: Path) -> None:
             while gz.read(1 << 20):
                 pass
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()  # reads the whole stream: catches truncation up front
+            members = _members(tar, archive, root)
+            _check_space(root, sum(m.size for m in members if m.isfile()))
             for m in members:
-                why = _unsafe_reason(m, root)
-                if why:
-                    raise ArchiveError(f"{archive}: refused unsafe member {m.name!r} ({why}).")
-            tar.extractall(root, members=members, filter="data")
+                _extract_member(tar, m, root)
     except DataError:
         raise
-    except tarfile.FilterError as exc:
-        raise ArchiveError(f"{archive}: refused unsafe member ({exc}).") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             raise _enospc(dest) from None
@@ -390,13 +441,17 @@ def safe_extract(archive: Path, dest: Path) -> None:
         ) from None
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
 def _dataset_root(tmp: Path, name: str) -> Path:
     """The folder in an unpacked archive that holds the splits: ``tmp/NAME`` (the standard
-    layout), the only folder in ``tmp``, or ``tmp`` itself."""
+    layout), the only folder in ``tmp`` unless that folder is itself a split (an archive whose
+    top level is ``train/`` keeps it), or ``tmp`` itself."""
     if (tmp / name).is_dir():
         return tmp / name
     entries = [p for p in tmp.iterdir() if not p.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir():
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in SPLIT_NAMES:
         return entries[0]
     return tmp
 
@@ -415,11 +470,20 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
     """Fetch, check and unpack ``opts.name`` into ``opts.to / opts.name``.
 
     An existing non-empty ``opts.to / opts.name`` is left as it is (nothing is downloaded).
+    ``--to`` is shared by datasets: each download holds a lock of its own in it
+    (``.NAME.p2p-lock``), so two downloads of one dataset never write one partial file.
+    ``--keep-archive`` never replaces a ``NAME.tar.gz`` already there (the project's rule,
+    :mod:`p2p_deploy.outputs`). The archive's sha256 is checked against the catalogue's when
+    one is recorded, else against the mirror's ``NAME.tar.gz.sha256`` when it ships one.
 
     Raises:
         DataError: unknown dataset, network failure, size or checksum mismatch, corrupt or
             unsafe archive, no disk space; always one sentence.
+        UsageError: ``--to`` cannot be written, or ``NAME.tar.gz`` there is not ours.
     """
+    from p2p_deploy.atomic import check_writable_dir
+    from p2p_deploy.locking import FolderLock
+
     if opts.mirror is None:
         entry: CatalogEntry | None = find_entry(opts.name)
     else:
@@ -428,22 +492,44 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
         entry = next((e for e in _catalog() if e.name == opts.name), None)
     base = opts.mirror or DEFAULT_MIRROR
     to = opts.to
-    final = to / opts.name
+    final = contained(to, opts.name, "dataset name")  # one folder inside --to, nothing else
     if final.is_dir() and any(final.iterdir()):
         return DownloadResult(final, count_splits(final), 0, 0, None, True, entry)
     if final.exists() and not final.is_dir():
-        raise DataError(f"{final}: exists and is not a folder.")
+        raise UsageError(f"{final}: exists and is not a folder; it is left as it is.")
+    check_writable_dir(to, "--to")
+    archive_name = f"{opts.name}.tar.gz"
+    kept = to / archive_name
+    if opts.keep_archive and os.path.lexists(kept):
+        raise UsageError(
+            f"{kept}: exists, and --keep-archive would replace it with this download; move it "
+            "away, or drop --keep-archive."
+        )
     try:
-        to.mkdir(parents=True, exist_ok=True)
+        to.mkdir(parents=True, exist_ok=True)  # stays: other datasets share it
     except OSError as exc:
         raise DataError(f"{to}: cannot create the folder ({exc.strerror or exc}).") from None
+    with FolderLock(to, "p2p data download", "--to", name=f".{opts.name}.p2p-lock"):
+        return _download_locked(opts, entry, base, final, progress)
 
-    for stale in to.glob(f".{opts.name}.unpacking-*"):  # left by a run killed mid-extraction
-        shutil.rmtree(stale, ignore_errors=True)
+
+def _download_locked(
+    opts: DownloadOptions,
+    entry: CatalogEntry | None,
+    base: str,
+    final: Path,
+    progress: ProgressFn | None,
+) -> DownloadResult:
+    """:func:`download_dataset` once its lock is held."""
+    to = opts.to
+    if final.is_dir() and any(final.iterdir()):  # another download finished it meanwhile
+        return DownloadResult(final, count_splits(final), 0, 0, None, True, entry)
+    _clean_unpacking(to, opts.name)
     archive_name = f"{opts.name}.tar.gz"
     url = _url(base, archive_name)
     part = to / f"{archive_name}.part"
-    expected_sha = fetch_checksum(base, opts.name, opts.timeout)
+    known = entry.sha256 if entry is not None else None  # the archive's, on any mirror
+    expected_sha = known or fetch_checksum(base, opts.name, opts.timeout)
     fetched, resumed_from = download_file(url, part, opts.timeout, progress)
 
     checksum = None
@@ -451,13 +537,14 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
         got = sha256_of(part)
         if got != expected_sha:
             _remove(part, part.with_name(part.name + ".json"))
+            says = "the catalogue's" if known else f"the mirror's {archive_name}.sha256"
             raise DataError(
-                f"{url}: sha256 mismatch (got {got[:12]}..., the mirror's {archive_name}.sha256 "
-                f"says {expected_sha[:12]}...); the download was removed, run again to retry."
+                f"{url}: sha256 mismatch (got {got[:12]}..., {says} says "
+                f"{expected_sha[:12]}...); the download was removed, run again to retry."
             )
-        checksum = "sha256 verified"
+        checksum = "sha256 verified" + (" (catalogue)" if known else "")
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{opts.name}.unpacking-", dir=to))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(f"{opts.name}.unpacking"), dir=to))
     try:
         try:
             safe_extract(part, tmp)
@@ -471,7 +558,7 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if opts.keep_archive:
-        os.replace(part, to / archive_name)
+        os.replace(part, to / archive_name)  # checked before: no file of the user's there
         _remove(part.with_name(part.name + ".json"))
     else:
         _remove(part, part.with_name(part.name + ".json"))
@@ -479,6 +566,15 @@ def download_dataset(opts: DownloadOptions, progress: ProgressFn | None = None) 
     if "train" not in splits:
         log.warning("%s: no train/ split in the archive; `p2p train` needs one", final)
     return DownloadResult(final, splits, fetched, resumed_from, checksum, False, entry)
+
+
+def _clean_unpacking(to: Path, name: str) -> None:
+    """Remove the unpacking folders of ``name`` that killed downloads left in ``to``: ours
+    whose process is gone (host and pid in the name, as every temporary), and the untagged
+    ones older versions made (the lock says no download of ``name`` runs now)."""
+    for stale in to.glob(f".{name}.unpacking*"):
+        if is_stale_temp(stale) or "p2ptmp-" not in stale.name:
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _catalog() -> tuple[CatalogEntry, ...]:

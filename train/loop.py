@@ -14,7 +14,6 @@ is killed and resumed ends with the same weights as one that was not (on the sam
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from p2p_deploy.train.distributed import (
     init_distributed,
     shutdown,
 )
-from p2p_deploy.train.interrupt import stop_on_sigint
+from p2p_deploy.train.interrupt import StopEvent, stop_on_sigint
 from p2p_deploy.train.losses import discriminator_loss, generator_losses
 from p2p_deploy.train.metrics import RunLog
 from p2p_deploy.train.plots import plot_loss_curve, sample_grid
@@ -199,7 +198,7 @@ class Trainer:
         if cfg.amp and not self.cuda:
             log.warning("--amp applies to CUDA only; training in float32 on the CPU.")
         self.channels_last = self.cuda  # NHWC convs are faster on tensor cores; CPU keeps NCHW
-        self._stop = threading.Event()  # set by the first Ctrl-C while the loop runs
+        self._stop = StopEvent()  # set by the first Ctrl-C or SIGTERM while the loop runs
         self._last_saved_step: int | None = None  # the step checkpoints/latest holds
         self._last_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         try:
@@ -560,10 +559,11 @@ class Trainer:
             shutdown(self.dist)
 
     def _stop_now(self) -> None:
-        """After a Ctrl-C: make sure ``latest`` holds this step, then raise KeyboardInterrupt."""
+        """After a Ctrl-C or SIGTERM: make sure ``latest`` holds this step, then raise
+        KeyboardInterrupt (:class:`~p2p_deploy.errors.Terminated` after a SIGTERM)."""
         if self._last_saved_step != self.step:
             self._save_latest()
-        raise KeyboardInterrupt
+        raise self._stop.interrupt()
 
     def _loop(self, runlog: RunLog | None) -> int:
         cfg = self.cfg
@@ -651,5 +651,17 @@ class Trainer:
 def train(
     cfg: TrainConfig, resume: bool = False, on_step: Callable[[StepInfo], None] | None = None
 ) -> TrainResult:
-    """Run a training job; see :class:`Trainer`. Raises P2PError subclasses for user errors."""
-    return Trainer(cfg, resume=resume, on_step=on_step).run()
+    """Run a training job; see :class:`Trainer`. Raises P2PError subclasses for user errors.
+
+    The run folder is held with a lock for the whole run (rank 0 takes it under torchrun): a
+    second ``p2p train --out`` of the same folder refuses in one line naming this one instead
+    of interleaving its files with this run's.
+    """
+    import contextlib
+    import os
+
+    from p2p_deploy.locking import FolderLock
+
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(cfg.out, "p2p train") if rank0 else contextlib.nullcontext():
+        return Trainer(cfg, resume=resume, on_step=on_step).run()

@@ -6,9 +6,13 @@ imports the heavy machinery lazily inside the command body, so ``p2p --help`` is
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import typer
 
@@ -18,7 +22,8 @@ from p2p_deploy import __version__
 EXIT_CODES = (
     "Exit codes: 0 done; 1 error (a file, a model, a missing package); 2 `p2p run` finished but "
     "some inputs failed (listed in OUT/failures.json); 3 training diverged; 64 usage error "
-    "(unknown flag or invalid value); 130 interrupted."
+    "(unknown flag, invalid value, an output that cannot or may not be written); 130 "
+    "interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C)."
 )
 
 app = typer.Typer(
@@ -48,11 +53,19 @@ def _root(
     ),
 ) -> None:
     """pix2pix from training to fast production inference."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a file name holding a newline stays on the
+    line that names it (see :func:`p2p_deploy.errors.one_line`)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from p2p_deploy.errors import one_line
+
+        return one_line(super().formatMessage(record))
 
 
 for _name in COMMAND_MODULES:
@@ -60,6 +73,49 @@ for _name in COMMAND_MODULES:
 
 
 INTERRUPTED = "interrupted: finished files are kept; run the same command again to resume."
+TERMINATED = "terminated (SIGTERM): finished files are kept; run the same command again to resume."
+
+
+# Set by a SIGTERM: typer turns any KeyboardInterrupt inside a command into Exit(130), so the
+# exit code (143) is decided from this flag afterwards.
+_TERM_RECEIVED = threading.Event()
+
+
+def _raise_terminated(signum: int, frame: object) -> None:  # noqa: ARG001 - signal API
+    from p2p_deploy.errors import Terminated
+
+    _TERM_RECEIVED.set()
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``docker stop``, systemd, Slurm) raises :class:`Terminated`, a
+    KeyboardInterrupt, wherever Ctrl-C would: every command unwinds as on Ctrl-C (staging and
+    temporary files removed, training saves its step) instead of dying on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _TERM_RECEIVED.clear()  # this command's SIGTERM, not an earlier one's (tests call main)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Say what an interrupt left and return its exit code (130 Ctrl-C, 143 SIGTERM)."""
+    from p2p_deploy.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, Terminated):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None or _TERM_RECEIVED.is_set():
+        typer.echo(TERMINATED, err=True)
+        return EXIT_TERMINATED
+    typer.echo(INTERRUPTED, err=True)
+    return EXIT_INTERRUPTED
 
 
 def _click_class(name: str) -> type[Exception]:
@@ -73,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     Every invalid value, whether the argument parser or a command finds it, is one
     ``error: ...`` line with exit code 64 (see EXIT_CODES); click's usage box is not used.
     """
-    from p2p_deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, P2PError
+    from p2p_deploy.errors import EXIT_INTERRUPTED, EXIT_USAGE, P2PError, one_line
 
     usage_error, click_error = _click_class("UsageError"), _click_class("ClickException")
     command = typer.main.get_command(app)
@@ -81,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # Not standalone: click raises its usage errors here instead of printing a box.
-        with guarded_python_stderr():  # our lines never mix with libpng's (media/native.py)
+        with guarded_python_stderr(), sigterm_as_interrupt():  # native lines: media/native.py
             code = command.main(args=argv, prog_name="p2p", standalone_mode=False)
     except P2PError as exc:
-        typer.echo(f"{exc.prefix}{exc}", err=True)
+        typer.echo(f"{exc.prefix}{one_line(str(exc))}", err=True)
         return exc.exit_code
     except usage_error as exc:
         ctx = exc.ctx
@@ -92,17 +148,16 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo(ctx.get_help())
             return 0
         where = f"p2p {ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
-        message = exc.format_message().rstrip(".")
+        message = one_line(exc.format_message().rstrip("."))
         typer.echo(f"error: {where}{message} (see --help).", err=True)
         return EXIT_USAGE
     except click_error as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        typer.echo(f"error: {one_line(exc.format_message())}", err=True)
         return int(exc.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        typer.echo(INTERRUPTED, err=True)
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        return _interrupted(exc)
     if code == EXIT_INTERRUPTED:  # typer turns a Ctrl-C inside a command into Exit(130)
-        typer.echo(INTERRUPTED, err=True)
+        return _interrupted(KeyboardInterrupt())
     return code if isinstance(code, int) else 0
 
 

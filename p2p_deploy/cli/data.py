@@ -30,18 +30,28 @@ def register(app: typer.Typer) -> None:
     def list_cmd() -> None:
         _list()
 
+    from p2p_deploy.options import checked, plain_name
+
     @data_app.command("download", help=DOWNLOAD_HELP)
     def download_cmd(
-        name: str = typer.Argument(..., help="Dataset name (see `p2p data list`)."),
+        name: str = typer.Argument(
+            ...,
+            help="Dataset name (see `p2p data list`).",
+            callback=checked("NAME", check=plain_name),
+        ),
         to: Path = typer.Option(Path("datasets"), "--to", help="Folder that receives NAME/."),
         mirror: str | None = typer.Option(
             None,
             "--mirror",
             help="Base URL (http, https or file) of a folder holding NAME.tar.gz.",
+            callback=checked("--mirror", check=mirror_url),
             show_default="http://efrosgans.eecs.berkeley.edu/pix2pix/datasets",
         ),
         timeout: float = typer.Option(
-            30.0, "--timeout", min=0.1, help="Seconds a connection may stall."
+            30.0,
+            "--timeout",
+            callback=checked("--timeout", min=0.1, max=86_400),
+            help="Seconds a connection may stall.",
         ),
         keep_archive: bool = typer.Option(
             False, "--keep-archive", help="Keep NAME.tar.gz after unpacking."
@@ -56,6 +66,18 @@ def register(app: typer.Typer) -> None:
             name=name, to=to, mirror=mirror, timeout=timeout, keep_archive=keep_archive
         )
         _download(opts, progress)
+
+
+def mirror_url(value: str) -> str | None:
+    """None when ``value`` is an http(s):// URL with a host or a file:// URL, else why not."""
+    import urllib.parse
+
+    parts = urllib.parse.urlparse(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return None
+    if parts.scheme == "file" and parts.path:
+        return None
+    return "must be an http://, https:// or file:// URL of a folder holding NAME.tar.gz"
 
 
 def _list() -> None:

@@ -109,7 +109,9 @@ def parameters(
             show_default=show_default,
             callback=callback,
             metavar=meta.get("metavar"),
-            min=meta.get("min"),
+            # click checks whole-number minimums; options.validate checks everything (floats
+            # too: click's float ranges let NaN through or call it out of range).
+            min=meta.get("min") if tp is int else None,
         )
         params.append(_param(f.name, annotation, info))
     return params

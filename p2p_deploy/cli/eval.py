@@ -24,11 +24,16 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
+    from p2p_deploy.options import checked, device_grammar, plain_name
+
     @app.command("eval", help=HELP)
     def eval_cmd(
         model: Path = typer.Argument(..., metavar="MODEL", help="The model to score."),
         data: Path = typer.Option(..., "--data", help="Dataset folder holding the split."),
-        split: str = typer.Option("test", "--split", help="Split folder under DATA."),
+        split: str = typer.Option(
+            "test", "--split", callback=checked("--split", check=plain_name),
+            help="Split folder under DATA.",
+        ),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Report folder."),
         baseline: Path | None = typer.Option(
             None, "--baseline", help="A second model scored on the same images."
@@ -39,18 +44,28 @@ def register(app: typer.Typer) -> None:
         direction: str | None = typer.Option(
             None,
             "--direction",
+            callback=checked("--direction", choices=("AtoB", "BtoA")),
             help="AtoB or BtoA.",
             show_default="from the model's card, else BtoA",
         ),
         batch: int = typer.Option(4, "--batch", "-b", min=1, help="Images per model call."),
         grid: int = typer.Option(4, "--grid", min=1, help="Rows in best.png and worst.png."),
         device: str | None = typer.Option(
-            None, help="cpu, cuda or cuda:N.", show_default="the runner's default"
+            None,
+            help="cpu, cuda or cuda:N.",
+            show_default="the runner's default",
+            callback=checked("--device", check=device_grammar(allow_auto=False)),
         ),
         save_images: bool = typer.Option(
             False,
             "--save-images",
             help="Also write every output and target to OUT/outputs and OUT/targets (for FID).",
+        ),
+        overwrite: bool = typer.Option(
+            False,
+            "--overwrite",
+            help="Replace a report of another evaluation (or files p2p eval did not write) "
+            "in --out.",
         ),
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show a progress bar."
@@ -70,6 +85,7 @@ def register(app: typer.Typer) -> None:
             grid=grid,
             device=device,
             save_images=save_images,
+            overwrite=overwrite,
         )
         _eval(opts, progress)
 
@@ -86,8 +102,13 @@ def _eval(opts, show: bool) -> None:  # noqa: ANN001 - EvalOptions, imported laz
     )
 
     from p2p_deploy.bench.eval import run_eval
+    from p2p_deploy.errors import one_line
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per failure, never wrapped
+
+    def failure(reason: str) -> None:
+        console.print(f"failed: {one_line(reason)}", markup=False, highlight=False)
+
     if show:
         bar = Progress(
             TextColumn("eval"),
@@ -103,11 +124,14 @@ def _eval(opts, show: bool) -> None:  # noqa: ANN001 - EvalOptions, imported laz
                 opts,
                 on_images=lambda n: bar.advance(task, n),
                 on_total=lambda n: bar.update(task, total=n),
+                on_failure=failure,
             )
     else:
-        result = run_eval(opts)
+        result = run_eval(opts, on_failure=failure)
     for line in summary_lines(result.to_dict()):
-        typer.echo(line, err=True)
+        typer.echo(one_line(line), err=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -116,10 +140,23 @@ def summary_lines(report: dict) -> list[str]:
     lines = [
         f"model: {report['model']} ({report['runner']}), {report['count']} images of "
         f"{report['data']}/{report['split']}, {report['direction']} ({report['direction_source']})",
-        f"mean: L1 {m['l1']:.4f}, PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}",
+        f"mean: L1 {m['l1']:.4f}, PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.4f}"
+        if m["l1"] is not None
+        else "mean: no image could be scored",
     ]
+    if report.get("failures"):
+        lines.append(
+            f"{len(report['failures'])} pair(s) failed, not scored (listed above and in "
+            f"{report['outputs']['eval.json']})"
+        )
+    unpaired = report.get("unpaired") or []
+    if unpaired:
+        from p2p_deploy.errors import named
+
+        names = named([Path(u["path"]).name for u in unpaired], 5)
+        lines.append(f"unpaired: {len(unpaired)} file(s) without a partner, not scored: {names}")
     b = report.get("baseline")
-    if b:
+    if b and b.get("difference"):
         bm, d, drop = b["mean"], b["difference"], b["largest_drop"]
         lines += [
             f"baseline: {b['model']} ({b['runner']}): L1 {bm['l1']:.4f}, PSNR "
@@ -139,5 +176,6 @@ def summary_lines(report: dict) -> list[str]:
             )
     out = report["outputs"]
     lines.append(f"report: {out['eval.json']}, {out['eval.csv']}")
-    lines.append(f"grids (input | output | target): {out['best.png']}, {out['worst.png']}")
+    if "best.png" in out:
+        lines.append(f"grids (input | output | target): {out['best.png']}, {out['worst.png']}")
     return lines

@@ -5,12 +5,19 @@ Only typer and the standard library at import time; the runtime is imported insi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from p2p_deploy.options import option
+from p2p_deploy.options import device_grammar, option, validate
+
+# Kept equal to runners.factory.BACKENDS and media.resize.RESIZE_MODES (a test checks): this
+# module stays cheap to import for `p2p --help`.
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+RESIZE_MODES = ("stretch", "pad", "crop")
+PRECISIONS = ("fp32", "fp16", "bf16")
 
 RESIZE_HELP = (
     "How frames are fitted to the model's square input: stretch (resize, aspect not kept), "
@@ -49,14 +56,18 @@ class RunArgs:
     )
     backend: str = option(
         "auto",
+        choices=BACKENDS,
         help="auto (by the model's extension; an fp32/INT8 .onnx runs on OpenVINO on the CPU"
         " when it is installed), tensorrt, onnxruntime, openvino or torch.",
     )
     device: str | None = option(
-        None, help="cpu, cuda or cuda:N.", shown="the GPU when there is one"
+        None,
+        help="cpu, cuda or cuda:N.",
+        shown="the GPU when there is one",
+        check=device_grammar(allow_auto=False),
     )
-    batch: int = option(1, short="-b", min=1, help="Frames per model call.")
-    resize: str = option("stretch", help=RESIZE_HELP)
+    batch: int = option(1, short="-b", min=1, max=4096, help="Frames per model call.")
+    resize: str = option("stretch", choices=RESIZE_MODES, help=RESIZE_HELP)
     keep_size: bool = option(
         True,
         flag="--keep-size/--model-size",
@@ -66,18 +77,22 @@ class RunArgs:
         False, negative=False, help="Write input and output next to each other."
     )
     codec: str = option(
-        "mp4v", help="FourCC of output videos (mp4v works with opencv-python; see `p2p doctor`)."
+        "mp4v",
+        check=lambda c: None if len(c) == 4 else "not a four-character code (e.g. mp4v, MJPG)",
+        help="FourCC of output videos (mp4v works with opencv-python; see `p2p doctor`)."
     )
     overwrite: bool = option(
         False, negative=False, help="Redo outputs that already exist (default: skip them)."
     )
     test_norm: str | None = option(
         None,
+        choices=("stats", "running"),
         help="Torch runner only: stats (per-image statistics, the paper) or running.",
         shown="from the checkpoint",
     )
     precision: str | None = option(
         None,
+        choices=PRECISIONS,
         help="Torch runner: fp32 or fp16 (CUDA). OpenVINO: fp32 or bf16 (the inference"
         " precision hint, for CPUs with AVX512_BF16/AMX).",
         shown="fp16 on CUDA, fp32 on CPU",
@@ -107,6 +122,9 @@ class RunArgs:
     progress: bool = option(True, help="Show a progress bar.")
     summary_json: Path | None = option(None, help="Also write the summary as JSON here.")
 
+    def __post_init__(self) -> None:
+        validate(self)  # every value checked where it is parsed: one line, exit 64
+
     def runner_options(self) -> dict[str, dict[str, object]]:
         """Options per backend: those that apply to another backend are rejected by name."""
         return {
@@ -133,26 +151,24 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command's steps
-    import signal
-
     from p2p_deploy.errors import P2PError, UsageError
-    from p2p_deploy.media.resize import RESIZE_MODES
-    from p2p_deploy.media.video import fourcc, quiet_native_logs
+    from p2p_deploy.media.video import quiet_native_logs
     from p2p_deploy.models.opening import open_model
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
-    from p2p_deploy.runners.factory import check_device, choose_backend, open_runner
+    from p2p_deploy.runners.factory import choose_backend, open_runner
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
-    if args.resize not in RESIZE_MODES:
-        raise UsageError(f"--resize must be one of {', '.join(RESIZE_MODES)}, got {args.resize!r}.")
-    try:
-        fourcc(args.codec)  # one line unless it is a four-character code
-    except P2PError as exc:
-        raise UsageError(str(exc)) from None
-    check_device(args.device)
     model = open_model(args.engine)  # read once: the runner takes it as it is
-    kind = choose_backend(model, args.backend, args.device)
+    try:
+        kind = choose_backend(model, args.backend, args.device)
+    except P2PError as exc:  # e.g. an .onnx on --backend torch: the command line must change
+        raise UsageError(str(exc)) from None
+    allowed = {"torch": ("fp32", "fp16"), "openvino": ("fp32", "bf16")}.get(kind, ())
+    if args.precision is not None and kind in allowed and args.precision not in allowed:
+        raise UsageError(
+            f"--precision {args.precision!r}: the {kind} runner takes {' or '.join(allowed)}."
+        )
     per_backend = args.runner_options()
     mine = per_backend.get(kind, {})
     chosen = {k: v for k, v in mine.items() if v is not None}
@@ -168,10 +184,18 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
                 f"--cuda-graphs applies to the torch and tensorrt runners, not {kind}."
             )
         chosen["cuda_graphs"] = True
-    if args.summary_json is not None:
+    if args.summary_json is not None:  # before the work, not after
         from p2p_deploy.atomic import check_writable_file
+        from p2p_deploy.outputs import check_output_file, is_own_json
+        from p2p_deploy.pipeline.summary import SUMMARY_FORMAT
 
-        check_writable_file(args.summary_json, "--summary-json")  # before the work, not after
+        check_output_file(
+            args.summary_json,
+            "--summary-json",
+            lambda p: is_own_json(p, SUMMARY_FORMAT, ("runner", "done", "skipped", "failed")),
+            what="summary",
+        )
+        check_writable_file(args.summary_json, "--summary-json")
     opts = RunOptions(
         batch=args.batch,
         resize=args.resize,
@@ -184,11 +208,20 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     )
     prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
-    if not plan.jobs:
+    if not plan.jobs and not plan.unreadable:
+        from p2p_deploy.errors import named
+
+        earlier = (
+            f"; {len(plan.own_outputs)} output folder(s) of earlier runs not read: "
+            + named([str(p) for p in plan.own_outputs])
+            if plan.own_outputs
+            else ""
+        )
         raise P2PError(
             f"{args.input}: no images or videos found ({len(plan.ignored)} other files, "
-            f"{len(plan.hidden)} hidden ignored)."
+            f"{len(plan.hidden)} hidden ignored{earlier})."
         )
+    _check_out(plan, prepared, args.overwrite)
     if prepared.skipped:
         typer.echo(
             f"skipping {len(prepared.skipped)} existing outputs in {plan.out_dir} "
@@ -205,24 +238,20 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         )
         return
 
-    # A `kill` (SIGTERM) unwinds like Ctrl-C: threads stop, half-written videos are removed.
-    def _term(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
+    # A `kill` (SIGTERM) unwinds like Ctrl-C (cli.sigterm_as_interrupt): threads stop,
+    # half-written videos are removed.
+    with open_runner(model, kind, args.device, **chosen) as runner:
+        typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
+        if args.compile or args.cuda_graphs or runner.device.startswith("cuda"):
+            # Compile / autotune / capture now, so the first frames are not the slow ones.
+            warm = runner.warmup(args.batch)  # the shape the run submits
+            what = "compile and warm-up" if args.compile else "warm-up"
+            typer.echo(f"{what}: {warm:.1f} s", err=True)
+        summary = _with_progress(prepared, runner, opts, args.progress)
 
-    old = signal.signal(signal.SIGTERM, _term)
-    try:
-        with open_runner(model, kind, args.device, **chosen) as runner:
-            typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
-            if args.compile or args.cuda_graphs or runner.device.startswith("cuda"):
-                # Compile / autotune / capture now, so the first frames are not the slow ones.
-                warm = runner.warmup(args.batch)  # the shape the run submits
-                what = "compile and warm-up" if args.compile else "warm-up"
-                typer.echo(f"{what}: {warm:.1f} s", err=True)
-            summary = _with_progress(prepared, runner, opts, args.progress)
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    from p2p_deploy.errors import one_line
 
-    typer.echo(summary.line(), err=True)
+    typer.echo(one_line(summary.line()), err=True)
     if summary.failures_error:  # e.g. a full disk: said in one line, the exit code stands
         typer.echo(f"error: {summary.failures_error}", err=True)
     elif summary.failures:
@@ -234,6 +263,35 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         write_json(args.summary_json, summary.to_dict())
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
+
+
+def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipeline types
+    """Before any input is read: the output folder can be written (one line, exit 64, instead
+    of one ``failed:`` line per input), and ``--overwrite`` replaces only outputs of p2p run:
+    in a folder it did not make, a file at an output's name is the user's.
+
+    Raises:
+        UsageError: naming the folder and why.
+    """
+    from p2p_deploy.atomic import check_writable_dir
+    from p2p_deploy.errors import UsageError, named
+    from p2p_deploy.media.files import OUTPUT_MARKER
+    from p2p_deploy.outputs import read_marker
+
+    if not prepared.work:
+        return
+    check_writable_dir(plan.out_dir, "--out")
+    if not overwrite or read_marker(plan.out_dir, OUTPUT_MARKER) is not None:
+        return
+    if plan.out_dir.name.endswith("_p2p"):  # a default output folder made before the marker
+        return
+    theirs = [j.dst for j in prepared.work if hasattr(j, "dst") and os.path.lexists(j.dst)]
+    if theirs:
+        shown = named([str(p.relative_to(plan.out_dir)) for p in theirs])
+        raise UsageError(
+            f"{plan.out_dir}: --overwrite would replace {shown}, which p2p run did not "
+            "write (the folder has no output marker); choose another --out."
+        )
 
 
 def _with_progress(prepared, runner, opts, show: bool):
@@ -249,12 +307,13 @@ def _with_progress(prepared, runner, opts, show: bool):
     )
     from rich.text import Text
 
+    from p2p_deploy.errors import one_line
     from p2p_deploy.pipeline.run import run_pipeline
 
     console = Console(stderr=True, soft_wrap=True)  # one line per failure, never wrapped
 
-    def failure(reason: str) -> None:
-        console.print(f"failed: {reason}", markup=False, highlight=False)
+    def failure(reason: str) -> None:  # a file name holding a newline stays on its line
+        console.print(f"failed: {one_line(reason)}", markup=False, highlight=False)
 
     if not show:
         return run_pipeline(prepared, runner, opts, on_failure=failure)

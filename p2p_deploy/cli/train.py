@@ -84,21 +84,25 @@ def train_cmd(config: Path | None, resume: bool, progress: bool, **flags: object
             # defaults < the run's own resolved config < --config file < flags.
             base = read_run_config(out_dir / CONFIG_JSON).to_dict()
     cfg = resolve_config(config, given, base)
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         _run(cfg, resume, progress, logging.getLogger("p2p_deploy.cli.train"))
-    except KeyboardInterrupt:
-        interrupted = True
-    if interrupted:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        interrupted = exc
+    if interrupted is not None:
         # The generic Ctrl-C line says "run the same command again", but without --resume
         # `p2p train` refuses a run folder that holds a run: say what to type instead.
-        from p2p_deploy.errors import Interrupted
+        from p2p_deploy.errors import EXIT_TERMINATED, Interrupted, Terminated
 
-        raise Interrupted(_interrupted_message(Path(cfg.out)))
+        message = _interrupted_message(Path(cfg.out))
+        if isinstance(interrupted, Terminated):
+            raise Interrupted(message.replace("interrupted:", "terminated (SIGTERM):", 1),
+                              EXIT_TERMINATED)
+        raise Interrupted(message)
 
 
 def _interrupted_message(out: Path) -> str:
-    """What a Ctrl-C left in ``out`` and how to continue from it."""
+    """What a Ctrl-C or SIGTERM left in ``out`` and how to continue from it."""
     from p2p_deploy.errors import P2PError
     from p2p_deploy.models import layout
     from p2p_deploy.models.card import read_card

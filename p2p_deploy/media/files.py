@@ -49,7 +49,9 @@ class InputPlan:
 
     ignored: files that are neither image nor video; hidden: dot files and dot folders (not
     read, not descended into); own_outputs: folders holding :data:`OUTPUT_MARKER` (outputs of an
-    earlier run, never read back as inputs).
+    earlier run, never read back as inputs); unreadable: entries that are no plain readable
+    file or folder (a FIFO, a socket, a device file, a dangling link, a folder that cannot be
+    listed or entered), each with the reason: they fail, one line each, and are never opened.
     """
 
     root: Path
@@ -58,11 +60,26 @@ class InputPlan:
     ignored: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=list)
     own_outputs: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The image files directly in ``folder`` (not recursive; by extension), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    """The image files directly in ``folder`` (not recursive; by extension), sorted by name.
+
+    Entries named like images that are no plain file (a FIFO, a socket, a dangling link) are
+    listed too, so that reading them fails with the reason (never a silent skip, never an
+    ``open()`` of a FIFO: see :mod:`p2p_deploy.media.inputs`).
+
+    Raises:
+        DataError: ``folder`` cannot be listed or entered.
+    """
+    from p2p_deploy.media.inputs import list_folder
+
+    listing = list_folder(folder)
+    if listing.problems and listing.problems[0][0] == Path(folder):
+        raise DataError(f"{folder}: {listing.problems[0][1]}.")
+    names = [*listing.files, *(p.name for p, _ in listing.problems)]
+    return sorted(Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_EXTS)
 
 
 def media_kind(path: Path) -> str | None:
@@ -107,15 +124,26 @@ def plan_inputs(
     the output name (``clip.avi.mp4``, ``clip.mp4.mp4``) so that both are kept. Refuses an
     ``out_dir`` that would overwrite or re-read inputs.
 
+    The tree is read through the one input walk (:func:`p2p_deploy.media.inputs.walk_inputs`):
+    links to folders are followed (each folder read once), and what cannot be read as a file
+    or a folder goes to ``plan.unreadable`` with the reason, never opened, never skipped
+    without a word.
+
     Raises:
         DataError: ``src`` missing, of an unknown type, or ``out_dir`` unsafe.
     """
+    from p2p_deploy.media.inputs import check_input_file, walk_inputs
+
     src = Path(src)
     if not src.exists():
+        if os.path.islink(src):
+            raise DataError(f"{src}: a link to a missing file or folder ({os.readlink(src)}).")
         raise DataError(f"{src}: no such file or folder.")
     root = src.resolve()
     out = Path(out_dir).resolve() if out_dir is not None else default_out_dir(root)
     plan = InputPlan(root=root, out_dir=out)
+    if not root.is_dir():
+        check_input_file(src)  # a FIFO, socket or device given as INPUT: one line, not read
     if root.is_file():
         kind = media_kind(root)
         if kind is None:
@@ -139,19 +167,25 @@ def plan_inputs(
             f"{out}: output folder is inside the input folder {root}; its outputs would be read "
             "back as inputs. Choose an --out outside it."
         )
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
+    for listing in walk_inputs(root):
+        here, dirnames, filenames = listing.folder, listing.dirs, listing.files
+        for path, why in listing.problems:
+            if path != here and path.name.startswith("."):
+                plan.hidden.append(path)  # not read, whatever it is
+            else:
+                plan.unreadable.append((path, why))
         keep = []
-        for d in sorted(dirnames):
+        for d in dirnames:
+            real = (here / d).resolve()
             if d.startswith("."):
                 plan.hidden.append(here / d)
-            elif _is_own_output(here, d, dirnames, filenames):
-                plan.own_outputs.append(here / d)
+            elif _is_own_output(here, d, dirnames, filenames) or _is_within(real, out):
+                plan.own_outputs.append(here / d)  # (a link into the output folder, too)
             else:
                 keep.append(d)
         dirnames[:] = keep
         media: list[tuple[Path, str]] = []
-        for name in sorted(filenames):
+        for name in filenames:
             path = here / name
             if name.startswith("."):
                 plan.hidden.append(path)
@@ -163,7 +197,7 @@ def plan_inputs(
                 media.append((path, kind))
         videos = [p for p, k in media if k == "video"]
         for path, kind in media:
-            rel = path.relative_to(root)
+            rel = _relative(path, root)
             rel_out = str(rel)
             if kind == "video":
                 ext = CODEC_CONTAINER.get(codec.lower())
@@ -174,13 +208,21 @@ def plan_inputs(
     return plan
 
 
+def _relative(path: Path, root: Path) -> Path:
+    """``path`` below ``root`` as the walk reached it (through links to folders too)."""
+    return Path(os.path.relpath(path, root))
+
+
 def _is_own_output(here: Path, name: str, dirnames: list[str], filenames: list[str]) -> bool:
     """Whether folder ``here/name`` holds outputs of an earlier run: it carries the marker, or
     (outputs of versions before the marker, or whose marker could not be written) it is the
     default output folder of a sibling: ``x_p2p`` beside ``x.png`` / ``x.mp4`` / folder ``x``.
     """
-    if (here / name / OUTPUT_MARKER).is_file():
-        return True
+    try:
+        if (here / name / OUTPUT_MARKER).is_file():
+            return True
+    except OSError:  # a folder that cannot be entered: the walk names it, it is not ours
+        return False
     if not name.endswith("_p2p") or len(name) == 4:
         return False
     stem = name[: -len("_p2p")]

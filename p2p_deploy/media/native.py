@@ -87,10 +87,13 @@ def _sink() -> int:
 
 
 @contextlib.contextmanager
-def captured_native_stderr() -> Iterator[None]:
+def captured_native_stderr(drop_all: bool = False) -> Iterator[None]:
     """Run the body with fd 2 captured; replay what is not a native library's line.
 
-    Dropped lines are logged at debug level (``p2p -v`` shows them)."""
+    ``drop_all``: replay nothing (for a call whose failures the caller reports itself and
+    whose library prints in its own formats, e.g. OpenVINO loading a model; Python's own
+    writes never enter the window, see :class:`GuardedStderr`). Dropped lines are logged at
+    debug level (``p2p -v`` shows them)."""
     with _LOCK:
         try:
             saved = os.dup(2)
@@ -120,7 +123,7 @@ def captured_native_stderr() -> Iterator[None]:
         return
     keep = []
     for line in data.splitlines(keepends=True):
-        if NATIVE_LINE.match(line):
+        if drop_all or NATIVE_LINE.match(line):
             log.debug("native: %s", line.decode("utf-8", "replace").rstrip())
         else:
             keep.append(line)

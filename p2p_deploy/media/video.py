@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2p_deploy.atomic import no_space, set_default_mode, temp_prefix
+from p2p_deploy.atomic import set_default_mode, temp_prefix, write_problem
 from p2p_deploy.errors import DataError
 from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.media.native import captured_native_stderr
@@ -49,8 +49,11 @@ class VideoSource:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file() or self.path.stat().st_size == 0:
-            raise DataError(f"{self.path}: empty or missing video file.")
+        from p2p_deploy.media.inputs import check_readable
+
+        check_readable(self.path)  # a FIFO or an unreadable file: one line, never opened
+        if self.path.stat().st_size == 0:
+            raise DataError(f"{self.path}: empty video file.")
         # CAP_FFMPEG only: the default backend list would open a junk file as an image sequence.
         with captured_native_stderr():  # "moov atom not found" and the like
             self._cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
@@ -157,10 +160,16 @@ class VideoSink:
                 self._writer = cv2.VideoWriter(str(self.tmp), code, fps, size)
         if not self._writer.isOpened():
             self._writer.release()
-            full = no_space(self.tmp)  # the header could not be written: not the codec's fault
+            full = write_problem(self.tmp)  # no header written: a full disk, not the codec
             self.tmp.unlink(missing_ok=True)
             if full is not None:
                 raise DataError(f"{self.path}: cannot write ({full}).")
+            if codec_works(codec, self.path.suffix):  # it writes small frames: the size is it
+                raise DataError(
+                    f"{self.path}: codec {codec!r} cannot write {size[0]}x{size[1]} frames (it "
+                    f"writes smaller ones here: the frame size is above what its encoder takes, "
+                    f"e.g. under 8192 pixels a side for mp4v); use --model-size, or --codec MJPG."
+                )
             works = [c for c in PROBE_CODECS if codec_works(c, self.path.suffix)]
             raise DataError(
                 f"{self.path}: codec {codec!r} cannot open for writing {self.path.suffix} here; "
@@ -214,7 +223,7 @@ class VideoSink:
         exact = self.path.suffix.lower() in (".mp4", ".avi")
         if got == n or (not exact and got > 0 and abs(got - n) <= max(1, n // 100)):
             return None
-        reason = no_space(self.tmp)
+        reason = write_problem(self.tmp)
         if reason is not None:
             return reason
         if got < 0:

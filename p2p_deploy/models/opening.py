@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
 
     from p2p_deploy.models.generator import UNetGenerator
+    from p2p_deploy.models.sanity import OnnxFacts
 
 KNOWN = (
     "expected .plan/.engine for TensorRT, .onnx for ONNX Runtime, .xml for OpenVINO, or a run "
@@ -59,6 +60,8 @@ class ModelFile:
             checkpoints, whose bytes are hashed and parsed into ``state``, then dropped.
         weights_data: the ``.bin`` of an OpenVINO IR (None otherwise).
         state: a checkpoint's tensors (CPU), parsed from ``data``; None for exports.
+        onnx: an ONNX file's I/O and precision, read once from ``data`` when it was checked
+            (:func:`p2p_deploy.models.sanity.inspect_onnx`); None otherwise.
     """
 
     path: Path
@@ -68,6 +71,7 @@ class ModelFile:
     data: bytes | None = field(repr=False)
     weights_data: bytes | None = field(default=None, repr=False)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    onnx: OnnxFacts | None = field(default=None, repr=False)
 
     @property
     def backend(self) -> str:
@@ -91,6 +95,8 @@ class ModelFile:
             return "fp32"
         if self.export_card is not None:
             return self.export_card.precision
+        if self.onnx is not None:
+            return self.onnx.precision
         if self.kind == "onnx" and self.data is not None:
             return onnx_graph_precision(self.data)
         return None
@@ -151,11 +157,14 @@ def open_model(path: str | Path) -> ModelFile:
 
     Checkpoints: the weights are read once, hashed (``card.checkpoint_sha256``) and parsed;
     their card must be there (a canonical ``.pth`` gets one made from its tensors).
-    Exports: the file is read once; its card is read when present.
+    Exports: the file is read once; its card is read when present. An ONNX model is checked
+    here, before any work, by the one model sanity check (:mod:`p2p_deploy.models.sanity`:
+    one float (N, 3, S, S) input and a matching output, no NaN/inf weights).
 
     Raises:
         P2PError: one sentence naming the file: missing, unreadable, corrupt, a foreign or
-            broken card, weights holding NaN/inf, or no known model type.
+            broken card, weights holding NaN/inf, I/O that is not a generator's, or no known
+            model type.
     """
     from p2p_deploy.models.weights import read_bytes, sha256_hex
 
@@ -192,9 +201,14 @@ def open_model(path: str | Path) -> ModelFile:
         raise CardError(f"{card_path(file)}: a checkpoint's card beside a {kind} model.")
     data = read_bytes(file, P2PError)
     weights_data = None
+    facts = None
     if kind == "openvino":
         weights_data = read_bytes(ir_weights(file), P2PError)
-    return ModelFile(given, file, kind, card, data, weights_data)
+    elif kind == "onnx":
+        from p2p_deploy.models.sanity import inspect_onnx
+
+        facts = inspect_onnx(data, file, card.image_size if card is not None else None)
+    return ModelFile(given, file, kind, card, data, weights_data, onnx=facts)
 
 
 def _checkpoint_card(weights: Path) -> ModelCard:

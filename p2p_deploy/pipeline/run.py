@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -34,6 +35,7 @@ import numpy as np
 from p2p_deploy.atomic import clean_stale_temps, write_json
 from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
 from p2p_deploy.media.video import odd_size_output
+from p2p_deploy.paths import escape_reason
 from p2p_deploy.pipeline.items import End, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.stages import (
@@ -84,7 +86,11 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
         )
     clashes = output_collisions(plan)
     dsts = {job.dst for job in plan.jobs}
-    work: list[Job | Failed] = []
+    # Entries that are no plain readable file or folder: one failure each, never opened.
+    work: list[Job | Failed] = [
+        Failed(Job("unreadable", path, path, str(path)), f"{path}: {why}.")
+        for path, why in plan.unreadable
+    ]
     skipped: list[Job] = []
     expected = 0
     for job in plan.jobs:
@@ -97,6 +103,9 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
                     "an input is never overwritten.",
                 )
             )
+        elif why := escape_reason(plan.out_dir, os.path.relpath(job.dst, plan.out_dir)):
+            # A link inside the output folder would carry the output elsewhere.
+            work.append(Failed(job, f"{job.src}: its output {job.dst} is not written ({why})."))
         elif job in clashes:
             work.append(
                 Failed(
@@ -144,8 +153,8 @@ def run_pipeline(
         hidden=len(plan.hidden),
         own_outputs=len(plan.own_outputs),
         workers=opts.workers,
+        own_output_dirs=[str(p) for p in plan.own_outputs],
     )
-    mark_output_dir(plan.out_dir)
     streams = _streams(prepared.work)
     outcomes = Outcomes(len(streams), on_failure)
     stop = threading.Event()
@@ -155,6 +164,8 @@ def run_pipeline(
     index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
     encoder = Encoder(opts, index_of, outcomes, stop, clock, taken, on_frame)
+    # The marker goes in with the first output: a run that writes nothing leaves no marker.
+    encoder.before_first_write = lambda: mark_output_dir(plan.out_dir)
     decoders = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-decode")
     submitter = threading.Thread(
         target=_submit,
@@ -366,8 +377,9 @@ def _batch_loop(
 
 def mark_output_dir(out_dir: Path) -> None:
     """Create ``out_dir`` with its :data:`OUTPUT_MARKER` (so that a later run over a tree
-    holding it skips it). Best effort: a folder that cannot be written fails each output
-    with the OS's reason instead, one line per input."""
+    holding it skips it); called before the run's first output is written there, never
+    before. Best effort: a folder that cannot be written fails each output with the OS's
+    reason instead, one line per input."""
     marker = out_dir / OUTPUT_MARKER
     if marker.is_file():
         return

@@ -230,6 +230,9 @@ class Outcomes:
         self.results: list[bool | str | None] = [None] * n
         self.frames = 0
         self.on_failure = on_failure
+        # Called once, right before the first output is written (the output folder's marker).
+        self.before_first_write: Callable[[], None] | None = None
+        self._first_write = threading.Lock()
 
     def done(self, index: int) -> None:
         with self._lock:
@@ -350,6 +353,15 @@ class Encoder:
                 self.error = exc
             self.stop.set()
 
+    def _before_writing(self) -> None:
+        """Run ``before_first_write`` once, whichever task writes first."""
+        if self.before_first_write is None:
+            return
+        with self._first_write:  # held while it runs: no output goes in before it is done
+            if self.before_first_write is not None:
+                first, self.before_first_write = self.before_first_write, None
+                first()
+
     # -- tasks ----------------------------------------------------------------------------
 
     def _image_task(self, index: int, item: Frame) -> None:
@@ -359,6 +371,7 @@ class Encoder:
             t = time.perf_counter()
             frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
             try:
+                self._before_writing()
                 write_image(item.job.dst, frame)
             except DataError as exc:
                 self.outcomes.fail(index, str(exc))
@@ -399,6 +412,7 @@ class Encoder:
                     frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
                     if sink is None:
                         dst, codec = self._video_target(job, frame.shape[1], frame.shape[0])
+                        self._before_writing()
                         sink = VideoSink(dst, codec, fps, frame.shape[1], frame.shape[0])
                     sink.write(frame)
                 except DataError as exc:

@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from p2p_deploy.atomic import write_json
+from p2p_deploy.errors import named
 
 FAILURES_NAME = "failures.json"
+SUMMARY_FORMAT = "p2p-deploy/run-summary"  # what `--summary-json` files hold (one of ours)
+
+
 
 
 @dataclass
@@ -32,6 +36,7 @@ class RunSummary:
     ignored: int = 0
     hidden: int = 0
     own_outputs: int = 0
+    own_output_dirs: list[str] = field(default_factory=list)  # their paths, named in line()
     frames: int = 0
     seconds: float = 0.0
     model_seconds: float = 0.0
@@ -81,7 +86,13 @@ class RunSummary:
             f"done {self.done}, skipped {self.skipped} (already there), failed {self.failed}, "
             f"ignored {self.ignored} (not images/videos)"
             + (f", hidden {self.hidden} (dot files/folders, not read)" if self.hidden else "")
-            + (f", {self.own_outputs} output folder(s) of earlier runs" if self.own_outputs else "")
+            + (
+                f", {self.own_outputs} output folder(s) of earlier runs not read ("
+                + named(self.own_output_dirs)
+                + ")"
+                if self.own_outputs
+                else ""
+            )
             + "; "
             f"{self.frames} frames in {self.seconds:.1f} s "
             f"= {self.fps:.1f} fps end to end, model {self.model_ms_per_frame:.1f} ms/frame"
@@ -89,6 +100,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "format": SUMMARY_FORMAT,
             "runner": self.runner,
             "done": self.done,
             "skipped": self.skipped,
@@ -96,6 +108,7 @@ class RunSummary:
             "ignored": self.ignored,
             "hidden": self.hidden,
             "own_outputs": self.own_outputs,
+            "own_output_dirs": self.own_output_dirs,
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),

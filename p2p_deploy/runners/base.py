@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from p2p_deploy.errors import P2PError
+from p2p_deploy.errors import EngineMismatch, P2PError
 
 if TYPE_CHECKING:
     from p2p_deploy.models.opening import ModelFile
@@ -196,7 +196,7 @@ class Runner(abc.ABC):
         def collect() -> np.ndarray:
             outs = []
             for n, pending in parts:
-                outs.append(first_rows(pending.result(), n, row, self.describe()))
+                outs.append(first_rows(pending.result(), n, row, self.path))
             return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
         return Pending(collect)
@@ -213,8 +213,25 @@ class Runner(abc.ABC):
         memory, convert on the device and return while the device works."""
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
-        out = tensor_to_bgr8(self._infer_chunk(bgr8_to_tensor(frames)))
+        out = tensor_to_bgr8(self._finite(self._infer_chunk(bgr8_to_tensor(frames))))
         return Pending(lambda: out)
+
+    def _finite(self, y: Any) -> Any:
+        """``y`` itself (a numpy array or a torch tensor); a model output holding NaN or inf
+        (broken weights, an fp16 overflow) is an error naming the model: converted to frames it
+        would be a black image written with exit 0. (:meth:`infer` returns floats as they are:
+        a caller such as bench or eval sees the NaN and says so itself.)"""
+        finite = np.isfinite(y).all() if isinstance(y, np.ndarray) else y.isfinite().all()
+        if not bool(finite):
+            raise self._not_finite()
+        return y
+
+    def _not_finite(self) -> EngineMismatch:
+        """The one-line error for a model output holding NaN or inf."""
+        return EngineMismatch(
+            f"{self.path}: the model's output holds NaN or inf (broken weights, or an fp16 "
+            "overflow); nothing was written from it."
+        )
 
     def _split_and_pad(
         self, x: np.ndarray, call: Callable[[np.ndarray], np.ndarray], row: tuple[int, ...]
@@ -223,7 +240,7 @@ class Runner(abc.ABC):
         for sl in batch_slices(x.shape[0], self.max_batch):
             chunk = x[sl]
             n = chunk.shape[0]
-            outs.append(first_rows(call(pad_rows(chunk, self.min_batch)), n, row, self.describe()))
+            outs.append(first_rows(call(pad_rows(chunk, self.min_batch)), n, row, self.path))
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def _check_active(self) -> None:
@@ -294,12 +311,13 @@ def batch_slices(n: int, max_batch: int | None) -> list[slice]:
     return [slice(i, min(i + max_batch, n)) for i in range(0, n, max_batch)]
 
 
-def first_rows(y: np.ndarray, n: int, row: tuple[int, ...], who: str) -> np.ndarray:
+def first_rows(y: np.ndarray, n: int, row: tuple[int, ...], where: object) -> np.ndarray:
     """The first ``n`` rows of a chunk's output (the rest is padding), checked to be rows of
-    ``row``; RuntimeError naming the runner ``who`` otherwise."""
+    ``row``; a foreign model's other shape is one line naming ``where`` (its path)."""
     if y.shape[1:] != row or y.shape[0] < n:
-        raise RuntimeError(
-            f"{who}: model returned shape {tuple(y.shape)} for a chunk of {n} rows of {row}"
+        raise EngineMismatch(
+            f"{where}: the model returned shape {tuple(y.shape)} for a batch of {n} x {row}; it "
+            "is not a pix2pix generator of this size."
         )
     return y[:n]
 

@@ -23,6 +23,7 @@ from p2p_deploy.errors import EngineMismatch, MissingDependency, P2PError, first
 from p2p_deploy.models.card import ExportCard
 from p2p_deploy.models.layout import card_path
 from p2p_deploy.models.opening import ModelFile
+from p2p_deploy.models.sanity import TensorSpec, check_io
 from p2p_deploy.runners.base import Runner
 from p2p_deploy.runners.ort_providers import (
     DEFAULT_TRT_BATCH,
@@ -37,7 +38,22 @@ from p2p_deploy.runners.ort_providers import (
 
 log = logging.getLogger(__name__)
 
-_ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+_ORT_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+}
+
+
+def _spec(arg) -> TensorSpec:  # noqa: ANN001 - onnxruntime.NodeArg
+    """An ONNX Runtime input/output as the sanity check's TensorSpec."""
+    shape = arg.shape
+    dims = None if shape is None else tuple(d if isinstance(d, int) else None for d in shape)
+    return TensorSpec(arg.name, _ORT_DTYPES.get(arg.type, arg.type), dims)
 
 
 def _provider_options(session) -> dict[str, dict[str, str]]:
@@ -97,10 +113,6 @@ class OnnxRuntimeRunner(Runner):
         if self.card is not None:
             self.image_size = self.card.image_size
             self.test_norm = self.card.test_norm
-        else:
-            log.warning(
-                "%s: no card %s; sizes taken from the graph", self.path, card_path(self.path).name
-            )
         self.precision = self.model.precision or "fp32"
         profile = trt_batch or (self.card.batch_profile if self.card else None)
         self.trt_batch: tuple[int, int, int] = tuple(profile or DEFAULT_TRT_BATCH)
@@ -179,29 +191,19 @@ class OnnxRuntimeRunner(Runner):
         if names != ["CPUExecutionProvider"]:
             preload_gpu_libraries(ort, tensorrt="TensorrtExecutionProvider" in names)
         self._session = self._create_session(ort, so, providers)
-        inp = self._session.get_inputs()[0]
-        out = self._session.get_outputs()[0]
-        self.input_name, self.output_name = inp.name, out.name
-        if inp.type not in _ORT_TO_NUMPY:
-            raise EngineMismatch(f"{self.path}: input type {inp.type} is not float32/float16.")
-        self._in_dtype = _ORT_TO_NUMPY[inp.type]
-        shape = inp.shape
-        if len(shape) != 4 or shape[1] != 3:
-            raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
-        if isinstance(shape[2], int):
-            if self.card is not None and shape[2] != self.image_size:
-                raise EngineMismatch(
-                    f"{self.path}: graph input is {shape[2]} px but its card says "
-                    f"{self.image_size}; re-export it."
-                )
-            self.image_size = shape[2]
-        elif self.card is None:
-            raise EngineMismatch(
-                f"{self.path}: dynamic image size and no card to say which; re-export it."
-            )
+        # The one model sanity check, on the session's own view of the graph.
+        io = check_io(
+            self.path,
+            [_spec(i) for i in self._session.get_inputs()],
+            [_spec(o) for o in self._session.get_outputs()],
+            self.card.image_size if self.card is not None else None,
+        )
+        self.input_name, self.output_name = io.input.name, io.output.name
+        self._in_dtype = np.dtype(io.input.dtype).type
+        self.image_size = io.image_size
         # A static batch axis fixes each call's size (pad up to it); a symbolic one takes any N.
-        if isinstance(shape[0], int):
-            self.min_batch = self.max_batch = shape[0]
+        if io.static_batch is not None:
+            self.min_batch = self.max_batch = io.static_batch
         providers = self._session.get_providers()
         self._check_fallback(
             ort,
@@ -216,6 +218,10 @@ class OnnxRuntimeRunner(Runner):
         self.device = (
             "cpu" if self.provider == "CPUExecutionProvider" else (self._device_arg or "cuda:0")
         )
+        if self.card is None:  # said once the model loaded: a refusal stays one line
+            log.warning(
+                "%s: no card %s; sizes taken from the graph", self.path, card_path(self.path).name
+            )
         log.debug("onnxruntime runner: %s via %s", self.describe(), ", ".join(providers))
 
     def _create_session(self, ort, so, providers: list):

@@ -33,8 +33,10 @@ import numpy as np
 
 from p2p_deploy.deps import require
 from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.media.native import captured_native_stderr
 from p2p_deploy.models.card import ExportCard
 from p2p_deploy.models.opening import ModelFile
+from p2p_deploy.models.sanity import TensorSpec, check_io
 from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
@@ -119,32 +121,28 @@ class OpenVINORunner(Runner):
         self._core = ov.Core()
         try:
             # From the bytes open_model read (an IR's weights as a tensor over its .bin bytes).
-            if self.model.weights_data is not None:
-                weights = ov.Tensor(np.frombuffer(self.model.weights_data, dtype=np.uint8))
-                self._model = self._core.read_model(self.model.data, weights)
-            else:
-                self._model = self._core.read_model(self.model.data)
+            # OpenVINO's own log lines never reach the terminal: our one line says it all.
+            with captured_native_stderr(drop_all=True):
+                if self.model.weights_data is not None:
+                    weights = ov.Tensor(np.frombuffer(self.model.weights_data, dtype=np.uint8))
+                    self._model = self._core.read_model(self.model.data, weights)
+                else:
+                    self._model = self._core.read_model(self.model.data)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own exception types
-            first = (
-                str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-            )
             raise EngineMismatch(
-                f"{self.path}: OpenVINO cannot read this model ({first})."
+                f"{self.path}: OpenVINO cannot read this model ({ov_reason(exc)})."
             ) from None
-        if len(self._model.inputs) != 1 or len(self._model.outputs) != 1:
-            raise EngineMismatch(f"{self.path}: expected one input and one output.")
-        shape = self._model.inputs[0].get_partial_shape()
-        dims = [d.get_length() if d.is_static else None for d in shape]
-        if len(dims) != 4 or dims[1] != 3 or dims[2] is None or dims[2] != dims[3]:
-            raise EngineMismatch(f"{self.path}: input shape {shape} is not (N, 3, S, S).")
-        if self.card is not None and dims[2] != self.image_size:
-            raise EngineMismatch(
-                f"{self.path}: graph input is {dims[2]} px but its card says "
-                f"{self.image_size}; re-export it."
-            )
-        self.image_size = int(dims[2])
-        if dims[0] is not None:  # a static batch axis (e.g. an IR saved for batch 1)
-            self.min_batch = self.max_batch = int(dims[0])
+        # The one model sanity check, on OpenVINO's own view of the graph (uint8 input
+        # refused here as ONNX Runtime refuses it).
+        io = check_io(
+            self.path,
+            [_spec(i) for i in self._model.inputs],
+            [_spec(o) for o in self._model.outputs],
+            self.card.image_size if self.card is not None else None,
+        )
+        self.image_size = io.image_size
+        if io.static_batch is not None:  # a static batch axis (e.g. an IR saved for batch 1)
+            self.min_batch = self.max_batch = io.static_batch
         self.quantized = _graph_is_quantized(self._model)
         # Compile the smallest batch now: loading errors surface here, and the label is known.
         compiled, _ = self._compile(self.min_batch)
@@ -164,7 +162,6 @@ class OpenVINORunner(Runner):
         if batch not in self._compiled:
             model = self._model.clone()
             s = self.image_size
-            model.reshape({model.inputs[0].get_any_name(): [batch, 3, s, s]})
             config = {
                 "INFERENCE_PRECISION_HINT": _HINT[self.hint],
                 "INFERENCE_NUM_THREADS": self.threads,
@@ -172,15 +169,12 @@ class OpenVINORunner(Runner):
                 "PERFORMANCE_HINT": "LATENCY",
             }
             try:
-                compiled = self._core.compile_model(model, "CPU", config)
+                with captured_native_stderr(drop_all=True):
+                    model.reshape({model.inputs[0].get_any_name(): [batch, 3, s, s]})
+                    compiled = self._core.compile_model(model, "CPU", config)
             except Exception as exc:  # noqa: BLE001
-                first = (
-                    str(exc).strip().splitlines()[0][:240]
-                    if str(exc).strip()
-                    else type(exc).__name__
-                )
                 raise EngineMismatch(
-                    f"{self.path}: OpenVINO cannot compile this model ({first})."
+                    f"{self.path}: OpenVINO cannot compile this model ({ov_reason(exc)})."
                 ) from None
             self._compiled[batch] = (compiled, compiled.create_infer_request())
         return self._compiled[batch]
@@ -201,6 +195,34 @@ class OpenVINORunner(Runner):
             convs = ", ".join(f"{v} {k}" for k, v in sorted(self.conv_precisions.items()))
             extras.insert(0, f"convolutions: {convs}")
         return extras
+
+
+_OV_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "u8": "uint8", "i8": "int8",
+              "i32": "int32", "i64": "int64", "bf16": "bfloat16", "boolean": "bool"}  # fmt: skip
+
+
+def _spec(port: Any) -> TensorSpec:
+    """An OpenVINO model input/output as the sanity check's TensorSpec."""
+    shape = port.get_partial_shape()
+    dims = (
+        None
+        if shape.rank.is_dynamic
+        else tuple(d.get_length() if d.is_static else None for d in shape)
+    )
+    names = port.get_names()
+    name = sorted(names)[0] if names else port.get_any_name()
+    kind = port.get_element_type().get_type_name()
+    return TensorSpec(name, _OV_DTYPES.get(kind, kind), dims)
+
+
+def ov_reason(exc: BaseException) -> str:
+    """The line of an OpenVINO exception that says what is wrong: its text starts with
+    ``Exception from src/inference/src/cpp/core.cpp:105:`` lines (where, not why)."""
+    lines = [ln.strip().lstrip("- ").strip() for ln in str(exc).splitlines() if ln.strip()]
+    where = ("Exception from ", "Check '", "FrontEnd API failed", "Summary:", "To facilitate")
+    why = [ln for ln in lines if not ln.startswith(where)]
+    text = "; ".join(ln.rstrip(".") for ln in why[:2]) if why else (lines or ["?"])[0]
+    return text.rstrip(".")[:240]
 
 
 def _conv_precisions(compiled: Any) -> dict[str, int]:

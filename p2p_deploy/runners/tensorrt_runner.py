@@ -439,7 +439,9 @@ class TensorRTRunner(Runner):
 
             in_t, out_t = _torch_dtype(self._in_dtype), _torch_dtype(self._out_dtype)
             h_in = slot.host_in(frames.shape, np.uint8)
-            h_out = slot.host_out(frames.shape, np.uint8)
+            # The frames and, in the byte after them, whether the engine's output was finite.
+            flat = slot.host_out((frames.size + 1,), np.uint8)
+            h_out, h_ok = flat[:-1].reshape(frames.shape), flat[-1:]
             np.copyto(h_in, frames)
             with self.mem.current(), torch.cuda.stream(self.mem.stream):
                 f = torch.from_numpy(h_in).to(self.mem.device, non_blocking=True)
@@ -447,9 +449,17 @@ class TensorRTRunner(Runner):
                 d_in.copy_(torch_bgr8_to_tensor(f, in_t))
                 self._enqueue(n)
                 d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
+                ok = torch.isfinite(d_out).all().reshape(1).to(torch.uint8)
                 torch.from_numpy(h_out).copy_(torch_tensor_to_bgr8(d_out), non_blocking=True)
+                torch.from_numpy(h_ok).copy_(ok, non_blocking=True)
                 event = self.mem.record_event()
-            return self._slots.pending(slot, event.synchronize, h_out)
+
+            def wait_checked() -> None:
+                event.synchronize()
+                if not h_ok[0]:  # NaN never becomes a black frame
+                    raise self._not_finite()
+
+            return self._slots.pending(slot, wait_checked, h_out)
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
         h_in = slot.host_in((n, 3, s, s), self._in_dtype)

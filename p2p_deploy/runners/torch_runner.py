@@ -181,6 +181,9 @@ class TorchRunner(Runner):
             n = x.shape[0]
             static_in[:n].copy_(x)
             graph.replay()  # on the current stream
+        if isinstance(static_out, tuple):  # (frames, flag): the flag covers the whole batch
+            first, *rest = static_out
+            return (first if n == first.shape[0] else first[:n], *rest)
         return static_out if n == static_out.shape[0] else static_out[:n]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -192,17 +195,20 @@ class TorchRunner(Runner):
                 return self._graph_call(("float", *x.shape), self._model, x)
             return self._model(x)
 
-    def _frames_model(self, frames: torch.Tensor) -> torch.Tensor:
-        """(n, S, S, 3) uint8 BGR on the device -> the same: conversion, model, conversion."""
+    def _frames_model(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, S, S, 3) uint8 BGR on the device -> (the same: conversion, model, conversion;
+        a (1,) uint8 tensor, 1 when every model output was finite)."""
         x = torch_bgr8_to_tensor(frames, self._dtype)
         # The converted frames are an NHWC permute (channels-last strides), so both layouts
         # are asked for: without channels_last the model must get NCHW, or every convolution
         # after it runs channels-last (PyTorch follows the input's memory format), which is
         # not the NCHW row the bench labels it (nor the float path's layout).
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return torch_tensor_to_bgr8(self._model(x.contiguous(memory_format=fmt)))
+        y = self._model(x.contiguous(memory_format=fmt))
+        ok = torch.isfinite(y).all().reshape(1).to(torch.uint8)
+        return torch_tensor_to_bgr8(y), ok
 
-    def _frames_forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def _frames_forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 frames on the device through :meth:`_frames_model` (graphed when asked)."""
         with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
             if self.cuda_graphs:
@@ -219,20 +225,33 @@ class TorchRunner(Runner):
         if self._mem is None or self._slots is None:
             f = torch.from_numpy(np.ascontiguousarray(frames))
             with torch.inference_mode():
-                out = self._frames_forward(f).numpy()
+                d_out, ok = self._frames_forward(f)
+                if not bool(ok[0]):  # NaN never becomes a black frame
+                    raise self._not_finite()
+                out = d_out.numpy()
             return Pending(lambda: out)
         mem, slot = self._mem, self._slots.take()
         h_in = slot.host_in(frames.shape, np.uint8)
-        h_out = slot.host_out(frames.shape, np.uint8)
+        # The output frames and, in the byte after them, whether the model's output was finite
+        # (computed on the device, in the graph: no host sync per batch).
+        flat = slot.host_out((frames.size + 1,), np.uint8)
+        h_out, h_ok = flat[:-1].reshape(frames.shape), flat[-1:]
         np.copyto(h_in, frames)
         with torch.cuda.device(self._dev), torch.cuda.stream(mem.stream):
             d_in = torch.from_numpy(h_in).to(self._dev, non_blocking=True)
-            d_out = self._frames_forward(d_in)
+            d_out, d_ok = self._frames_forward(d_in)
             torch.from_numpy(h_out).copy_(d_out, non_blocking=True)
+            torch.from_numpy(h_ok).copy_(d_ok, non_blocking=True)
             event = mem.record_event()
         # The device tensors may be freed now: the caching allocator reuses their blocks only
         # for work queued later on the same stream.
-        return self._slots.pending(slot, event.synchronize, h_out)
+
+        def wait() -> None:
+            event.synchronize()
+            if not h_ok[0]:
+                raise self._not_finite()
+
+        return self._slots.pending(slot, wait, h_out)
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """On CUDA: the model on ``batch`` already on the GPU, on torch's current stream of the

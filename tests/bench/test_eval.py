@@ -223,14 +223,17 @@ def test_paired_layout_limit_and_errors(tmp_path: Path, tiny_checkpoint: Path) -
 
     with pytest.raises(DataError, match=r"test2: no such split folder \(it has: test\)"):
         run_eval(EvalOptions(tiny_checkpoint, root, split="test2", out=tmp_path / "o"))
+    # A pair that cannot be used is a failure listed with its reason (as in `p2p run`), not
+    # an abort; with nothing scored the exit code is 1.
     bad = tmp_path / "bad" / "test"
     bad.mkdir(parents=True)
     cv2.imwrite(str(bad / "square.png"), _labels(1, 32)[0])
-    with pytest.raises(DataError, match="square.png: not two square halves"):
-        run_eval(EvalOptions(tiny_checkpoint, tmp_path / "bad", out=tmp_path / "o"))
+    res = run_eval(EvalOptions(tiny_checkpoint, tmp_path / "bad", out=tmp_path / "o_bad"))
+    assert res.exit_code == 1 and not res.model.rows
+    assert "square.png: not two square halves" in res.failures[0]["reason"]
     (bad / "square.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="square.png: cannot decode"):
-        run_eval(EvalOptions(tiny_checkpoint, tmp_path / "bad", out=tmp_path / "o"))
+    res = run_eval(EvalOptions(tiny_checkpoint, tmp_path / "bad", out=tmp_path / "o_bad"))
+    assert "square.png: corrupt or truncated image" in res.failures[0]["reason"]
 
 
 def test_direction_from_cards(tmp_path: Path, tiny_checkpoint: Path, tiny_onnx_fp32: Path):

@@ -57,7 +57,7 @@ def bench_run(tiny_checkpoint, tmp_path_factory):
 def test_report_written_and_consistent(bench_run):
     rc, out, _ = bench_run
     assert rc == 0
-    assert {p.name for p in out.iterdir()} == {
+    assert {p.name for p in out.iterdir() if p.name != ".p2p-bench"} == {
         "report.json",
         "report.md",
         "latency.png",
@@ -116,8 +116,8 @@ def test_command_in_report_reproduces(bench_run):
             "/nonexistent/g.safetensors: no such file",
         ),
         ([], "nothing to benchmark"),
-        (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "unknown backend(s) magic"),
-        (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device must be auto, cpu, cuda"),
+        (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "--backends 'magic': must be"),
+        (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device 'gpu': must be auto, cpu, cuda"),
     ],
     ids=["missing", "nothing", "backend", "device"],
 )

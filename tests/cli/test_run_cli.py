@@ -153,13 +153,13 @@ def test_user_errors_are_one_line_exit_1(
             "inside the input folder",
         ),
         ([str(tmp_path / "missing"), "-e", str(tiny_checkpoint)], "no such file"),
-        ([str(folder), "-e", str(tiny_checkpoint), "--resize", "zoom"], "--resize must be one of"),
+        ([str(folder), "-e", str(tiny_checkpoint), "--resize", "zoom"], "--resize 'zoom': must be"),
         (
             [str(folder), "-e", str(tiny_checkpoint), "--threads", "2"],
             "applies to the onnxruntime runner",
         ),
     ]
-    usage = ("--resize must be one of", "applies to the onnxruntime runner")
+    usage = ("--resize 'zoom': must be", "applies to the onnxruntime runner")
     for args, msg in cases:
         code, err = _run(capsys, *args)
         assert code == (64 if msg in usage else 1) and msg in err, (args, err)
@@ -319,8 +319,8 @@ def test_bad_device_is_one_line(
         "--device",
         device,
     )
-    assert code == 1, err
-    assert err == f"error: --device must be cpu, cuda or cuda:N (N = 0, 1, ...), got {device!r}.\n"
+    assert code == 64, err  # a bad value is a usage error (issue 20)
+    assert err == f"error: --device {device!r}: must be cpu, cuda or cuda:N (N = 0, 1, ...).\n"
 
 
 def test_truncated_video_fails_alone_and_is_redone(

@@ -126,12 +126,13 @@ def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     tiny = ("--image-size", "32", "--ngf", "8", "--ndf", "8", "--max-steps", "1")
+    # An output path that cannot be written is a usage error (exit 64), in every command.
     for out, message in ((blocker, "exists and is not a folder"), (blocker / "run", "cannot")):
         r = p2p("train", "--out", str(out), *tiny, "--no-progress")
-        assert r.returncode == 1 and message in r.stderr and str(out) in r.stderr, r.stderr
+        assert r.returncode == 64 and message in r.stderr and str(out) in r.stderr, r.stderr
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = p2p("synth", str(blocker / "data"), "--train", "1", "--val", "0", "--test", "0")
-    assert r.returncode == 1 and "a_file/data/train: cannot write" in r.stderr, r.stderr
+    assert r.returncode == 64 and "a_file/data: output folder cannot be" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

@@ -18,7 +18,7 @@ from p2p_deploy.errors import EXIT_USAGE
         (["train", "--direction", "up", "--out", "{tmp}/r"], "--direction must be AtoB or BtoA"),
         (["run"], "Missing argument 'INPUT'"),
         (["run", "{tmp}", "-e", "{tmp}/m.onnx", "-b", "0"], "'--batch' / '-b'"),
-        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--resize", "zoom"], "--resize must be one of"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--resize", "zoom"], "--resize 'zoom': must be"),
         (["export", "{tmp}/g.safetensors", "--io", "fp8"], "--io 'fp8': use fp32 or fp16"),
         (["bench", "--batch", "1,x", "--out", "{tmp}/r"], "comma-separated int values"),
         (["bench", "--out", "{tmp}/r"], "nothing to benchmark"),

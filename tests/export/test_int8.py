@@ -169,7 +169,7 @@ def test_calibration_folder_split_and_errors(tmp_path: Path) -> None:
         split_counts(1, 32)
     one = tmp_path / "one"
     _write_images(one, ["a.png"], random_images(1, 3, 32, seed=0))
-    with pytest.raises(DataError, match=r"one: INT8 calibration needs at least 2 images"):
+    with pytest.raises(DataError, match=r"one: --calib holds no usable images \(1 image file"):
         folder_images(one, 32)
     with pytest.raises(P2PError, match="must be a folder"):
         run_export(ExportOptions(Path("unused"), tmp_path / "o", calib=tmp_path / "no"))

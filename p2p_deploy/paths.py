@@ -1,0 +1,55 @@
+"""Nothing a user or an archive names leaves its folder: the one path-containment check.
+
+Every path built from outside input (an archive member, ``--triton-name``, ``--split``, a
+dataset name, an input file's name mirrored into an output folder) is joined to its folder
+with :func:`contained` before anything is read or written there: it must be relative, hold no
+``..`` and no NUL, and resolve (following the links that already exist on the way) to a path
+inside the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from p2p_deploy.errors import P2PError, UsageError
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def escape_reason(root: str | os.PathLike[str], relative: str | os.PathLike[str]) -> str | None:
+    """Why ``root / relative`` would not stay inside ``root``, or None when it does."""
+    text = os.fspath(relative)
+    if not text or text in (".", "./"):
+        return "an empty name"
+    if "\x00" in text:
+        return "a NUL character in the name"
+    if text.startswith(("/", "\\")) or os.path.isabs(text) or _DRIVE.match(text):
+        return "an absolute path"
+    if ".." in PurePosixPath(text.replace("\\", "/")).parts:
+        return "'..' in the path"
+    base = Path(root).resolve()
+    target = (base / text).resolve()
+    if target != base and not target.is_relative_to(base):
+        return f"it leads outside the folder (to {target})"
+    return None
+
+
+def contained(
+    root: str | os.PathLike[str],
+    relative: str | os.PathLike[str],
+    what: str,
+    error: type[P2PError] = UsageError,
+) -> Path:
+    """``root / relative`` once checked to stay inside ``root`` (see the module docstring).
+
+    ``what`` names the source in the message (``--triton-name``, ``archive member``).
+
+    Raises:
+        ``error`` (UsageError by default): naming ``what``, the name and why it escapes.
+    """
+    why = escape_reason(root, relative)
+    if why is not None:
+        raise error(f"{what} {os.fspath(relative)!r}: must stay inside {root} ({why}).")
+    return Path(root) / relative
