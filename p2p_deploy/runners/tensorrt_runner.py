@@ -472,7 +472,7 @@ class TensorRTRunner(Runner):
             mem.to_host(h_out, self._d_out)
             event = mem.record_event()  # its synchronize() pushes the runner's context
         floats = self._slots.pending(slot, event.synchronize, h_out)
-        return Pending(lambda: tensor_to_bgr8(floats.result()))
+        return Pending(lambda: tensor_to_bgr8(self._finite(floats.result())))
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """With torch buffers: ``batch`` (padded to the profile minimum) is uploaded into the
