@@ -54,6 +54,9 @@ class FakeMemory(CudaMemory):
 
     def synchronize(self) -> None: ...
 
+    def record_event(self):
+        return SimpleNamespace(synchronize=lambda: None)
+
 
 class FakeContext:
     def __init__(self, strategy) -> None:
@@ -120,12 +123,12 @@ def _fake_trt(engine: FakeEngine) -> SimpleNamespace:
 @pytest.fixture
 def fake_plan(tiny_onnx_fp16: Path, tmp_path: Path) -> Path:
     """A ``model.plan`` (bytes that are no engine) with a real TensorRT card."""
-    from p2p_deploy.export.tensorrt_build import BatchProfile, engine_sidecar
+    from p2p_deploy.export.tensorrt_build import BatchProfile, engine_card
     from p2p_deploy.models.card import read_export_card
 
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"not an engine")
-    engine_sidecar(
+    engine_card(
         read_export_card(tiny_onnx_fp16),
         precision="fp16",
         profile=BatchProfile(1, 4, 16),
