@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.export.parity import ParityFigure, ParityReport, ort_session, random_images
 from p2p_deploy.imaging import psnr
 from p2p_deploy.models.card import read_export_card
@@ -92,6 +93,12 @@ def check_engine_parity(
     random images; ``profile``: the plan's :class:`~.tensorrt_build.BatchProfile`.
 
     Needs TensorRT and a GPU (the runner raises its one-sentence errors otherwise).
+
+    Raises:
+        P2PError: also when the runner fails at run time (its RuntimeError: no execution
+            context, a refused shape or address, a failed ``execute_async_v3``, CUDA out of
+            memory), so that a plan that cannot run is one line, never a traceback, and an
+            INT8 plan's failure stays a note (:func:`~.int8_engine.build_int8_plan`).
     """
     from p2p_deploy.runners.tensorrt_runner import TensorRTRunner
 
@@ -104,11 +111,15 @@ def check_engine_parity(
         random_images(b, channels, size, seed + i)
         for i, b in enumerate(parity_batches(profile.min, profile.max))
     ]
-    with TensorRTRunner(plan_path) as runner:
-        pairs = []
-        for x in inputs:
-            ref = session.run(None, {ref_card.input_name: x.astype(ref_np)})[0].astype(np.float32)
-            pairs.append((runner.infer(x), ref))
-        return engine_report(
-            str(plan_path), card.precision, card.test_norm, pairs, runner.infer, inputs
-        )
+    try:
+        with TensorRTRunner(plan_path) as runner:
+            pairs = []
+            for x in inputs:
+                ref = session.run(None, {ref_card.input_name: x.astype(ref_np)})[0]
+                pairs.append((runner.infer(x), ref.astype(np.float32)))
+            return engine_report(
+                str(plan_path), card.precision, card.test_norm, pairs, runner.infer, inputs
+            )
+    except RuntimeError as exc:
+        why = first_line(exc)
+        raise P2PError(f"{plan_path}: the engine failed its parity run ({why}).") from None

@@ -81,3 +81,46 @@ def test_fp32_batch_independence_is_held_to_the_engine_bar() -> None:
         return ref[k : k + 1] + 5e-3
 
     assert not engine_report("m.plan", "fp32", "stats", [(ref, ref)], mixed, [x]).passed
+
+
+def test_a_run_time_failure_is_one_line(tiny_onnx_fp16, tiny_onnx_fp32, tmp_path, monkeypatch):
+    """The runner's run-time errors are RuntimeError (no context, refused shape or address, a
+    failed execute_async_v3, CUDA out of memory): the parity run turns them into one P2PError
+    naming the plan, so a plan that cannot run is one line (and an INT8 plan's, a note)."""
+    from p2p_deploy.errors import P2PError
+    from p2p_deploy.export.tensorrt_build import BatchProfile, engine_card
+    from p2p_deploy.export.trt_parity import check_engine_parity
+    from p2p_deploy.models.card import read_export_card
+    from p2p_deploy.runners import tensorrt_runner
+
+    plan = tmp_path / "model_fp16.plan"
+    plan.write_bytes(b"staged engine")
+    engine_card(
+        read_export_card(tiny_onnx_fp16),
+        precision="fp16",
+        profile=BatchProfile(1, 4, 16),
+        trt_version="10.13.3.9",
+        gpu_name="NVIDIA H100",
+        compute_capability="9.0",
+    ).write(plan)
+    closed = []
+
+    class FailingRunner:
+        def __init__(self, path):
+            self.path = path
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            closed.append(True)
+
+        def infer(self, x):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed")
+
+    monkeypatch.setattr(tensorrt_runner, "TensorRTRunner", FailingRunner)
+    with pytest.raises(P2PError) as e:
+        check_engine_parity(plan, tiny_onnx_fp32, BatchProfile(1, 4, 16))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{plan}: the engine failed its parity run (")
+    assert "TensorRT execution failed" in msg and closed == [True]
