@@ -18,7 +18,10 @@ for fp16 and fp32 engines, the INT8 graph itself for an int8 engine (the exporte
 * all: a batch run equals its images run one by one (frames never share statistics), to
   :data:`ENGINE_INDEPENDENCE_TOL`: fp32 to its own parity bar (1e-3; the batch-1 and batch-3
   kernels are different TensorRT tactics that reorder sums, so the ONNX bar of 1e-4 is
-  tighter than the engine is held to against ONNX Runtime), fp16 1e-2, int8 0.15 (kernels
+  tighter than the engine is held to against ONNX Runtime), fp16 5e-2 (the same argument:
+  its parity bar, 40 dB, lets each run be off from fp32 by 0.02 RMS, and the batch-1 and
+  batch-3 tactics round to fp16 differently; the ONNX check's 1e-2 holds for ONNX Runtime's
+  CPU, which computes fp16 graphs in fp32 between casts), int8 0.15 (kernels
   chosen per batch size may round a requantized activation to the next int8 step, which the
   following layers carry on: OpenVINO's int8 batch of 3 differs from its images run alone by
   up to 5.4e-2 on the full-size generator). A batch that shares statistics across its frames
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
 ENGINE_FP32_MAX_ABS = 1e-3
 ENGINE_FP16_MIN_PSNR = 40.0
 ENGINE_INT8_MIN_PSNR = 30.0  # against the INT8 ONNX it was built from (module docstring)
-ENGINE_INDEPENDENCE_TOL = {"fp32": ENGINE_FP32_MAX_ABS, "fp16": 1e-2, "int8": 0.15}
+ENGINE_INDEPENDENCE_TOL = {"fp32": ENGINE_FP32_MAX_ABS, "fp16": 5e-2, "int8": 0.15}
 
 
 def parity_batches(profile_min: int, profile_max: int) -> tuple[int, ...]:
