@@ -440,7 +440,8 @@ class Exporter:
     def export_engine(self, precision: str) -> Made:
         """``model_<precision>.plan`` from the ONNX of that precision (export/tensorrt_build.py:
         strongly typed build, precision verified, parity against ONNX Runtime on
-        ``model.onnx`` while still staged; moved in with its card)."""
+        ``model.onnx`` (the INT8 plan: on ``model_int8.onnx``) while still staged; moved in
+        with its card)."""
         from p2p_deploy.export.int8_engine import build_int8_plan
         from p2p_deploy.export.tensorrt_build import build_engine
 
@@ -450,7 +451,9 @@ class Exporter:
         if precision == "int8":
             # An INT8 plan TensorRT rejects (or that fails its checks) is a note: the gated
             # model_int8.onnx stays, for OpenVINO and ONNX Runtime, with the reason in its card.
-            card, note = build_int8_plan(onnx, plan, reference_onnx=fp32, **self._build)
+            # Its parity reference is that graph itself (its quality against fp32 is the
+            # graph's gate on held-out images; export/trt_parity.py says why).
+            card, note = build_int8_plan(onnx, plan, reference_onnx=onnx, **self._build)
             if note is not None:
                 self._notes.append(note)
                 return Made()

@@ -135,7 +135,9 @@ def build_int8_plan(
     int8_onnx: str | Path, plan_path: str | Path, **build_options: Any
 ) -> tuple[Any, str | None]:
     """Build ``plan_path`` from the (kept, already gated) ``int8_onnx``; ``build_options``
-    are :func:`~.tensorrt_build.build_engine`'s (``reference_onnx``, ``profile``...).
+    are :func:`~.tensorrt_build.build_engine`'s (``reference_onnx``, ``profile``...). The
+    exporter passes ``int8_onnx`` itself as the reference: the engine must run that graph
+    (PSNR >= 30 dB on the parity inputs); its quality against fp32 is the graph's gate.
 
     Returns ``(plan card, None)`` when built, or ``(None, note)`` when TensorRT rejected the
     graph, the build failed, the engine's int8 evidence or its parity did not hold: the note

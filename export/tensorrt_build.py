@@ -363,8 +363,9 @@ def build_engine(
     The plan's precision is that of the ONNX (strongly typed), verified before and after the
     build. Input (N, C, S, S) with N in ``profile``; I/O dtype as the ONNX's. Then the engine
     runs on the parity inputs against ONNX Runtime on ``reference_onnx`` (the fp32 export;
-    ``onnx_path`` itself when None): fp16 PSNR >= 40 dB, fp32 max abs err <= 1e-3, figures in
-    the card.
+    ``onnx_path`` itself when None, as for the INT8 plan): fp16 PSNR >= 40 dB, fp32 max abs
+    err <= 1e-3, int8 PSNR >= 30 dB against its own graph (:mod:`.trt_parity`); figures and
+    the reference's name in the card (``extra.engine_parity``).
 
     Raises:
         MissingDependency: tensorrt or polygraphy is not installed.
@@ -507,7 +508,7 @@ def build_engine(
         report.model = str(plan_path)
         if not report.passed:
             raise P2PError(f"{plan_path}: engine parity check failed: {report.summary()}")
-        return {"engine_parity": report.to_dict()}
+        return {"engine_parity": {**report.to_dict(), "reference": reference.name}}
 
     # Inside Polygraphy's verbosity guard too: TensorRT's warnings while a second logger takes
     # over (the runner's) may still reach Polygraphy's logger.

@@ -236,9 +236,11 @@ class OnnxRuntimeRunner(Runner):
         without it, keeping the CUDA provider's options.
 
         ``enable_fallback=0`` is read by onnxruntime 1.23 and newer only (the ``gpu`` extra's
-        floor); an older one still falls back, printing "EP Error" on stdout. So the session's
-        own provider options are read back (:func:`options_lost`): a CUDA provider running
-        with options other than ours is that fallback, and the session is made again here.
+        floor); an older one still falls back, printing "EP Error" on stdout. So that banner
+        is looked for and the session's own provider options are read back
+        (:func:`options_lost`): either shows the fallback (1.19-1.21 come up on the CUDA
+        provider with its defaults, 1.22 on the CPU alone), and the session is made again
+        here.
         """
 
         def create(provs: list):
@@ -271,12 +273,16 @@ class OnnxRuntimeRunner(Runner):
                     raise
                 return retry_without_trt(first_line(exc, 240))
             lost = options_lost(providers, _provider_options(session))
-            if lost and rest != providers:
-                said = [ln for ln in printed.splitlines() if ln.startswith("EP Error ")]
+            said = [ln for ln in printed.splitlines() if ln.startswith("EP Error ")]
+            if (lost or said) and rest != providers:
                 why = said[0][len("EP Error ") :].split(" when using ")[0][:200] if said else "?"
+                # 1.19-1.21 fall back to the CUDA provider with its defaults (lost shows it);
+                # 1.22 to the CPU alone (its NvTensorRTRTX check overwrites the CUDA fallback):
+                # only the printed banner says so.
+                fell = f"its defaults ({', '.join(lost)})" if lost else "other providers"
                 return retry_without_trt(
                     f"{why}; onnxruntime {getattr(ort, '__version__', '?')} then fell back to "
-                    f"its defaults ({', '.join(lost)}): onnxruntime-gpu 1.23+ does not"
+                    f"{fell}: onnxruntime-gpu 1.23+ does not"
                 )
             return session
         except Exception as exc:  # noqa: BLE001

@@ -118,9 +118,10 @@ def provider_load_error(ort: ModuleType, provider: str) -> str:
 def preload_gpu_libraries(ort: ModuleType, tensorrt: bool) -> None:
     """Load the CUDA, cuDNN (and TensorRT) libraries that pip installed before a GPU session.
 
-    onnxruntime-gpu (CUDA 12 builds, 1.19 and newer) finds libcublas/libcudnn only on the
-    loader's path; pip puts them under ``site-packages/nvidia/``, which only an earlier
-    ``import torch`` loads, or ``onnxruntime.preload_dlls()`` (ORT 1.21 and newer; ONNX Runtime's
+    onnxruntime-gpu (1.19 and newer; CUDA 12 builds to 1.26, CUDA 13 from 1.27) finds
+    libcublas/libcudnn only on the loader's path; pip puts them under
+    ``site-packages/nvidia/``, which only an earlier ``import torch`` loads, or
+    ``onnxruntime.preload_dlls()`` (ORT 1.21 and newer; ONNX Runtime's
     install page, "CUDA and cuDNN"). The runner does not import torch, so without this the CUDA
     provider fails to load on a pip-only box. The TensorRT provider needs ``libnvinfer``, which
     ``import tensorrt`` loads from the ``tensorrt_libs`` wheel. ``preload_dlls`` prints what it

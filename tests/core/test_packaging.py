@@ -99,3 +99,32 @@ def test_user_files_do_not_shadow_the_package(tmp_path: Path):
         check=False,
     )
     assert res.returncode == 0, res.stderr
+
+
+def test_each_gpu_extra_is_one_cuda_major():
+    """Each GPU extra holds one CUDA major: PyPI's onnxruntime-gpu 1.19-1.26 are CUDA 12 builds
+    (their providers link libcudart.so.12), 1.27 and newer CUDA 13 builds (libcudart.so.13,
+    libcublas.so.13). `gpu` pairs TensorRT 10 for CUDA 12 with the former, `gpu-trt11` TensorRT
+    11 for CUDA 13 with the latter; an open floor would resolve the newest (CUDA 13) beside a
+    CUDA 12 TensorRT."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def spec(extra: str, name: str):
+        (req,) = [r for r in map(Requirement, extras[extra]) if r.name == name]
+        return req.specifier
+
+    cuda12_ort = [Version(v) for v in ("1.23.2", "1.24.4", "1.26.0")]
+    cuda13_ort = [Version(v) for v in ("1.27.0", "1.31.1")]
+    gpu = spec("gpu", "onnxruntime-gpu")
+    assert all(v in gpu for v in cuda12_ort) and not any(v in gpu for v in cuda13_ort)
+    assert Version("1.22.1") not in gpu  # ignores enable_fallback=0
+    assert Version("10.13.3.9") in spec("gpu", "tensorrt-cu12")
+    assert Version("11.4.0.106") not in spec("gpu", "tensorrt-cu12")
+    trt11 = spec("gpu-trt11", "onnxruntime-gpu")
+    assert all(v in trt11 for v in cuda13_ort) and not any(v in trt11 for v in cuda12_ort)
+    assert Version("11.4.0.106") in spec("gpu-trt11", "tensorrt-cu13")

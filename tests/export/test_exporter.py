@@ -154,3 +154,37 @@ def test_no_cuda_buffers_is_said_before_any_export(tiny_checkpoint, tmp_path, mo
     skipped = [n for n in result.notes if "skipped" in n]
     assert len(skipped) == 1 and skipped[0].startswith("TensorRT engine skipped: no CUDA buffers")
     assert not list((tmp_path / "optional").glob("*.plan"))
+
+
+def test_each_plan_is_checked_against_its_reference(
+    tiny_checkpoint, tiny_onnx_fp32, tiny_onnx_fp16, tiny_onnx_int8, tmp_path, monkeypatch
+):
+    """fp16/fp32 plans run against model.onnx; the INT8 plan against model_int8.onnx, the graph
+    it was built from (its quality against fp32 is that graph's gate: export/trt_parity.py)."""
+    import shutil
+
+    from p2p_deploy.models.layout import card_path
+
+    out = tmp_path / "o"
+    out.mkdir()
+    for src, name in (
+        (tiny_onnx_fp32, "model.onnx"),
+        (tiny_onnx_fp16, "model_fp16.onnx"),
+        (tiny_onnx_int8, "model_int8.onnx"),
+    ):
+        shutil.copy(src, out / name)
+        shutil.copy(card_path(src), card_path(out / name))
+    references: dict[str, str] = {}
+    fake = _fake_build([])
+
+    def build_engine(onnx_path, plan_path, *, reference_onnx, **kw):
+        references[Path(plan_path).name] = Path(reference_onnx).name
+        return fake(onnx_path, plan_path, **kw)
+
+    monkeypatch.setattr(tensorrt_build, "build_engine", build_engine)
+    ex = Exporter(ExportOptions(tiny_checkpoint, out, overwrite=True, skip_parity=True))
+    ex._notes = []
+    for precision in ("fp16", "int8"):
+        assert ex.export_engine(precision).models == (out / f"model_{precision}.plan",)
+    assert references == {"model_fp16.plan": "model.onnx", "model_int8.plan": "model_int8.onnx"}
+    assert ex._notes == []

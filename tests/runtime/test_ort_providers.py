@@ -215,3 +215,35 @@ def test_options_lost_compares_only_active_providers() -> None:
     assert options_lost(asked, {}) == []  # CUDA not active: _check_fallback's business
     tf32 = {"CUDAExecutionProvider": {"device_id": "0", "use_tf32": "1"}}
     assert options_lost(asked, tf32) == ["CUDAExecutionProvider.use_tf32=1"]
+
+
+class _Ort122FallsBackToCpu(_OldOrtFallsBack):
+    """onnxruntime 1.22: the same ignored ``enable_fallback=0``, but its fallback list is the
+    CPU alone (1.22.1's ``_create_inference_session`` sets ``["CUDAExecutionProvider",
+    "CPUExecutionProvider"]`` for TensorRT, then its ``if "NvTensorRTRTXExecutionProvider"``
+    block's ``else`` overwrites it with ``["CPUExecutionProvider"]``): no CUDA options to
+    compare, only the printed banner."""
+
+    def InferenceSession(self, path, sess_options=None, providers=(), **kwargs):  # noqa: N802
+        session = super().InferenceSession(path, sess_options, providers, **kwargs)
+        names = [p if isinstance(p, str) else p[0] for p in providers]
+        if "TensorrtExecutionProvider" in names:
+            session.get_provider_options = lambda: {"CPUExecutionProvider": {}}
+        return session
+
+
+def test_onnxruntime_1_22_cpu_fallback_is_seen_by_its_banner(
+    tiny_onnx_fp32: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    fake = _Ort122FallsBackToCpu()
+    runner = OnnxRuntimeRunner(tiny_onnx_fp32)
+    cuda = ("CUDAExecutionProvider", cuda_provider_options(0))
+    trt = ("TensorrtExecutionProvider", {"device_id": 0})
+    session = runner._create_session(
+        fake, ort.SessionOptions(), [trt, cuda, "CPUExecutionProvider"]
+    )
+    assert [c[0] for c in fake.calls][1] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
+    assert "TensorRT EP could not build the engine" in caplog.text
+    assert "fell back to other providers" in caplog.text
+    assert "EP Error" not in capsys.readouterr().out
