@@ -282,21 +282,30 @@ def _run_candidate(
             t_first = time.perf_counter()
             with PeakMemory(runner.device) as mem:
                 y = runner.infer(x)  # float32 in and out: the accuracy check's exact outputs
-                runner.infer_frames(frames)
+                # A backend whose outputs are not finite refuses frames (no black frames from
+                # NaN): its row times the float call, and its accuracy says what is wrong.
+                finite = bool(np.isfinite(y).all())
+                if finite:
+                    runner.infer_frames(frames)
             first_s = time.perf_counter() - t_first
-            e2e = time_callable(lambda f=frames: runner.infer_frames(f), policy)
+            if finite:
+                e2e = time_callable(lambda f=frames: runner.infer_frames(f), policy)
+            else:
+                e2e = time_callable(lambda x=x: runner.infer(x), policy)
             # The same work on device-resident data (conversions and model), timed with CUDA
             # events on the runner's stream, where the runner offers such a step (public,
             # optional hooks); else the model alone on float input.
-            step = runner.frames_device_step(frames) or runner.device_step(x)
+            step = (runner.frames_device_step(frames) if finite else None) or runner.device_step(x)
             model = time_callable(step.run, policy, cuda_stream=step.stream) if step else None
             row = _latency_row(runner, cand, batch, e2e, model)
             # Without double buffering, back-to-back batches are the timed calls themselves.
             row["stream_ips"] = (
                 stream_throughput(runner, frames, policy)
-                if runner.frames_in_flight > 1
+                if runner.frames_in_flight > 1 and finite
                 else row["throughput_ips"]
             )
+            if not finite:
+                row["timed_call"] = "infer (float32: the outputs are not finite)"
             row["first_call_s"] = round(first_s, 3)
             row["load_s"] = round(load_s, 3) if i == 0 else None
             row["peak_host_rss_mb"] = round(

@@ -15,6 +15,7 @@ leaves a file that looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -250,7 +251,23 @@ class Exporter:
     # --- the run ------------------------------------------------------------------------------
 
     def run(self) -> ExportResult:
-        """Export every format asked for; returns what was written and found."""
+        """Export every format asked for, holding ``--out`` (and the Triton model folder) so
+        that a second export into them refuses, naming this one; returns what was written."""
+        from p2p_deploy.locking import FolderLock
+
+        check_writable_dir(self.opts.out, "--out")  # a clear line before the lock file
+        if self.opts.triton is not None:
+            check_writable_dir(self.opts.triton, "--triton")
+        with contextlib.ExitStack() as held:
+            held.enter_context(FolderLock(self.out, "p2p export", "--out"))
+            if self.opts.triton is not None:
+                from p2p_deploy.export.triton import model_folder
+
+                folder = model_folder(self.opts.triton, self.opts.triton_name)
+                held.enter_context(FolderLock(folder, "p2p export", "--triton"))
+            return self._run()
+
+    def _run(self) -> ExportResult:
         self._made, self._seconds, self._notes, self._no_tensorrt = [], {}, [], None
         if self._precheck is not None:  # the optional plans cannot be checked here: one note
             self._no_tensorrt = self._precheck
@@ -368,6 +385,14 @@ class Exporter:
             )
         assert checkpoint.card is not None
         self.check_outputs(checkpoint.card.checkpoint_sha256 or "")
+        if self.int8 is not None:
+            # The calibration images are there (or the card says where they come from)
+            # before model.onnx is written.
+            from p2p_deploy.export.calibration import check_calibration_source
+
+            check_calibration_source(
+                checkpoint.path, self.int8.calib_dir, self.int8.calib_count, self.int8.synthetic
+            )
         self.checkpoint = checkpoint
         self.generator = checkpoint.generator()
         return Made()
@@ -378,7 +403,12 @@ class Exporter:
         opts = self.opts
         check_writable_dir(opts.out, "--out")
         if opts.triton is not None:
+            from p2p_deploy.export.triton import check_triton_target
+
             check_writable_dir(opts.triton, "--triton")
+            # Another checkpoint's Triton model, or a hand-edited config.pbtxt, is replaced
+            # only with --overwrite (compared with this checkpoint's sha256, read once above).
+            check_triton_target(opts.triton, opts.triton_name, sha or None, opts.overwrite)
         old = [p for p in existing_export(self.out) if p.suffix != ".json"]
         others = _other_checkpoints(old, sha)
         if others and not opts.overwrite:

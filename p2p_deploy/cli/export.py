@@ -52,7 +52,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily above
-    import contextlib
 
     from rich.console import Console
 
@@ -61,24 +60,15 @@ def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily abov
     require_train("p2p export")  # before any import of torch: one line on a deploy install
 
     from p2p_deploy.export.command import run_export
-    from p2p_deploy.locking import FolderLock
 
     synthetic = None
     if opts.with_int8:  # export may not import train: the CLI hands it the synthetic drawer
         from p2p_deploy.cli.calibration import synthetic_input as synthetic
 
-    preflight(opts, synthetic)  # every check that needs no model work, before any file
+    # Output folders (locked while it runs), the Triton model folder and the INT8
+    # calibration source are checked by the exporter before it writes anything.
     console = Console(stderr=True)
-    with contextlib.ExitStack() as held:
-        # One export per folder at a time: a second one refuses, naming this one.
-        held.enter_context(FolderLock(opts.out, "p2p export", "--out"))
-        if opts.triton is not None:
-            from p2p_deploy.export.triton import model_folder
-
-            folder = model_folder(opts.triton, opts.triton_name)
-            held.enter_context(FolderLock(folder, "p2p export", "--triton"))
-            _check_triton(opts)  # again, now that no other export can write it
-        status = held.enter_context(console.status("exporting"))
+    with console.status("exporting") as status:
         result = run_export(opts, on_step=lambda msg: status.update(msg), synthetic=synthetic)
     for report in result.parity:
         typer.echo(f"parity  {report.summary()}")
@@ -98,38 +88,3 @@ def _export(opts) -> None:  # noqa: ANN001 - ExportOptions, imported lazily abov
     typer.echo(f"done in {sum(result.seconds.values()):.1f} s ({stages})")
 
 
-def preflight(opts, synthetic) -> None:  # noqa: ANN001 - ExportOptions, SyntheticProvider
-    """What ``p2p export`` can refuse before reading the checkpoint's weights: the output
-    folders (``--out``, ``--triton``: writable, and the Triton model folder may be replaced),
-    and with ``--int8`` the calibration images (a folder without usable images, or a
-    checkpoint with no data of its own, fails before the fp32 model is written).
-
-    Raises:
-        UsageError / DataError / P2PError: one line naming what is wrong.
-    """
-    from p2p_deploy.atomic import check_writable_dir
-
-    check_writable_dir(opts.out, "--out")
-    if opts.triton is not None:
-        check_writable_dir(opts.triton, "--triton")
-        _check_triton(opts)
-    if opts.with_int8:
-        from p2p_deploy.export.calibration import check_calibration_source
-
-        check_calibration_source(opts.checkpoint, opts.calib, opts.calib_count, synthetic)
-
-
-def _check_triton(opts) -> None:  # noqa: ANN001 - ExportOptions
-    """``--triton DIR/--triton-name`` may be written by this export (export/triton.py's rule);
-    the checkpoint's sha256 is computed only when an earlier export of ours is there."""
-    from p2p_deploy.export.triton import TRITON_OUTPUT, check_triton_target, model_folder
-    from p2p_deploy.outputs import read_marker
-
-    folder = model_folder(opts.triton, opts.triton_name)
-    sha = None
-    if read_marker(folder, TRITON_OUTPUT.marker) is not None:
-        from p2p_deploy.models.opening import resolve_model_path
-        from p2p_deploy.models.weights import file_sha256
-
-        sha = file_sha256(resolve_model_path(opts.checkpoint)[0])
-    check_triton_target(opts.triton, opts.triton_name, sha, opts.overwrite)

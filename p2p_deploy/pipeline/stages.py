@@ -230,9 +230,6 @@ class Outcomes:
         self.results: list[bool | str | None] = [None] * n
         self.frames = 0
         self.on_failure = on_failure
-        # Called once, right before the first output is written (the output folder's marker).
-        self.before_first_write: Callable[[], None] | None = None
-        self._first_write = threading.Lock()
 
     def done(self, index: int) -> None:
         with self._lock:
@@ -291,6 +288,9 @@ class Encoder:
         self._video_slots = threading.Semaphore(opts.video_writers)
         self._videos: dict[Job, queue.Queue] = {}
         self._futures: list[Any] = []
+        # Called once, right before the first output is written (the output folder's marker).
+        self.before_first_write: Callable[[], None] | None = None
+        self._first_write = threading.Lock()
         self._prune_at = FUTURES_KEPT
 
     # -- the batcher's side ---------------------------------------------------------------

@@ -50,6 +50,9 @@ def test_optional_plans_that_cannot_be_built_give_one_note(tiny_checkpoint, tmp_
     calls: list[str] = []
     monkeypatch.setattr(tensorrt_build, "build_engine", _no_gpu(calls))
     monkeypatch.setattr(Exporter, "export_int8", lambda self: Made())  # test_int8.py covers it
+    from p2p_deploy.export import calibration
+
+    monkeypatch.setattr(calibration, "check_calibration_source", lambda *_a, **_k: None)
     opts = ExportOptions(tiny_checkpoint, tmp_path / "o", fp16=True, int8=True, skip_parity=True)
     result = run_export(opts)
     # fp16 and int8 plans are both optional: TensorRT is tried once, and said once.
