@@ -95,10 +95,8 @@ class ModelFile:
             return "fp32"
         if self.export_card is not None:
             return self.export_card.precision
-        if self.onnx is not None:
+        if self.onnx is not None:  # read once, with the graph's checks (models.sanity)
             return self.onnx.precision
-        if self.kind == "onnx" and self.data is not None:
-            return onnx_graph_precision(self.data)
         return None
 
     @property
@@ -234,34 +232,3 @@ def _with_sha(card: ModelCard, sha: str) -> ModelCard:
     import dataclasses
 
     return dataclasses.replace(card, checkpoint_sha256=sha)
-
-
-def onnx_graph_precision(data: bytes) -> str | None:
-    """``fp16`` / ``fp32`` of an ONNX graph (given as bytes) by its float initializers (most
-    elements), ``int8`` when its convolutions are fed by int8 weights; None when the onnx
-    package is missing or the bytes do not parse. Labels what the model *is*."""
-    try:
-        import onnx
-    except ImportError:
-        return None
-    try:
-        m = onnx.load_from_string(data)
-    except Exception:  # noqa: BLE001 - a broken file is reported by the session itself
-        return None
-    counts = {onnx.TensorProto.FLOAT: 0, onnx.TensorProto.FLOAT16: 0, onnx.TensorProto.INT8: 0}
-    for init in m.graph.initializer:
-        if init.data_type in counts:
-            n = 1
-            for d in init.dims:
-                n *= int(d)
-            counts[init.data_type] += n
-    if not any(counts.values()):
-        return None
-    return max(
-        (
-            ("int8", counts[onnx.TensorProto.INT8]),
-            ("fp16", counts[onnx.TensorProto.FLOAT16]),
-            ("fp32", counts[onnx.TensorProto.FLOAT]),
-        ),
-        key=lambda kv: kv[1],
-    )[0]
