@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo
 
-.PHONY: demo test venv lint clean
+.PHONY: demo test test-fast venv lint clean
 
 $(VENV)/.installed-%: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(VENV)/.installed-cpu
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
+
+# The edit loop: the same suite without the tests marked `slow` (more than ~2 s each on a
+# 2-core CPU: training runs, subprocess kills, end-to-end commands). CI runs `make test`.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check p2p_deploy train export bench tests

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from p2p_deploy.checkpoint import load_generator
 
@@ -39,6 +40,7 @@ def test_help_pages() -> None:
             assert w in r.stdout, (cmd, w)
 
 
+@pytest.mark.slow
 def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
     data, run = tmp_path / "data", tmp_path / "run"
     r = p2p(
@@ -94,6 +96,7 @@ def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
     assert load_generator(run).meta["step"] == 8
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     r = p2p("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
     assert r.returncode == 1
@@ -121,6 +124,7 @@ def test_help_shows_the_defaults() -> None:
         assert shown in text, shown
 
 
+@pytest.mark.slow
 def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
@@ -134,6 +138,7 @@ def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [
@@ -165,6 +170,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     assert r.returncode == 0 and f"resumed from step {step}" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_resume_config_file_beats_the_saved_run_config(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [
