@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo
 comma := ,
 
-.PHONY: demo test venv lint clean
+.PHONY: demo test test-fast venv lint clean
 
 # .installed-train+cpu installs the extras train,cpu (a plus stands for a comma in the name).
 $(VENV)/.installed-%: pyproject.toml
@@ -23,6 +23,11 @@ venv: $(VENV)/.installed-train+cpu
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
+
+# The edit loop: the same suite without the tests marked `slow` (more than ~2 s each on a
+# 2-core CPU: training runs, subprocess kills, end-to-end commands). CI runs `make test`.
+test-fast: $(VENV)/.installed-dev
+	$(PY) -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check p2p_deploy train export bench tests

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from p2p_deploy.bench.load import LoadSample, idle_sample, usable_cores
 from p2p_deploy.bench.session import BenchArgs, run_bench
 
@@ -20,6 +22,7 @@ def test_disturbed_means_the_others_took_the_free_cores():
     assert "other processes used 1.3 of 2 cores" in shared.describe()
 
 
+@pytest.mark.slow
 def test_busy_loops_on_every_core_mark_rows_and_no_speedup_is_stated(
     tiny_checkpoint, tiny_onnx_fp32, tmp_path
 ):

@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import cv2
+import pytest
 
 from p2p_deploy.bench.make_cpu_report import bench_argv, main, make_checkpoint, make_images
 from p2p_deploy.models.opening import open_model
@@ -32,6 +33,7 @@ def test_parts(tmp_path):
     assert argv[-2:] == ["--threads", "2"] and "--out" not in argv
 
 
+@pytest.mark.slow
 def test_main_tiny_end_to_end(tmp_path):
     out = tmp_path / "report"
     rc = main(

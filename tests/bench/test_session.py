@@ -38,6 +38,7 @@ def onnx_running(tmp_path_factory, tiny_checkpoint) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_threads_reach_onnxruntime(tiny_checkpoint, tiny_onnx_fp32, tmp_path, monkeypatch):
     """``--threads 1``: the ONNX Runtime runner the bench opens has one intra-op thread."""
 
@@ -86,6 +87,7 @@ def test_good_devices_pass(tiny_checkpoint, device):
     assert f"--device {device}" in args.command()
 
 
+@pytest.mark.slow
 def test_models_that_do_not_match_the_checkpoint_are_skipped(
     tiny_checkpoint, tiny_onnx_fp32, onnx_64px, onnx_running, tmp_path
 ):
@@ -109,6 +111,7 @@ def test_models_that_do_not_match_the_checkpoint_are_skipped(
     json.dumps(report)
 
 
+@pytest.mark.slow
 def test_only_mismatched_onnx_exports_nothing_in_their_place(tiny_checkpoint, onnx_64px, tmp_path):
     args = BenchArgs(
         checkpoint=tiny_checkpoint,
@@ -140,6 +143,7 @@ def test_candidate_failing_mid_run_is_a_skipped_row(tiny_candidates, onnx_64px, 
     assert skip.reason and "\n" not in skip.reason
 
 
+@pytest.mark.slow
 def test_report_names_no_folder_of_the_machine_that_made_it(tiny_onnx_fp32, tmp_path, monkeypatch):
     """Paths inside the working folder are shown relative to it: the reproducing command and
     the model line of a committed report carry no temporary folder."""

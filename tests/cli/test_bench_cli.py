@@ -54,6 +54,7 @@ def bench_run(tiny_checkpoint, tmp_path_factory):
     return rc, out, folder
 
 
+@pytest.mark.slow
 def test_report_written_and_consistent(bench_run):
     rc, out, _ = bench_run
     assert rc == 0
@@ -99,6 +100,7 @@ def test_report_written_and_consistent(bench_run):
     assert data["command"].startswith("p2p bench --checkpoint ")
 
 
+@pytest.mark.slow
 def test_command_in_report_reproduces(bench_run):
     """The command printed in the report parses back to the same configuration."""
     _, out, _ = bench_run

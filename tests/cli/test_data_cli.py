@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from data_server import SPLITS, make_archive, serve_folder
 
 from p2p_deploy.models.opening import open_model
@@ -43,6 +44,7 @@ def test_data_list() -> None:
         assert word in r.stdout, word
 
 
+@pytest.mark.slow
 def test_download_then_train(tmp_path: Path) -> None:
     mirror = tmp_path / "mirror"
     mirror.mkdir()

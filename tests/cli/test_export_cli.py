@@ -20,6 +20,7 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_fp16_export_with_triton(tiny_checkpoint, tmp_path, capsys):
     out_dir, repo = tmp_path / "out", tmp_path / "triton"
     code, out, err = _run(
@@ -194,6 +195,7 @@ def _sha(path) -> str:
     return json.loads((path.parent / (path.name + ".json")).read_text())["checkpoint_sha256"]
 
 
+@pytest.mark.slow
 def test_export_into_another_export_is_refused_then_replaced_whole(
     tiny_checkpoint, tmp_path, capsys
 ):

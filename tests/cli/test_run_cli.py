@@ -199,6 +199,7 @@ def _p2p_process(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_interrupted_keeps_no_partial_video_and_rerun_completes(
     capsys, tmp_path: Path, tiny_onnx_fp32: Path, tiny_checkpoint: Path
 ) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from p2p_deploy.models.opening import open_model
 
@@ -39,6 +40,7 @@ def test_help_pages() -> None:
             assert w in r.stdout, (cmd, w)
 
 
+@pytest.mark.slow
 def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
     data, run = tmp_path / "data", tmp_path / "run"
     r = p2p(
@@ -95,6 +97,7 @@ def test_synth_then_train_end_to_end(tmp_path: Path) -> None:
     assert open_model(run).card.training.step == 8
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     r = p2p("train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r"))
     assert r.returncode == 1
@@ -122,6 +125,7 @@ def test_help_shows_the_defaults() -> None:
         assert shown in text, shown
 
 
+@pytest.mark.slow
 def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
@@ -136,6 +140,7 @@ def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [
@@ -167,6 +172,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
     assert r.returncode == 0 and f"resumed from step {step}" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_resume_config_file_beats_the_saved_run_config(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [

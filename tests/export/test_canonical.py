@@ -155,6 +155,7 @@ def _save(net: nn.Module, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("norm", "test_norm"), [("batch", "stats"), ("batch", "running"), ("instance", None)]
 )
@@ -178,6 +179,7 @@ def test_canonical_checkpoint_exports_with_parity(tmp_path, norm, test_norm):
     assert report.passed and report.max_abs_err <= 1e-4
 
 
+@pytest.mark.slow
 def test_canonical_dataparallel_prefix_and_run_folder(tmp_path):
     net = make_canonical("batch", seed=2)
     torch.save(

@@ -103,6 +103,7 @@ def _write_images(folder: Path, names: list[str], images: np.ndarray) -> None:
         assert cv2.imwrite(str(folder / name), bgr)
 
 
+@pytest.mark.slow
 def test_export_fails_the_gate_and_writes_nothing(tiny_checkpoint: Path, tmp_path: Path) -> None:
     calib = tmp_path / "calib"
     # sorted first: 8 almost uniform gray images (the calibration set, an absurd one);
@@ -119,6 +120,7 @@ def test_export_fails_the_gate_and_writes_nothing(tiny_checkpoint: Path, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["model.onnx", "model.onnx.json"]
 
 
+@pytest.mark.slow
 def test_cli_int8_on_synthetic_checkpoint_sidecar_labels(
     synthetic_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -144,6 +146,7 @@ def test_cli_int8_on_synthetic_checkpoint_sidecar_labels(
     assert names == ["model.onnx", "model.onnx.json", "model_int8.onnx", "model_int8.onnx.json"]
 
 
+@pytest.mark.slow
 def test_checkpoint_without_data_kind_needs_calib(
     tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,6 +54,7 @@ def test_stats_mode_is_per_image_instance_norm(tiny_onnx_fp32):
     assert np.abs(together - apart).max() < 1e-5
 
 
+@pytest.mark.slow
 def test_fp32_parity_both_modes_and_modes_differ(tiny_onnx_fp32, tiny_checkpoint, tmp_path):
     model = open_model(tiny_checkpoint).generator()
     stats = check_onnx_parity(tiny_onnx_fp32, prepare_generator(model, "stats"))
@@ -110,6 +111,7 @@ def test_fp16_graph_precision_and_parity(tiny_onnx_fp16, tiny_checkpoint):
     assert report.max_abs_err > 0  # fp16 rounding is really there: not the fp32 graph
 
 
+@pytest.mark.slow
 def test_fp16_io_has_no_casts(tmp_path):
     model = make_tiny_generator(seed=3)
     path = tmp_path / "io16.onnx"
@@ -119,6 +121,7 @@ def test_fp16_io_has_no_casts(tmp_path):
     assert check_onnx_parity(path, prepare_generator(model, "stats")).passed
 
 
+@pytest.mark.slow
 def test_instance_norm_generator(tiny_instance_checkpoint, tmp_path):
     loaded = open_model(tiny_instance_checkpoint)
     path = tmp_path / "inst.onnx"

@@ -134,6 +134,7 @@ def test_interrupted_video_leaves_no_partial_output(tmp_path: Path) -> None:
     assert _files(tmp_path / "out") == [] if (tmp_path / "out").exists() else True
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_queues(tmp_path: Path) -> None:
     """Structural: frames alive at once stay within the queue bounds for a long video."""
     write_video(tmp_path / "long.avi", 150, size=(32, 32))

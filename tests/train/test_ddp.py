@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from p2p_deploy.models.opening import open_model
 from p2p_deploy.train.checkpointing import load_state
 
@@ -17,6 +19,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo(tmp_path: Path, subprocess_env: dict) -> None:
     out = tmp_path / "ddp"
     cmd = [

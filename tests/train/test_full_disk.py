@@ -15,6 +15,7 @@ from p2p_deploy.models.opening import open_model
 from p2p_deploy.train.loop import train
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_not_a_traceback(tmp_path: Path, subprocess_env) -> None:
     # 1 MiB holds the config, logs and samples but not the first checkpoint (~4.7 MB).
     with tmpfs(tmp_path / "small", "1m") as fs:

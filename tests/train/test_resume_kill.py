@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -48,6 +49,7 @@ def _run(
     )
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bit_identical(tmp_path: Path, subprocess_env: dict) -> None:
     base = dict(
         device="cpu",  # bit-identical on the CPU (cuDNN's algorithms are not deterministic)

@@ -47,6 +47,7 @@ def test_run_folder_contents(tiny_train) -> None:
         train(cfg)  # never silently overwrite a run
 
 
+@pytest.mark.slow
 def test_learning_brings_val_l1_down(tiny_train) -> None:
     # 32 px, ngf 8, batch 4: ~100 steps in well under 30 s on 2 cores.
     cfg = tiny_train(
