@@ -144,8 +144,9 @@ class OnnxRuntimeRunner(Runner):
             )
             return None
         card = self.card
+        spatial = card.spatial_profile.sizes() if card.spatial_profile else None
         profile = trt_profile_options(
-            card.input_name, card.generator.in_channels, card.image_size, self.trt_batch
+            card.input_name, card.generator.in_channels, card.image_size, self.trt_batch, spatial
         )
         return trt_provider_options(index, self.precision == "fp16", cache, profile)
 
@@ -188,6 +189,8 @@ class OnnxRuntimeRunner(Runner):
             raise EngineMismatch(
                 f"{self.path}: dynamic image size and no card to say which; re-export it."
             )
+        else:  # dynamic H and W: the sizes of the card's spatial profile (else its square)
+            self.sizes = self.card.size_range()
         # A static batch axis fixes each call's size (pad up to it); a symbolic one takes any N.
         if isinstance(shape[0], int):
             self.min_batch = self.max_batch = shape[0]
