@@ -162,7 +162,9 @@ class TilingRunner(Runner):
         return self.inner.infer(batch)
 
     def warmup(self, size: Size | None = None) -> float:
-        return self.inner.warmup(size)
+        """The inner runner's warm-up; at ``size``, a black frame of that size through the
+        tiling view (the shapes it will run: the frame whole, or its tiles)."""
+        return self.inner.warmup() if size is None else super().warmup(size)
 
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         return self.inner.device_step(batch)

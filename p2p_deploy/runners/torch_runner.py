@@ -139,10 +139,10 @@ class TorchRunner(Runner):
         self._slots = None
         self._mem = None
 
-    def warmup(self) -> float:
+    def warmup(self, size: tuple[int, int] | None = None) -> float:
         """One batch before the first frame (see Runner.warmup): compiles with ``compile``
         (its seconds are kept in :attr:`compile_seconds`), autotunes cuDNN, captures graphs."""
-        seconds = super().warmup()
+        seconds = super().warmup(size)
         if self.compile:
             self.compile_seconds = seconds
         return seconds

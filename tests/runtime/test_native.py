@@ -302,3 +302,11 @@ def test_torch_runner_tiles_only_beyond_its_max_tile(capsys, tmp_path, tiny_chec
     tiled = cv2.imread(str(tmp_path / "tiled" / "a.png"))
     assert tiled.shape == img.shape
     assert psnr(tiled.astype(np.float32) / 127.5 - 1, whole.astype(np.float32) / 127.5 - 1) > 30
+
+
+def test_warmup_through_the_tiling_view(tiny_checkpoint, tiny_onnx_fp32) -> None:
+    """`p2p run` warms the runner it hands the pipeline (a TilingRunner with --resize native)."""
+    for model in (tiny_checkpoint, tiny_onnx_fp32):
+        with open_runner(model, device="cpu") as r:
+            tiled = native_runner(r, RunOptions(resize="native"))
+            assert tiled.warmup() >= 0 and tiled.warmup((64, 64)) >= 0
