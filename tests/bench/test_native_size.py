@@ -126,8 +126,16 @@ def test_eval_native_scores_full_resolution_outputs(tmp_path, tiny_checkpoint, t
         cv2.imwrite(str(root / "test" / "B" / f"{i}.png"), label)
         cv2.imwrite(str(root / "test" / "A" / f"{i}.png"), _native_output(tiny_checkpoint, label))
     res = run_eval(
-        EvalOptions(tiny_checkpoint, root, out=tmp_path / "ev", resize="native", device="cpu",
-                    save_images=True, direction="BtoA", batch=4)  # fmt: skip
+        EvalOptions(
+            tiny_checkpoint,
+            root,
+            out=tmp_path / "ev",
+            resize="native",
+            device="cpu",
+            save_images=True,
+            direction="BtoA",
+            batch=4,
+        )  # fmt: skip
     )
     m = res.model.mean()
     assert m["l1"] < 0.5 / 127.5 + 1e-6 and m["psnr_db"] > 48
