@@ -41,21 +41,32 @@ def resolve_device(device: str) -> str:
 
 
 def export_temporary_onnx(
-    checkpoint: ModelFile, workdir: Path, test_norm: str | None
+    checkpoint: ModelFile,
+    workdir: Path,
+    test_norm: str | None,
+    run_size: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Export the (opened) checkpoint to ``workdir/model_fp32.onnx`` and ``model_fp16.onnx``
-    (+ cards). The fp16 export is skipped with a warning when it fails (the fp32 one must
-    succeed).
+    (+ cards), for frames of ``run_size`` (H, W) when given (dynamic height and width, that
+    size as its profile). The fp16 export is skipped with a warning when it fails (the fp32
+    one must succeed).
     """
     from p2p_deploy.export.onnx_export import export_onnx
+    from p2p_deploy.models.spatial import SpatialProfile
 
     generator = checkpoint.generator()
+    spatial = SpatialProfile(run_size, run_size, run_size) if run_size else None
     paths = []
     for precision in ("fp32", "fp16"):
         path = workdir / f"model_{precision}.onnx"
         try:
             export_onnx(
-                generator, path, precision=precision, test_norm=test_norm, card=checkpoint.card
+                generator,
+                path,
+                precision=precision,
+                test_norm=test_norm,
+                card=checkpoint.card,
+                spatial=spatial,
             )
         except P2PError as exc:
             if precision == "fp32":
@@ -84,6 +95,7 @@ def plan_candidates(
     threads: int | None = None,
     batches: Sequence[int] = (),
     compile: bool = True,
+    run_size: tuple[int, int] | None = None,
 ) -> tuple[list[Candidate], list[Skipped]]:
     """The candidates to time and the ones that cannot run here.
 
@@ -100,6 +112,8 @@ def plan_candidates(
             thread count is set by the caller, it is process-wide).
         batches: the run's batch sizes (compiled rows are timed at the largest).
         compile: add the torch.compile rows on CUDA (each compiles for tens of seconds).
+        run_size: the (H, W) the rows run at (``--size``, padded); the temporary exports are
+            made for it. None: the model's own square.
     """
     from p2p_deploy.runners.factory import open_runner
 
@@ -162,7 +176,7 @@ def plan_candidates(
 
     onnx_models = list(onnx)
     if not onnx_models and checkpoint is not None and {"onnxruntime", "openvino"} & set(backends):
-        onnx_models = export_temporary_onnx(checkpoint, workdir, test_norm)
+        onnx_models = export_temporary_onnx(checkpoint, workdir, test_norm, run_size)
     if "onnxruntime" in backends:
         models = onnx_models
         if not models:

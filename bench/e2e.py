@@ -32,9 +32,11 @@ from p2p_deploy.media.files import IMAGE_EXTS
 from p2p_deploy.media.images import read_image
 from p2p_deploy.media.resize import fit
 from p2p_deploy.media.video import VideoSink, VideoSource
+from p2p_deploy.models.spatial import SizeRange
 from p2p_deploy.pipeline.options import RunOptions, usable_cores
 from p2p_deploy.pipeline.run import prepare, run_pipeline
 from p2p_deploy.runners.base import Pending, Runner
+from p2p_deploy.runners.tiling import TilingRunner
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +65,25 @@ def readable_images(paths: Iterable[Path], unreadable: list[str]) -> Iterator[np
 
 
 def load_folder_inputs(
-    folder: Path, image_size: int, count: int, mode: str = "stretch"
+    folder: Path,
+    image_size: int,
+    count: int,
+    mode: str = "stretch",
+    size: tuple[int, int] | None = None,
+    stride: int = 1,
 ) -> np.ndarray:
     """Up to ``count`` readable images of ``folder`` as model inputs: (n, 3, S, S) float32 in
-    [-1, 1]. DataError when none of them can be read."""
+    [-1, 1], or with ``size`` (n, 3, H, W): reflect-padded to it as ``p2p run --resize
+    native`` pads (``stride``: the model's) when that gives ``size``, else scaled to cover it
+    and centre-cropped. DataError when none of them can be read."""
+    from p2p_deploy.export.calibration import to_size
+
     unreadable: list[str] = []
     images = itertools.islice(readable_images(list_images(folder), unreadable), count)
-    frames = [fit(img, image_size, mode)[0] for img in images]
+    if size is None:
+        frames = [fit(img, image_size, mode)[0] for img in images]
+    else:
+        frames = [to_size(img, size, stride) for img in images]
     if not frames:
         raise DataError(f"{folder}: no readable image ({unreadable[0]})")
     return bgr8_to_tensor(frames)
@@ -77,13 +91,15 @@ def load_folder_inputs(
 
 class InstantRunner(Runner):
     """The I/O ceiling's model: frames come back as they went in, at once (no copy, no
-    conversion), so the pipeline's time is decode, fit, restore and encode alone."""
+    conversion), so the pipeline's time is decode, fit, restore and encode alone. It takes the
+    sizes ``sizes`` says (the benchmarked runner's; None: its S x S)."""
 
     backend = "instant"
 
-    def __init__(self, image_size: int) -> None:
+    def __init__(self, image_size: int, sizes: SizeRange | None = None) -> None:
         super().__init__()
         self.image_size = image_size
+        self.sizes = sizes
         self.precision = "none"
         self.is_active = True
 
@@ -169,7 +185,8 @@ def run_e2e(
         tmp = Path(tmp_name)
         data = _capped_input(src, kind, max_frames, tmp)
         run = _pipeline(runner, data, tmp / "run", RunOptions(**base, workers=workers))
-        instant = InstantRunner(runner.image_size)
+        inner = runner.inner if isinstance(runner, TilingRunner) else runner
+        instant = InstantRunner(runner.image_size, inner.size_range)
         ceiling = {
             str(w): _pipeline(instant, data, tmp / f"io{w}", RunOptions(**base, workers=w))
             for w in sorted({1, workers})

@@ -7,6 +7,12 @@ the split is read with the training code's readers (:mod:`p2p_deploy.media.pairs
 resized to the model's size as validation does, the condition translated, and the output
 scored against the target with :mod:`p2p_deploy.bench.metrics` (L1, PSNR, SSIM on [-1, 1]).
 
+``resize="native"`` (``p2p eval --resize native``) scores full-resolution outputs against
+full-resolution targets instead: each condition at its own size, reflect-padded to the model's
+stride as ``p2p run --resize native`` pads it (tiled beyond the largest size the model takes),
+the padding cropped off the output; a target of another size than its condition is resized to
+the condition's. Pairs of one size share a batch.
+
 Writes ``OUT/eval.json`` (per-image rows and means), ``OUT/eval.csv`` and ``OUT/best.png`` /
 ``OUT/worst.png`` (input | output | target rows for the best and worst images by L1).
 
@@ -36,6 +42,7 @@ from p2p_deploy.errors import DataError, P2PError
 from p2p_deploy.imaging import rgb8_to_tensor, tensor_to_bgr8
 from p2p_deploy.media.images import write_image
 from p2p_deploy.media.pairs import PairFiles, load_pair, resize_square, scan_split
+from p2p_deploy.media.resize import fit_native
 from p2p_deploy.models.card import DEFAULT_DIRECTION, DIRECTIONS
 from p2p_deploy.models.opening import ModelFile, open_model
 from p2p_deploy.outputs import (
@@ -45,6 +52,7 @@ from p2p_deploy.outputs import (
     is_own_folder,
     is_own_json,
 )
+from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +94,13 @@ class EvalOptions:
         batch: images per runner call.
         grid: rows in best.png and worst.png.
         device: runner device (None: the runner's default).
-        save_images: also write every output and target (model size, PNG) to
-            ``out/outputs/`` and ``out/targets/`` (for FID with an external tool).
+        save_images: also write every output and target (model size, PNG; with ``native``
+            full size) to ``out/outputs/`` and ``out/targets/`` (for FID with an external
+            tool).
         overwrite: replace an ``out`` that holds another evaluation's report (or files
             ``p2p eval`` did not write at its names).
+        resize: ``stretch`` (halves resized to the model's S x S, as validation does) or
+            ``native`` (full resolution; see the module docstring).
     """
 
     model: Path
@@ -104,6 +115,7 @@ class EvalOptions:
     device: str | None = None
     save_images: bool = False
     overwrite: bool = False
+    resize: str = "stretch"
 
     def identity(self) -> dict[str, Any]:
         """What this evaluation scores (kept in the report folder's marker): another model,
@@ -196,6 +208,7 @@ class EvalResult:
             "model": self.model.model,
             "runner": self.model.runner,
             "image_size": self.model.image_size,
+            "resize": self.options.resize,  # native: scored at full resolution
             "data": str(self.options.data),
             "split": self.options.split,
             "direction": self.direction,
@@ -250,15 +263,50 @@ def resolve_direction(
 # ---------------------------------------------------------------------------------- scoring
 
 
-def _prepared(pair: PairFiles, direction: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(condition, target) as (3, size, size) float32 in [-1, 1].
+RESIZE_CHOICES = ("stretch", "native")
+
+
+def _prepared(
+    pair: PairFiles, direction: str, size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(condition, target) as (3, size, size) float32 in [-1, 1]; ``size`` None: at the
+    condition's own size (the target resized to it when it differs).
 
     Raises:
         DataError: a file of the pair cannot be read, or is not two halves.
     """
     a, b = load_pair(pair)
     src, dst = (a, b) if direction == "AtoB" else (b, a)
-    return rgb8_to_tensor(resize_square(src, size)), rgb8_to_tensor(resize_square(dst, size))
+    if size is not None:
+        return rgb8_to_tensor(resize_square(src, size)), rgb8_to_tensor(resize_square(dst, size))
+    if dst.shape[:2] != src.shape[:2]:
+        log.info("%s: target %s resized to its condition's %s", pair.name, dst.shape[:2],
+                 src.shape[:2])  # fmt: skip
+        dst = cv2.resize(dst, (src.shape[1], src.shape[0]), interpolation=cv2.INTER_AREA)
+    return rgb8_to_tensor(src), rgb8_to_tensor(dst)
+
+
+def _translate(runner: Runner, conds: list[np.ndarray], native: bool) -> list[np.ndarray]:
+    """The runner's outputs for ``conds`` ((3, H, W) each): one batch at the model's square;
+    ``native``: each reflect-padded to the stride (``p2p run --resize native``), those of one
+    padded size in one batch, the padding cropped off again."""
+    if not native:
+        return list(runner.infer(np.stack(conds)))
+    sizes = runner.size_range
+    padded, boxes = [], []
+    for c in conds:
+        # Padding the (3, H, W) tensor as fit_native pads a frame: its (H, W, 3) view.
+        x, geo = fit_native(np.ascontiguousarray(c.transpose(1, 2, 0)), sizes.stride, sizes.min)
+        padded.append(np.ascontiguousarray(x.transpose(2, 0, 1)))
+        boxes.append(geo.model_box)
+    outs: list[np.ndarray | None] = [None] * len(conds)
+    for shape in dict.fromkeys(p.shape for p in padded):
+        idx = [i for i, p in enumerate(padded) if p.shape == shape]
+        ys = runner.infer(np.stack([padded[i] for i in idx]))
+        for i, y in zip(idx, ys, strict=True):
+            x0, y0, x1, y1 = boxes[i]
+            outs[i] = np.ascontiguousarray(y[:, y0:y1, x0:x1])
+    return [o for o in outs if o is not None]
 
 
 @dataclass
@@ -322,11 +370,17 @@ def score_model(
     scores and this model's outputs (kept only when a later model compares against them).
     """
     from p2p_deploy.runners.factory import open_runner
+    from p2p_deploy.runners.tiling import TilingRunner, tile_limit
 
     failures = failures if failures is not None else _Failures()
     names = output_names(pairs) if opts.save_images else {}
     outputs: dict[str, np.ndarray] = {}
-    with open_runner(model, "auto", opts.device) as runner:
+    native = opts.resize == "native"
+    with open_runner(model, "auto", opts.device) as opened:
+        runner: Runner = opened
+        if native:  # full resolution, tiled beyond the largest size the model takes
+            limit = tile_limit(opened.size_range, "auto", model.path.name)
+            runner = TilingRunner(opened, limit, opts.batch)
         size = runner.image_size
         scores = ModelScores(str(model.path), runner.describe(), size)
         for start in range(0, len(pairs), opts.batch):
@@ -336,18 +390,17 @@ def score_model(
                 if pair.name in failures.names:
                     continue  # already failed for the other model: scored by neither
                 try:
-                    good.append((pair, *_prepared(pair, direction, size)))
+                    good.append((pair, *_prepared(pair, direction, None if native else size)))
                 except DataError as exc:
                     failures.add(pair, str(exc))
-            if good:
-                batch = np.stack([c for _, c, _ in good])
-                out = np.asarray(runner.infer(batch), dtype=np.float32)
-                if out.shape != batch.shape:
+            out = _translate(runner, [c for _, c, _ in good], native) if good else []
+            for (_, cond, _t), y in zip(good, out, strict=True):
+                if y.shape != cond.shape:
                     raise P2PError(
-                        f"{model.path}: the runner returned {out.shape} for {batch.shape}."
+                        f"{model.path}: the runner returned {y.shape} for {cond.shape}."
                     )
-            for i, (pair, cond, target) in enumerate(good):
-                y = out[i]
+            for (pair, cond, target), y in zip(good, out, strict=True):
+                y = np.asarray(y, dtype=np.float32)
                 if not np.isfinite(y).all():  # scored, it would put a NaN into every mean
                     failures.add(
                         pair,
@@ -391,13 +444,43 @@ def _caption(text: str, width: int) -> np.ndarray:
     return strip
 
 
+GRID_NATIVE_HEIGHT = 256  # full-resolution tiles of several sizes are scaled to this height
+
+
+def _native_grid(rows: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """:func:`grid_image` for tiles of several sizes (``--resize native``): every tile scaled
+    to :data:`GRID_NATIVE_HEIGHT` rows (aspect kept), rows padded white to the widest."""
+    t = GRID_NATIVE_HEIGHT
+    lines = []
+    for _l1, _name, *tiles in rows:
+        scaled = [
+            cv2.resize(x, (max(1, round(x.shape[1] * t / x.shape[0])), t),
+                       interpolation=cv2.INTER_AREA if x.shape[0] > t else cv2.INTER_LINEAR)
+            for x in tiles
+        ]  # fmt: skip
+        lines.append(np.concatenate(scaled, 1))
+    width = max(x.shape[1] for x in lines)
+
+    def pad(x: np.ndarray) -> np.ndarray:
+        return np.pad(x, ((0, 0), (0, width - x.shape[1]), (0, 0)), constant_values=255)
+
+    blocks = [_caption("input | output | target", width)]
+    for (l1_value, name, *_), line in zip(rows, lines, strict=True):
+        blocks += [_caption(f"{name}   L1 {l1_value:.4f}", width), pad(line)]
+    return np.concatenate(blocks, axis=0)
+
+
 def grid_image(rows: list[tuple[float, str, np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
     """A header, then per row a caption (file name, L1) over input | output | target.
 
     Each row holds three (S, S, 3) uint8 BGR tiles; tiles under 128 px are enlarged by an
     integer factor (nearest neighbour) so that the captions fit. Returns (H, 3 * T, 3) uint8
-    BGR with T the tile size.
+    BGR with T the tile size. Tiles of other shapes (``--resize native``): see
+    :func:`_native_grid`.
     """
+    if any(t.shape[:2] != (t.shape[0], t.shape[0]) or t.shape != rows[0][2].shape
+           for r in rows for t in r[2:]):  # fmt: skip
+        return _native_grid(rows)
     size = rows[0][2].shape[0]
     factor = max(1, -(-GRID_MIN_TILE // size))
     tile = size * factor
@@ -452,6 +535,8 @@ def run_eval(
 
     if opts.batch < 1 or opts.grid < 1 or (opts.limit is not None and opts.limit < 1):
         raise P2PError("--batch, --grid and --limit must be at least 1.")
+    if opts.resize not in RESIZE_CHOICES:
+        raise P2PError(f"--resize must be stretch or native, got {opts.resize!r}.")
     if not opts.data.is_dir():
         raise DataError(f"{opts.data}: no such data folder.")
     from p2p_deploy.paths import contained

@@ -76,9 +76,13 @@ class HarnessResult:
 
 
 def make_inputs(
-    image_size: int, count: int, seed: int = 0, images: np.ndarray | None = None
+    image_size: int | tuple[int, int],
+    count: int,
+    seed: int = 0,
+    images: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The input pool every candidate sees: (count, 3, S, S) float32 in [-1, 1].
+    """The input pool every candidate sees: (count, 3, H, W) float32 in [-1, 1] (``image_size``
+    S for S x S, or (H, W)).
 
     ``images`` (N, 3, S, S) real images are used first (repeated when fewer than ``count``);
     otherwise seeded uniform noise, identical for every candidate of the run.
@@ -86,8 +90,9 @@ def make_inputs(
     if images is not None and len(images) > 0:
         reps = -(-count // len(images))
         return np.ascontiguousarray(np.concatenate([images] * reps)[:count], dtype=np.float32)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     rng = np.random.default_rng(seed)
-    return rng.uniform(-1.0, 1.0, size=(count, 3, image_size, image_size)).astype(np.float32)
+    return rng.uniform(-1.0, 1.0, size=(count, 3, h, w)).astype(np.float32)
 
 
 def _latency_row(
@@ -298,6 +303,7 @@ def _run_candidate(
             step = (runner.frames_device_step(frames) if finite else None) or runner.device_step(x)
             model = time_callable(step.run, policy, cuda_stream=step.stream) if step else None
             row = _latency_row(runner, cand, batch, e2e, model)
+            row["frame"] = [int(x.shape[2]), int(x.shape[3])]  # (H, W) it ran at
             # Without double buffering, back-to-back batches are the timed calls themselves.
             row["stream_ips"] = (
                 stream_throughput(runner, frames, policy)

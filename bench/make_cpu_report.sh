@@ -4,7 +4,9 @@
 # eager torch vs ONNX Runtime (fp32, fp16, INT8 graph) vs OpenVINO (fp32, bf16 hint, INT8) at
 # batches 1 and 4, each row against its own precision's compute floor, end to end over the
 # folder. Needs the [openvino] extra. Run on a quiet machine. Extra arguments go to
-# `p2p bench` (e.g. -- --threads 2).
+# `p2p bench` (e.g. -- --threads 2). `--frame 720x1280` makes the HD report instead: an export
+# for any frame size (--spatial), eager torch vs ONNX Runtime vs OpenVINO on whole 720p frames
+# at their own resolution (p2p bench --size 720x1280), end to end with p2p run --resize native.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"

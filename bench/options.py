@@ -57,6 +57,16 @@ class BenchArgs:
         short="-b",
         help="Comma list of batch sizes, e.g. 1,4,16.",
     )
+    size: str | None = option(
+        None,
+        help="Time frames of this size, HxW or S (e.g. 720x1280 for the HD path): each row"
+        " runs them at their own resolution, padded to the next multiples of the stride"
+        " 2^downsamplings as `p2p run --resize native` does (720x1280 -> 768x1280 for the"
+        " full-size generator); GFLOP per frame and the compute floor are scaled to it."
+        " Exported models must take that size (`p2p export --spatial`); the end-to-end run uses"
+        " --resize native.",
+        shown="the model's own square",
+    )
     warmup: float = option(2.0, min=0, max=DAY, help="Seconds of untimed warm-up per row.")
     duration: float = option(
         10.0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,9 @@ def conclusions(report: dict[str, Any]) -> list[str]:
     load_line = _load_warning(report)
     if load_line:
         out.append(load_line)
+    frame_line = _frame_conclusion(report)
+    if frame_line:
+        out.append(frame_line)
     batches = sorted({r["batch"] for r in rows})
     for b in batches:
         at_b = [r for r in rows if r["batch"] == b]
@@ -234,6 +238,23 @@ def conclusions(report: dict[str, Any]) -> list[str]:
     if e2e:
         out.append(e2e_conclusion(e2e))
     return out
+
+
+def _frame_conclusion(report: dict[str, Any]) -> str | None:
+    """With ``p2p bench --size``: the frame size, the size it ran at, and its cost per frame."""
+    cfg = report.get("config", {})
+    size, frame = cfg.get("size"), cfg.get("frame")
+    floor = cfg.get("compute_floor") or {}
+    gflop = floor.get("gflop_per_image")
+    if not size or not frame:
+        return None
+    run = f"{frame[0]}x{frame[1]}"
+    at = f"{size}" + ("" if size == run else f", run at {run} (padded to the model's stride)")
+    cost = f": {gflop:.4g} GFLOP per frame" if gflop else ""
+    return (
+        f"Frames of {at}{cost}; every row runs whole frames at that size, as "
+        "`p2p run --resize native` does (throughput in img/s is frames per second)."
+    )
 
 
 def e2e_conclusion(e2e: dict[str, Any]) -> str:
@@ -552,6 +573,18 @@ state).
 """
 
 
+def _index_frame(rep: dict[str, Any]) -> str:
+    """The frame size of a report's rows: ``--size`` (and the padded size it ran at), else
+    the model's square read from its description (``256 px``)."""
+    cfg = rep.get("config", {})
+    if cfg.get("size"):
+        frame = cfg.get("frame")
+        run = f"{frame[0]}x{frame[1]}" if frame else cfg["size"]
+        return cfg["size"] + ("" if run == cfg["size"] else f" (run at {run})")
+    m = re.search(r"(\d+) px", str(cfg.get("model_desc", "")))
+    return f"{m.group(1)}x{m.group(1)}" if m else "–"
+
+
 def write_index(reports_dir: str | Path) -> Path:
     """Regenerate ``reports_dir/README.md`` from every ``*/report.json`` under it."""
     root = Path(reports_dir)
@@ -565,8 +598,8 @@ def write_index(reports_dir: str | Path) -> Path:
         entries.append((p.parent.name, rep))
     lines = [
         INDEX_HEADER,
-        "| Report | Date | Machine | Backends | Batches | Best throughput | Commit |",
-        "|---|---|---|---|---|---|---|",
+        "| Report | Date | Machine | Frame | Backends | Batches | Best throughput | Commit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, rep in entries:
         env, rows = rep.get("environment", {}), rep.get("results", [])
@@ -586,12 +619,14 @@ def write_index(reports_dir: str | Path) -> Path:
             else "–"
         )
         commit = (env.get("git") or {}).get("commit") or ""
+        frame = _index_frame(rep)
         lines.append(
             f"| [{name}]({name}/{REPORT_MD}) | {str(env.get('date', ''))[:10]} | {machine} | "
-            f"{', '.join(series)} | {', '.join(map(str, batches))} | {best_s} | `{commit[:8]}` |"
+            f"{frame} | {', '.join(series)} | {', '.join(map(str, batches))} | {best_s} | "
+            f"`{commit[:8]}` |"
         )
     if not entries:
-        lines.append("| (no reports yet) | | | | | | |")
+        lines.append("| (no reports yet) | | | | | | | |")
     path = root / "README.md"
     write_text(path, "\n".join(lines) + "\n")
     return path

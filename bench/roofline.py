@@ -149,17 +149,23 @@ def _measured_cpu_rate(precision: str) -> tuple[float, str] | None:
 
 
 def compute_floor(
-    gflop_per_image: float, device: str, precisions: Iterable[str] = ()
+    gflop_per_image: float,
+    device: str,
+    precisions: Iterable[str] = (),
+    frame: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Matrix rates and the per-image floor at each precision on ``device``.
 
     ``precisions``: the rows' precisions; on a CPU ``bf16`` and ``int8`` get a floor of their
-    own (measured, else derived: see the module docstring).
+    own (measured, else derived: see the module docstring). ``frame``: the (H, W) the
+    cost was computed at when it is not the model's own square (``p2p bench --size``).
     Returns ``{"gflop_per_image", "rates_gflops": {"fp32": ..}, "floor_ms": {"fp32": ..},
     "rate_method": {"fp32": "measured: ..."}, "derived_rates_gflops": {..}, "cpu_flags": [..]}``.
     """
     cuda = device.startswith("cuda")
     out: dict[str, Any] = {"gflop_per_image": round(gflop_per_image, 3)}
+    if frame is not None:
+        out["frame"] = list(frame)
     if not _have_torch() and cuda:
         out.update(rates_gflops={}, floor_ms={}, rate_method={})
         out["note"] = "no floor: timing a GPU matmul needs torch, which is not installed"
@@ -206,6 +212,7 @@ def annotate_rows(
         # Four significant digits, not one decimal: a tiny model's eager row runs at well
         # under 0.05 GFLOP/s, which a fixed rounding turned into 0.
         r["achieved_gflops"] = float(f"{gflop_per_image * r['throughput_ips']:.4g}")
+        r["gflop_per_frame"] = float(f"{gflop_per_image:.4g}")
         f = floor_for(r["precision"], floor) if floor else None
         if f is not None:
             per_img = r["latency_ms"]["p50"] / r["batch"]
@@ -242,8 +249,10 @@ def floor_conclusion(rows: list[dict[str, Any]], floor: dict[str, Any]) -> str |
             f"{fast.get('label') or fast['backend']} {p}: {t:.2f} ms/image, {f / t:.0%} of the "
             f"{key} floor's speed"
         )
+    frame = floor.get("frame")
+    per = f"frame ({frame[0]}x{frame[1]})" if frame else "image"
     return (
-        f"Compute floor: {floor['gflop_per_image']:.3g} GFLOP per image; "
+        f"Compute floor: {floor['gflop_per_image']:.3g} GFLOP per {per}; "
         + "; ".join(parts)
         + f". Fastest batch-{b} row per precision against its own floor: "
         + "; ".join(own)

@@ -61,6 +61,9 @@ ROW_SCHEMA: dict[str, Any] = {
         "device_speedup_vs_eager": _num_or_null,
         "copy_bound": {"type": ["boolean", "null"]},
         "first_call_s": _num_or_null,
+        # [height, width] the row ran at (`p2p bench --size`), and its cost per frame there
+        "frame": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+        "gflop_per_frame": _num_or_null,
     },
 }
 

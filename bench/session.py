@@ -25,8 +25,10 @@ from p2p_deploy.bench.roofline import annotate_rows, compute_floor
 from p2p_deploy.bench.timing import TimingPolicy
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import DataError, P2PError, UsageError
+from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.flops import generator_flops
 from p2p_deploy.models.opening import ModelFile
+from p2p_deploy.models.spatial import Size, format_size, padded_size, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,11 @@ def validate(args: BenchArgs) -> None:
         raise UsageError(f"--test-norm {args.test_norm!r}: use stats or running.")
     if args.quiet_wait < 0:
         raise UsageError(f"--quiet-wait must be >= 0 seconds, got {args.quiet_wait:g}.")
+    if args.size is not None:
+        try:
+            parse_size(args.size, "--size")
+        except P2PError as exc:
+            raise UsageError(str(exc)) from None
     for p in [args.checkpoint, *args.onnx, *args.engine, args.folder, args.video]:
         if p is not None and not Path(p).exists():
             raise P2PError(f"{p}: no such file or folder.")
@@ -76,14 +83,35 @@ def validate(args: BenchArgs) -> None:
 
 @dataclass
 class ModelInfo:
-    """The benchmarked generator: image size, test norm, description, GFLOP per image, and
-    the opened checkpoint (None without one)."""
+    """The benchmarked generator: image size, test norm, description, GFLOP per frame, the
+    opened checkpoint (None without one), and with ``--size`` the frame size asked for and the
+    size it runs at (padded to the stride; None: the model's own square)."""
 
     image_size: int
     test_norm: str
     desc: str
     gflop: float
     checkpoint: ModelFile | None = None
+    size: Size | None = None
+    run_size: Size | None = None
+    stride: int = 1
+
+    @property
+    def frame(self) -> Size:
+        """The (H, W) every row runs at."""
+        return self.run_size or (self.image_size, self.image_size)
+
+
+def _sizes(args: BenchArgs, cfg: GeneratorConfig) -> tuple[Size | None, Size | None, str]:
+    """(--size, the size it runs at, words for the description)."""
+    if args.size is None:
+        return None, None, ""
+    size = parse_size(args.size, "--size")
+    run = padded_size(size, cfg.stride)
+    padded = (
+        "" if run == size else f", run at {format_size(run)} (padded to the stride {cfg.stride})"
+    )
+    return size, run, f"; frames of {format_size(size)}{padded}"
 
 
 def _model_info(args: BenchArgs) -> ModelInfo:
@@ -102,22 +130,27 @@ def _model_info(args: BenchArgs) -> ModelInfo:
         cfg = ckpt.card.generator
         n = sum(t.numel() for t in ckpt.state.values() if t.is_floating_point())
         tn = args.test_norm or ckpt.card.test_norm
-        gflop = generator_flops(cfg) / 1e9
+        size, run, words = _sizes(args, cfg)
+        gflop = generator_flops(cfg, run) / 1e9
+        per = f"frame at {format_size(run)}" if run else "image"
         desc = (
             f"U-Net generator ngf {cfg.ngf}, {cfg.image_size} px, {cfg.n_down} downsamplings, "
-            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per image "
-            f"(`{shown_path(args.checkpoint)}`)"
+            f"{cfg.norm} norm, test norm {tn}, {n:,} parameters, {gflop:.3g} GFLOP per {per} "
+            f"(`{shown_path(args.checkpoint)}`){words}"
         )
-        return ModelInfo(cfg.image_size, tn, desc, gflop, ckpt)
+        return ModelInfo(cfg.image_size, tn, desc, gflop, ckpt, size, run, cfg.stride)
     model = (args.onnx or args.engine)[0]
     side = read_export_card(model)
     g = side.generator
-    gflop = generator_flops(g) / 1e9
+    size, run, words = _sizes(args, g)
+    gflop = generator_flops(g, run) / 1e9
+    per = f"frame at {format_size(run)}" if run else "image"
     desc = (
         f"U-Net generator ngf {g.ngf}, {side.image_size} px, {g.norm} norm, "
-        f"test norm {side.test_norm}, {gflop:.3g} GFLOP per image (`{shown_path(model)}`)"
+        f"test norm {side.test_norm}, {gflop:.3g} GFLOP per {per} (`{shown_path(model)}`)"
+        f"{words}"
     )
-    return ModelInfo(side.image_size, side.test_norm, desc, gflop)
+    return ModelInfo(side.image_size, side.test_norm, desc, gflop, None, size, run, g.stride)
 
 
 def _matching_models(
@@ -136,7 +169,12 @@ def _matching_models(
         except P2PError as exc:
             skipped.append(Skipped(label, str(exc)))
             continue
-        if side.image_size != info.image_size:
+        if info.run_size is not None and not side.size_range().accepts(info.run_size):
+            reason = (
+                f"{path}: takes {side.size_range().describe()}, not {format_size(info.run_size)}"
+                " (export it with `p2p export --spatial` covering that size)"
+            )
+        elif info.run_size is None and side.image_size != info.image_size:
             reason = f"{path}: {side.image_size} px, {what} is {info.image_size} px"
         elif with_checkpoint and side.test_norm != info.test_norm:
             reason = (
@@ -200,12 +238,19 @@ def run_bench(
     if args.folder is not None:
         from p2p_deploy.bench.e2e import load_folder_inputs
 
-        images = load_folder_inputs(args.folder, image_size, max(batches))
+        if info.run_size is None:
+            images = load_folder_inputs(args.folder, image_size, max(batches))
+            fitted = f"fitted to {image_size} px"
+        else:
+            images = load_folder_inputs(
+                args.folder, image_size, max(batches), size=info.run_size, stride=info.stride
+            )
+            fitted = f"brought to {format_size(info.run_size)}"
         inputs_desc = (
-            f"{len(images)} images of `{shown_path(args.folder)}` fitted to {image_size} px "
+            f"{len(images)} images of `{shown_path(args.folder)}` {fitted} "
             "(repeated to fill a batch)"
         )
-    inputs = make_inputs(image_size, max(batches), args.seed, images)
+    inputs = make_inputs(info.frame, max(batches), args.seed, images)
 
     policy = TimingPolicy(warmup_s=args.warmup, duration_s=args.duration, min_iters=args.min_iters)
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
@@ -225,6 +270,7 @@ def run_bench(
             threads=args.threads,
             batches=batches,
             compile=args.compile,
+            run_size=info.run_size,
         )
         skipped[:0] = bad_onnx + bad_engines
         if on_plan:
@@ -240,7 +286,7 @@ def run_bench(
             e2e = _run_e2e(args, result, cands, batches)
 
     # The compute floor, measured after the timed rows so its matmuls disturb none of them.
-    floor = compute_floor(gflop, device, {r["precision"] for r in result.rows})
+    floor = compute_floor(gflop, device, {r["precision"] for r in result.rows}, info.run_size)
     annotate_rows(result.rows, gflop, floor)
 
     config = {
@@ -253,6 +299,7 @@ def run_bench(
         "min_iters": args.min_iters,
         "model_desc": model_desc,
         "inputs_desc": inputs_desc,
+        "frame": list(info.frame),  # (H, W) every row ran at
         "load_before": {**before.to_dict(), "waited_s": round(waited, 1)},
     }
     report = build_report(
@@ -287,6 +334,8 @@ def _run_e2e(
             batch=batch,
             workers=args.workers,
             max_frames=args.max_frames,
+            # --size: frames at their own resolution, as `p2p run --resize native` runs them
+            resize="native" if args.size is not None else "stretch",
         )
     # The model alone on the same batches, as the pipeline feeds it (the harness's row).
     section["model_stream_ips"] = row.get("stream_ips") if row["batch"] == batch else None

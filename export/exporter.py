@@ -207,6 +207,7 @@ class Exporter:
                 check_options(self.int8)
         except P2PError as exc:
             raise UsageError(str(exc)) from None
+        self.spatial = opts.spatial_profile()  # its syntax (UsageError); the stride in load()
         self.engines = self._plans_wanted()
         asked = [prec for prec, required in self.engines if required]
         missing = [m for m in ("tensorrt", "polygraphy") if asked and not available(m)]
@@ -384,6 +385,11 @@ class Exporter:
                 "a checkpoint (run folder, .safetensors, latest_net_G.pth)."
             )
         assert checkpoint.card is not None
+        if self.spatial is not None:
+            try:
+                self.spatial.check(checkpoint.card.generator.stride)
+            except P2PError as exc:
+                raise UsageError(str(exc)) from None
         self.check_outputs(checkpoint.card.checkpoint_sha256 or "")
         if self.int8 is not None:
             # The calibration images are there (or the card says where they come from)
@@ -442,6 +448,7 @@ class Exporter:
                 opset=opts.opset,
                 io_dtype=IO_CHOICES[opts.io] if prec == "fp16" else "float32",
                 card=self.checkpoint.card,
+                spatial=self.spatial,
             )
             staged.append(path)
             if opts.skip_parity:
@@ -462,7 +469,9 @@ class Exporter:
         data, quantized from ``model.onnx``, graph-checked and quality-gated
         (export/int8_export.py); a failed gate raises and leaves no ``model_int8.onnx``."""
         assert self.int8 is not None
-        calib = calibration_set(self.int8, self.checkpoint.path, self.checkpoint.card)
+        calib = calibration_set(
+            self.int8, self.checkpoint.path, self.checkpoint.card, self.spatial
+        )
         fp32 = self.out / ONNX_NAMES["fp32"]
         q = stage_int8(fp32, self._stage.path, calib, self.int8, self.step)
         return Made(staged=(q.staged,), int8=q)

@@ -19,6 +19,7 @@ from p2p_deploy.export.calibration import (
     DEFAULT_CALIB_COUNT,
     CalibrationSet,
     SyntheticProvider,
+    calibration_count,
     default_calibration,
     folder_images,
 )
@@ -30,6 +31,7 @@ from p2p_deploy.export.int8 import (
     quantize_int8,
 )
 from p2p_deploy.models.card import ModelCard, read_export_card
+from p2p_deploy.models.spatial import SpatialProfile, format_size
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +68,33 @@ def check_options(opts: Int8Options) -> None:
         raise P2PError(f"{opts.calib_dir}: --calib must be a folder of images (no such folder).")
 
 
-def calibration_set(opts: Int8Options, checkpoint: str | Path, card: ModelCard) -> CalibrationSet:
-    """The calibration and held-out images for ``opts`` (folder, or the checkpoint's data)."""
+def calibration_set(
+    opts: Int8Options,
+    checkpoint: str | Path,
+    card: ModelCard,
+    spatial: SpatialProfile | None = None,
+) -> CalibrationSet:
+    """The calibration and held-out images for ``opts`` (folder, or the checkpoint's data), at
+    the model's square or, with ``spatial``, at the sizes it will run (calibration.py)."""
+    count = opts.calib_count
+    if spatial is not None:
+        count = calibration_count(card.generator, spatial.opt, opts.calib_count)
+        if count < opts.calib_count:
+            log.warning(
+                "INT8 calibration at %s: %d images instead of %d (the calibrator holds every "
+                "activation of every image; %d already cover %d px)",
+                format_size(spatial.opt), count, opts.calib_count, count,
+                count * spatial.opt[0] * spatial.opt[1],
+            )  # fmt: skip
     if opts.calib_dir is not None:
-        return folder_images(opts.calib_dir, card.image_size, opts.calib_count)
-    return default_calibration(checkpoint, card, opts.synthetic, opts.calib_count)
+        return folder_images(
+            opts.calib_dir,
+            card.image_size,
+            count,
+            spatial=spatial,
+            stride=card.generator.stride,
+        )
+    return default_calibration(checkpoint, card, opts.synthetic, count, spatial)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""torch -> ONNX for the U-Net generator: names ``input``/``output``, dynamic batch, fixed size.
+"""torch -> ONNX for the U-Net generator: names ``input``/``output``, dynamic batch, and a fixed
+square size or (``spatial``, ``p2p export --spatial``) dynamic height and width.
 
 Exporter choice: the torch.export-based ("dynamo") exporter, the default since torch 2.9 and the
 maintained one; the TorchScript exporter is deprecated. On this generator both give the same
@@ -6,6 +7,13 @@ clean node list (Conv, LeakyRelu, InstanceNormalization/BatchNormalization, Conv
 Concat, Relu, Tanh; no shape arithmetic), the dynamo one natively at opset 18 and converted to
 the requested opset by the ONNX version converter. ``stats`` mode exports as
 ``InstanceNormalization`` (per image and channel: frames of a batch never share statistics).
+
+Dynamic height and width: the U-Net runs on multiples of its stride ``2**n_down`` only (each
+skip connection concatenates tensors that must agree), so H and W are exported as derived
+dimensions ``stride * height_blocks`` (torch.export's ``Dim`` arithmetic): the exporter proves
+the graph for every such size instead of guarding on the example's, and the ONNX input reads
+``[batch, 3, 256*height_blocks, 256*width_blocks]``. The graph holds no shape arithmetic
+either way; its spatial profile (the sizes it is checked and meant to run at) is in its card.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from p2p_deploy.models.card import (
 )
 from p2p_deploy.models.generator import UNetGenerator
 from p2p_deploy.models.inference import prepare_generator
+from p2p_deploy.models.spatial import SpatialProfile
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +53,11 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 MIN_OPSET = 17
 PRECISIONS = ("fp32", "fp16")
-# Example batch for tracing: 2, so the exporter cannot specialise the batch axis to 1.
+# Example batch for tracing: 2, so the exporter cannot specialise the batch axis to 1; with
+# dynamic height and width the example is 3 x 5 strides (no size of 1, none equal to another).
 _TRACE_BATCH = 2
+_TRACE_BLOCKS = (3, 5)
+_MAX_BLOCKS = 1024
 _NOISY_LOGGERS = (
     "torch.onnx",
     "torch.export",
@@ -116,9 +128,14 @@ def _check_args(
 
 
 def _check_interface(
-    proto: onnx.ModelProto, size: int, channels: tuple[int, int], name: str
+    proto: onnx.ModelProto,
+    size: int,
+    channels: tuple[int, int],
+    name: str,
+    dynamic_hw: bool = False,
 ) -> None:
-    """Names, dynamic batch axis and fixed spatial size of the graph's one input and output."""
+    """Names, dynamic batch axis and fixed spatial size (``dynamic_hw``: dynamic height and
+    width) of the graph's one input and output."""
     g = proto.graph
     for vis, tname, ch in (
         (g.input, INPUT_NAME, channels[0]),
@@ -129,12 +146,20 @@ def _check_interface(
                 f"{name}: expected one tensor named {tname!r}, found {[v.name for v in vis]}."
             )
         dims = vis[0].type.tensor_type.shape.dim
-        batch_dynamic = len(dims) == 4 and dims[0].dim_param and not dims[0].HasField("dim_value")
-        fixed = [d.dim_value for d in dims[1:]] == [ch, size, size]
+        def dynamic(d) -> bool:  # noqa: ANN001 - onnx's TensorShapeProto.Dimension
+            return bool(d.dim_param) and not d.HasField("dim_value")
+
+        batch_dynamic = len(dims) == 4 and dynamic(dims[0])
+        if dynamic_hw:
+            fixed = len(dims) == 4 and dims[1].dim_value == ch and all(map(dynamic, dims[2:]))
+            want = f"[batch, {ch}, height, width]"
+        else:
+            fixed = [d.dim_value for d in dims[1:]] == [ch, size, size]
+            want = f"[batch, {ch}, {size}, {size}]"
         if not (batch_dynamic and fixed):
             raise P2PError(
                 f"{name}: {tname} has shape {[d.dim_param or d.dim_value for d in dims]}, "
-                f"expected [batch, {ch}, {size}, {size}]."
+                f"expected {want}."
             )
 
 
@@ -147,6 +172,7 @@ def export_onnx(
     opset: int = MIN_OPSET,
     io_dtype: str = "float32",
     card: ModelCard | None = None,
+    spatial: SpatialProfile | None = None,
 ) -> ExportCard:
     """Export ``model`` to ONNX at ``out_path`` (atomically) with its card ``<out_path>.json``.
 
@@ -159,9 +185,11 @@ def export_onnx(
         io_dtype: dtype of ``input``/``output``: ``float32``, or ``float16`` (fp16 only).
         card: the checkpoint's card (direction, training, source sha256), carried into the
             export's card; None: a card of ``model``'s architecture alone.
+        spatial: dynamic height and width (multiples of the stride), the MIN:OPT:MAX sizes
+            recorded in the card; None: the fixed ``image_size`` square.
     Returns:
         The card written. Graph: ``input`` (N, C_in, S, S) -> ``output`` (N, C_out, S, S),
-        values in [-1, 1], N dynamic.
+        values in [-1, 1], N dynamic (with ``spatial``: (N, C, H, W), H and W dynamic).
     Raises:
         P2PError: bad arguments, export failure, or a graph that fails ``onnx.checker`` or the
         interface/precision checks; nothing is left under ``out_path`` then.
@@ -170,11 +198,17 @@ def export_onnx(
     test_norm = test_norm or default_test_norm(cfg.norm)
     _check_args(model, precision, test_norm, opset, io_dtype)
     out_path = Path(out_path)
+    if spatial is not None:
+        spatial.check(cfg.stride)
     module = inference_module(model, test_norm, precision, io_dtype)
-    example = torch.zeros(
-        _TRACE_BATCH, cfg.in_channels, cfg.image_size, cfg.image_size, dtype=IO_DTYPES[io_dtype]
-    )
+    hw = (cfg.image_size, cfg.image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
+    dims: dict[int, object] = {0: batch}
+    if spatial is not None:
+        hw = (_TRACE_BLOCKS[0] * cfg.stride, _TRACE_BLOCKS[1] * cfg.stride)
+        dims[2] = cfg.stride * torch.export.Dim("height_blocks", min=1, max=_MAX_BLOCKS)
+        dims[3] = cfg.stride * torch.export.Dim("width_blocks", min=1, max=_MAX_BLOCKS)
+    example = torch.zeros(_TRACE_BATCH, cfg.in_channels, *hw, dtype=IO_DTYPES[io_dtype])
     with atomic_path(out_path) as tmp:
         try:
             with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
@@ -186,7 +220,7 @@ def export_onnx(
                     opset_version=opset,
                     input_names=[INPUT_NAME],
                     output_names=[OUTPUT_NAME],
-                    dynamic_shapes=({0: batch},),
+                    dynamic_shapes=(dims,),
                     verbose=False,
                 )
                 program.save(str(tmp))
@@ -207,10 +241,16 @@ def export_onnx(
                 f"{out_path}: opset {opset} was asked for, but the exporter could only write "
                 f"opset {got_opset}; use --opset {got_opset}."
             )
-        _check_interface(proto, cfg.image_size, (cfg.in_channels, cfg.out_channels), str(out_path))
+        _check_interface(
+            proto,
+            cfg.image_size,
+            (cfg.in_channels, cfg.out_channels),
+            str(out_path),
+            dynamic_hw=spatial is not None,
+        )
         gp = inspect_graph_precision(proto)
         verify_graph_precision(gp, precision, io_dtype, str(out_path))
-    shape_in = [-1, cfg.in_channels, cfg.image_size, cfg.image_size]
+    side = [-1, -1] if spatial is not None else [cfg.image_size, cfg.image_size]
     if card is not None and card.generator != cfg:
         raise P2PError(f"{out_path}: the card describes another generator than the model.")
     export_card = ExportCard.of(
@@ -221,8 +261,9 @@ def export_onnx(
         test_norm=test_norm,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
-        input_shape=shape_in,
-        output_shape=[-1, cfg.out_channels, cfg.image_size, cfg.image_size],
+        input_shape=[-1, cfg.in_channels, *side],
+        output_shape=[-1, cfg.out_channels, *side],
+        spatial_profile=spatial,
         opset=got_opset,
         extra={
             "exporter": "torch.onnx.export(dynamo=True)",

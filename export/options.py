@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2p_deploy.errors import UsageError
+from p2p_deploy.errors import P2PError, UsageError
 from p2p_deploy.models.card import TEST_NORMS
+from p2p_deploy.models.spatial import SpatialProfile
 from p2p_deploy.options import option, plain_name, validate
 
 IO_CHOICES = {"fp32": "float32", "fp16": "float16"}
@@ -36,6 +37,18 @@ class ExportOptions:
     opset: int = option(17, help="ONNX opset (17 or newer).")
     batch: str = option(
         "1:4:16", help="TensorRT batch profile MIN:OPT:MAX (max = Triton max_batch_size)."
+    )
+    spatial: str | None = option(
+        None,
+        metavar="MIN:OPT:MAX",
+        help="Export for any frame size: dynamic height and width, each of MIN, OPT, MAX HxW"
+        " or S for a square, multiples of the stride 2^downsamplings (e.g."
+        " 256:768x1280:1280x2048). Every ONNX is parity-checked at MIN, OPT and MAX too;"
+        " TensorRT plans get an optimisation profile over H and W (OPT is what TensorRT tunes"
+        " for; buffers are sized for the MAX batch at MAX size); the INT8 model is calibrated"
+        " at OPT and gated at MIN, OPT and MAX; the card records it. `p2p run --resize native`"
+        " tiles frames beyond MAX.",
+        shown="a fixed square of the checkpoint's image size",
     )
     test_norm: str | None = option(
         None,
@@ -99,6 +112,21 @@ class ExportOptions:
         validate(self)  # finite numbers, ranges, the Triton name: one line, exit 64
         if self.io == "fp16" and not self.with_fp16:
             raise UsageError("--io fp16 needs --fp16 (the fp32 model has float32 input/output).")
+        if self.spatial is not None:
+            self.spatial_profile()  # its syntax now; the stride once the checkpoint is read
+
+    def spatial_profile(self) -> SpatialProfile | None:
+        """``--spatial`` parsed (None without it).
+
+        Raises:
+            UsageError: not MIN:OPT:MAX of HxW or S sizes with MIN <= OPT <= MAX.
+        """
+        if self.spatial is None:
+            return None
+        try:
+            return SpatialProfile.parse(self.spatial)
+        except P2PError as exc:
+            raise UsageError(str(exc)) from None
 
     @property
     def with_fp16(self) -> bool:

@@ -4,7 +4,9 @@ fp32 exports must match to a max abs error of 1e-4; fp16 exports must reach a PS
 against the *fp32* torch module (the fp16 model's error, not its agreement with itself). Inputs
 are random images in [-1, 1]; batch 3 holds three different images, and its outputs are also
 compared image by image with batch-1 runs of the same ONNX, which catches any statistics mixed
-across a batch.
+across a batch. An export with dynamic height and width (``p2p export --spatial``) is also
+checked at batch 1 at each size of its profile (MIN, OPT, MAX) and, when none of those is
+non-square, at a non-square size within it (:func:`parity_sizes`).
 
 Note on fp16 here: ONNX Runtime's CPU provider has no fp16 kernel for some ops and then inserts
 Casts around them (its InsertCastTransformer): weights and the tensors between ops stay fp16,
@@ -29,7 +31,8 @@ from torch import nn
 from p2p_deploy.deps import require
 from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.imaging import psnr
-from p2p_deploy.models.card import read_export_card
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.spatial import Size
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,13 @@ DEFAULT_BATCHES: tuple[int, ...] = (1, 1, 3, 3)
 
 @dataclass
 class ParityFigure:
-    """One comparison: ``batch`` images, max abs error and PSNR (dB, range [-1, 1])."""
+    """One comparison: ``batch`` images of ``size`` [height, width], max abs error and PSNR
+    (dB, range [-1, 1])."""
 
     batch: int
     max_abs_err: float
     psnr_db: float
+    size: list[int] | None = None
 
 
 @dataclass
@@ -117,11 +122,13 @@ class ParityReport:
             else f"max abs err {self.max_abs_err:.2e}"
         )
         batches = sorted({f.batch for f in self.figures})
+        sizes = list(dict.fromkeys(f"{f.size[0]}x{f.size[1]}" for f in self.figures if f.size))
+        at = f", sizes {', '.join(sizes)}" if len(sizes) > 1 else ""
         nan_txt = "non-finite values (NaN/inf) in the outputs, " if self.non_finite else ""
         return (
             f"{Path(self.model).name} ({self.precision}, {self.test_norm}): {nan_txt}"
             f"{bar}, {other}, "
-            f"batch-mixing err {self.batch_independence_err:.1e}, batches {batches}: "
+            f"batch-mixing err {self.batch_independence_err:.1e}, batches {batches}{at}: "
             f"{'ok' if self.passed else 'FAILED'}"
         )
 
@@ -138,20 +145,44 @@ class ParityReport:
         return d
 
 
-def random_images(batch: int, channels: int, size: int, seed: int) -> np.ndarray:
-    """(batch, channels, size, size) float32 in [-1, 1]: smooth random images (upsampled
-    noise plus fine noise), so that every image of a batch has different statistics."""
+def random_images(batch: int, channels: int, size: int | Size, seed: int) -> np.ndarray:
+    """(batch, channels, H, W) float32 in [-1, 1] (``size`` S for S x S, or (H, W)): smooth
+    random images (upsampled noise plus fine noise), so that every image of a batch has
+    different statistics."""
+    h, w = (size, size) if isinstance(size, int) else size
     g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(batch, channels, max(size // 8, 1), max(size // 8, 1), generator=g)
+    coarse = torch.rand(batch, channels, max(h // 8, 1), max(w // 8, 1), generator=g)
     smooth = torch.nn.functional.interpolate(
-        coarse, size=(size, size), mode="bilinear", align_corners=False
+        coarse, size=(h, w), mode="bilinear", align_corners=False
     )
-    fine = torch.rand(batch, channels, size, size, generator=g)
+    fine = torch.rand(batch, channels, h, w, generator=g)
     x = 0.8 * smooth + 0.2 * fine
     # Different brightness/contrast per image: statistics that a mixed batch would blend.
     scale = torch.rand(batch, 1, 1, 1, generator=g) * 0.8 + 0.2
     shift = torch.rand(batch, 1, 1, 1, generator=g) * 0.8 - 0.4
     return ((x * 2 - 1) * scale + shift).clamp(-1, 1).numpy().astype(np.float32)
+
+
+def parity_sizes(card: ExportCard, batches: Sequence[int]) -> list[tuple[int, Size]]:
+    """(batch, (H, W)) of every comparison: ``batches`` at the model's S x S (when it takes
+    it), then for an export with a spatial profile batch 1 at its MIN, OPT and MAX and, when
+    none of those is non-square, at (MIN height, MAX width); a batch-3 run at MIN when S x S
+    is outside the profile (the batch-mixing check)."""
+    s = (card.image_size, card.image_size)
+    sizes = card.size_range()
+    plan: list[tuple[int, Size]] = []
+    if sizes.accepts(s):
+        plan += [(b, s) for b in batches]
+    profile = card.spatial_profile
+    if profile is None:
+        return plan
+    if not plan:
+        plan.append((3, profile.min))
+    extra = list(dict.fromkeys(profile.sizes()))
+    if all(h == w for h, w in extra):
+        extra.append((profile.min[0], profile.max[1]))
+    plan += [(1, hw) for hw in dict.fromkeys(extra) if (1, hw) not in plan]
+    return plan
 
 
 def ort_session(onnx_path: str | Path, threads: int | None = None):
@@ -197,7 +228,7 @@ def check_onnx_parity(
         P2PError: "<model>: parity check failed: ..." with the figure and the bar.
     """
     card = read_export_card(onnx_path)
-    size, channels = card.image_size, card.generator.in_channels
+    channels = card.generator.in_channels
     io_np = np.float16 if card.io_dtype == "float16" else np.float32
     session = ort_session(onnx_path)
     fp16 = card.precision == "fp16"
@@ -213,8 +244,8 @@ def check_onnx_parity(
         return session.run(None, {card.input_name: x.astype(io_np)})[0].astype(np.float32)
 
     indep = 0.0
-    for i, batch in enumerate(batches):
-        x = random_images(batch, channels, size, seed + i)
+    for i, (batch, hw) in enumerate(parity_sizes(card, batches)):
+        x = random_images(batch, channels, hw, seed + i)
         with torch.inference_mode():
             ref = reference_module(torch.from_numpy(x)).float().numpy()
         got = run(x)
@@ -224,7 +255,9 @@ def check_onnx_parity(
             )
         if not (np.isfinite(got).all() and np.isfinite(ref).all()):
             report.non_finite = True
-        report.figures.append(ParityFigure(batch, float(np.abs(got - ref).max()), psnr(got, ref)))
+        report.figures.append(
+            ParityFigure(batch, float(np.abs(got - ref).max()), psnr(got, ref), list(hw))
+        )
         if batch > 1:
             singles = np.concatenate([run(x[k : k + 1]) for k in range(batch)])
             err = float(np.abs(singles - got).max())

@@ -390,16 +390,17 @@ def build_engine(
         network_verdict,
         read_inspector,
     )
+    from p2p_deploy.export.trt_profile import describe_profile, profile_shapes
 
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     card = read_export_card(onnx_path)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_data = read_timing_cache(cache_path)
-    size, channels = card.image_size, card.generator.in_channels
     create_builder(trt, trt.Logger(trt.Logger.ERROR))  # no GPU: one sentence, before Polygraphy
     check_can_verify_engines()  # an engine nothing could check: said before minutes of build
     want = card.precision
-    shapes = profile.shapes(channels, size)
+    # N from the batch profile; H, W from the card's spatial profile, else S x S (trt_profile).
+    shapes = profile_shapes(profile.as_list(), card)
 
     # Polygraphy's INFO lines are not the user's; its TensorRT logger (get_trt_logger) maps
     # TensorRT's warnings to Polygraphy warnings, dropped at this verbosity.
@@ -436,7 +437,7 @@ def build_engine(
             # invalid profile; backend/trt/config.py): check the profile is really there.
             if config.num_optimization_profiles != 1:
                 raise P2PError(
-                    f"{onnx_path}: TensorRT refused the batch profile {profile.as_list()} "
+                    f"{onnx_path}: TensorRT refused the profile {describe_profile(shapes)} "
                     f"for input {card.input_name!r}."
                 )
             if cache_path is not None:

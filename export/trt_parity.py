@@ -26,6 +26,8 @@ for fp16 and fp32 engines, the INT8 graph itself for an int8 engine (the exporte
   following layers carry on: OpenVINO's int8 batch of 3 differs from its images run alone by
   up to 5.4e-2 on the full-size generator). A batch that shares statistics across its frames
   is off by tenths (0.74 on the same generator in fp32, per-image PSNR 23-30 dB).
+* an engine with a profile over height and width (``p2p export --spatial``): also at its
+  profile's MIN, OPT and MAX frame sizes (:func:`engine_parity_plan`).
 
 The comparison itself (:func:`engine_report`) is plain numpy and is tested without a GPU.
 """
@@ -42,7 +44,8 @@ import numpy as np
 from p2p_deploy.errors import P2PError, first_line
 from p2p_deploy.export.parity import ParityFigure, ParityReport, ort_session, random_images
 from p2p_deploy.imaging import psnr
-from p2p_deploy.models.card import read_export_card
+from p2p_deploy.models.card import ExportCard, read_export_card
+from p2p_deploy.models.spatial import Size
 
 if TYPE_CHECKING:
     from p2p_deploy.export.tensorrt_build import BatchProfile
@@ -60,6 +63,23 @@ def parity_batches(profile_min: int, profile_max: int) -> tuple[int, ...]:
     return (profile_min, big) if big != profile_min else (profile_min,)
 
 
+def engine_parity_plan(
+    card: ExportCard, profile_min: int, profile_max: int
+) -> list[tuple[int, Size]]:
+    """(batch, (H, W)) of each comparison: :func:`parity_batches` at S x S (or, when the
+    engine's profile excludes it, at its smallest size), then for a profile over H and W the
+    smallest batch at each of its MIN, OPT and MAX sizes."""
+    sizes = card.size_range()
+    s = (card.image_size, card.image_size)
+    first = s if sizes.accepts(s) else sizes.min
+    plan = [(b, first) for b in parity_batches(profile_min, profile_max)]
+    if card.spatial_profile is not None:
+        for hw in dict.fromkeys(card.spatial_profile.sizes()):
+            if (profile_min, hw) not in plan:
+                plan.append((profile_min, hw))
+    return plan
+
+
 def engine_report(
     model: str,
     precision: str,
@@ -69,7 +89,7 @@ def engine_report(
     inputs: Sequence[np.ndarray] = (),
 ) -> ParityReport:
     """A :class:`ParityReport` from (engine output, reference output) pairs, each
-    (N, 3, S, S) float32. ``run_single`` with the ``inputs`` of each pair re-runs a batch image
+    (N, 3, H, W) float32. ``run_single`` with the ``inputs`` of each pair re-runs a batch image
     by image for the batch-independence figure."""
     by_psnr = {"fp16": ENGINE_FP16_MIN_PSNR, "int8": ENGINE_INT8_MIN_PSNR}
     report = ParityReport(
@@ -87,7 +107,9 @@ def engine_report(
         if not (np.isfinite(got).all() and np.isfinite(ref).all()):
             report.non_finite = True
         report.figures.append(
-            ParityFigure(len(got), float(np.abs(got - ref).max()), psnr(got, ref))
+            ParityFigure(
+                len(got), float(np.abs(got - ref).max()), psnr(got, ref), list(got.shape[2:4])
+            )
         )
         if run_single is not None and len(got) > 1 and i < len(inputs):
             x = inputs[i]
@@ -118,10 +140,10 @@ def check_engine_parity(
     ref_card = read_export_card(reference_onnx)
     session = ort_session(reference_onnx)
     ref_np = np.float16 if ref_card.io_dtype == "float16" else np.float32
-    size, channels = card.image_size, card.generator.in_channels
+    channels = card.generator.in_channels
     inputs = [
-        random_images(b, channels, size, seed + i)
-        for i, b in enumerate(parity_batches(profile.min, profile.max))
+        random_images(b, channels, hw, seed + i)
+        for i, (b, hw) in enumerate(engine_parity_plan(card, profile.min, profile.max))
     ]
     try:
         with TensorRTRunner(plan_path) as runner:

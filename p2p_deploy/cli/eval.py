@@ -15,7 +15,9 @@ HELP = (
     "and on average.\n\n"
     "MODEL is anything `p2p run` takes (run folder, .safetensors, latest_net_G.pth, .onnx "
     "fp32/fp16/int8, .plan) and runs through the same runner. DATA/SPLIT holds aligned A|B "
-    "images (or A/ and B/ folders); halves are resized to the model's size. The direction "
+    "images (or A/ and B/ folders); halves are resized to the model's size, or with --resize "
+    "native kept at full resolution (outputs scored against full-resolution targets). The "
+    "direction "
     "comes from --direction, else the model's card, else BtoA. Writes OUT/eval.json, "
     "OUT/eval.csv, and OUT/best.png / OUT/worst.png (input | output | target, best and worst "
     "by L1). With --baseline, both models score the same images and the report gives the "
@@ -70,9 +72,20 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(
             True, "--progress/--no-progress", help="Show a progress bar."
         ),
+        resize: str = typer.Option(
+            "stretch",
+            "--resize",
+            help="stretch: both halves resized to the model's square (as validation does);"
+            " native: each condition at its own resolution (reflect-padded to the model's"
+            " stride, as `p2p run --resize native`; tiled beyond the largest size the model"
+            " takes), its output scored against the full-resolution target.",
+        ),
     ) -> None:
-        from p2p_deploy.bench.eval import EvalOptions
+        from p2p_deploy.bench.eval import RESIZE_CHOICES, EvalOptions
+        from p2p_deploy.errors import UsageError
 
+        if resize not in RESIZE_CHOICES:
+            raise UsageError(f"--resize must be stretch or native, got {resize!r}.")
         opts = EvalOptions(
             model=model,
             data=data,
@@ -86,6 +99,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             save_images=save_images,
             overwrite=overwrite,
+            resize=resize,
         )
         _eval(opts, progress)
 

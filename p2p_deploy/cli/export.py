@@ -19,7 +19,10 @@ HELP = "\n\n".join(
         " checkpoint sha256; engines also TensorRT version, GPU, compute capability, batch"
         " profile)."
         " ONNX: opset >= 17, tensors `input`/`output` of shape (N, 3, S, S), N dynamic, values in"
-        " [-1, 1].",
+        " [-1, 1]; with --spatial MIN:OPT:MAX (N, 3, H, W), H and W dynamic multiples of the"
+        " stride 2^downsamplings, parity-checked at MIN, OPT and MAX too, TensorRT profiles over"
+        " H and W, INT8 calibrated at OPT and gated at every size (for `p2p run --resize"
+        " native`).",
         "Parity (unless --skip-parity): every ONNX runs in ONNX Runtime (CPU) against eager torch"
         " in the same test-norm mode at batch 1 and 3: fp32 max abs error <= 1e-4, fp16 PSNR"
         " >= 40 dB;"

@@ -16,12 +16,23 @@ from p2p_deploy.options import device_grammar, option, validate
 # Kept equal to runners.factory.BACKENDS and media.resize.RESIZE_MODES (a test checks): this
 # module stays cheap to import for `p2p --help`.
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
-RESIZE_MODES = ("stretch", "pad", "crop")
+RESIZE_MODES = ("stretch", "pad", "crop", "native")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 RESIZE_HELP = (
-    "How frames are fitted to the model's square input: stretch (resize, aspect not kept), "
-    "pad (letterbox, padding cropped off the output), crop (centre square only)."
+    "How frames are fitted to the model: stretch (resize to its square, aspect not kept), "
+    "pad (letterbox, padding cropped off the output), crop (centre square only), or native: "
+    "each frame at its own resolution (the generator is fully convolutional), reflect-padded "
+    "to the next multiple of the model's stride 2^downsamplings, padding cropped off: outputs "
+    "have the input's exact size and full detail. Frames larger than the model takes are run "
+    "in overlapping, feathered tiles (--max-tile)."
+)
+MAX_TILE_HELP = (
+    "--resize native only: the largest frame run whole, HxW or S; larger frames are split "
+    "into overlapping tiles of at most this size, blended back, so memory stays bounded. auto: "
+    "the largest size the model takes (a TensorRT profile's or a --spatial export's max, the "
+    "square of a fixed-size export; 2048x2048 for a checkpoint on torch). off: no tiling; a "
+    "frame beyond the model's largest size fails, one line, before it is run."
 )
 
 
@@ -68,6 +79,7 @@ class RunArgs:
     )
     batch: int = option(1, short="-b", min=1, max=4096, help="Frames per model call.")
     resize: str = option("stretch", choices=RESIZE_MODES, help=RESIZE_HELP)
+    max_tile: str = option("auto", help=MAX_TILE_HELP)
     keep_size: bool = option(
         True,
         flag="--keep-size/--model-size",
@@ -152,13 +164,21 @@ def register(app: typer.Typer) -> None:
 
 def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command's steps
     from p2p_deploy.errors import P2PError, UsageError
+    from p2p_deploy.media.resize import NATIVE
     from p2p_deploy.media.video import quiet_native_logs
     from p2p_deploy.models.opening import open_model
     from p2p_deploy.pipeline.options import RunOptions
     from p2p_deploy.pipeline.run import prepare
     from p2p_deploy.runners.factory import choose_backend, open_runner
+    from p2p_deploy.runners.tiling import check_max_tile
 
     quiet_native_logs()  # bad inputs are reported one line each, not with FFmpeg's chatter
+    try:
+        check_max_tile(args.max_tile)
+    except P2PError as exc:
+        raise UsageError(str(exc)) from None
+    if args.max_tile.strip().lower() != "auto" and args.resize != NATIVE:
+        raise UsageError("--max-tile applies to --resize native.")
     model = open_model(args.engine)  # read once: the runner takes it as it is
     try:
         kind = choose_backend(model, args.backend, args.device)
@@ -205,6 +225,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
         workers=args.workers,
+        max_tile=args.max_tile,
     )
     prepared = prepare(args.input, args.out, opts)
     plan = prepared.plan
@@ -240,7 +261,11 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
 
     # A `kill` (SIGTERM) unwinds like Ctrl-C (cli.sigterm_as_interrupt): threads stop,
     # half-written videos are removed.
-    with open_runner(model, kind, args.device, **chosen) as runner:
+    with open_runner(model, kind, args.device, **chosen) as opened:
+        from p2p_deploy.pipeline.run import native_runner
+
+        # --max-tile against the model, or a square mode it cannot take: one line, now.
+        runner = native_runner(opened, opts)
         typer.echo(f"model: {args.engine} ({runner.describe()})", err=True)
         if args.compile or args.cuda_graphs or runner.device.startswith("cuda"):
             # Compile / autotune / capture now, so the first frames are not the slow ones.

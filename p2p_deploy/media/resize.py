@@ -1,11 +1,18 @@
-"""Fitting frames of any size to the model's S x S input, and the inverse for its output.
+"""Fitting frames of any size to the model's input, and the inverse for its output.
 
-Modes:
+Modes that fit a frame to the model's S x S square:
     * ``stretch``: resize to S x S, aspect ratio not kept; the output is resized back.
     * ``pad``: letterbox (scale the longer side to S, pad the rest with black, centred); the
       padding is cropped off the output before it is resized back, so the aspect ratio is kept.
     * ``crop``: scale the shorter side to S and keep the centre S x S; the output covers that
       centre region of the original only (at its original pixel size with ``keep_size``).
+
+and the mode that keeps every pixel (the generator is fully convolutional):
+    * ``native``: the frame at its own resolution, reflect-padded (centred) up to the next
+      multiples of the model's stride ``2**n_down`` (and at least the smallest size the model
+      takes); the padding is cropped off the output, which has the input's exact size. Frames
+      beyond the largest size the model takes are run in overlapping tiles
+      (:mod:`p2p_deploy.media.tiles`).
 All frames are (H, W, 3) uint8 BGR.
 """
 
@@ -16,7 +23,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-RESIZE_MODES: tuple[str, ...] = ("stretch", "pad", "crop")
+from p2p_deploy.models.spatial import Size, padded_size
+
+SQUARE_MODES: tuple[str, ...] = ("stretch", "pad", "crop")
+NATIVE = "native"
+RESIZE_MODES: tuple[str, ...] = (*SQUARE_MODES, NATIVE)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 
@@ -25,8 +36,11 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive ends)
 class Geometry:
     """How one frame was fitted: its size, the model size, and where its content lies.
 
-    model_box: the content region inside the S x S model frame.
+    model_box: the content region inside the model frame (S x S; for ``native`` the padded
+        frame, whose size is ``padded``).
     source_box: the region of the original frame that the content shows.
+    size: S (for ``native``: the stride the frame was padded to multiples of).
+    padded: (height, width) of the model frame for ``native`` (None: S x S).
     """
 
     mode: str
@@ -35,6 +49,7 @@ class Geometry:
     size: int
     model_box: Box
     source_box: Box
+    padded: Size | None = None
 
     def output_shape(self, keep_size: bool) -> tuple[int, int]:
         """(height, width) of what :func:`restore` returns."""
@@ -52,8 +67,41 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
+def native_geometry(height: int, width: int, stride: int, minimum: Size = (1, 1)) -> Geometry:
+    """Where an H x W frame lands in ``native`` mode: centred in the padded frame of
+    :func:`~p2p_deploy.models.spatial.padded_size` (multiples of ``stride``, at least
+    ``minimum``)."""
+    ph, pw = padded_size((height, width), stride, minimum)
+    x0, y0 = (pw - width) // 2, (ph - height) // 2
+    return Geometry(
+        NATIVE, height, width, stride, (x0, y0, x0 + width, y0 + height), (0, 0, width, height),
+        padded=(ph, pw),
+    )  # fmt: skip
+
+
+def fit_native(
+    frame: np.ndarray, stride: int, minimum: Size = (1, 1)
+) -> tuple[np.ndarray, Geometry]:
+    """(H, W, 3) uint8 -> (the frame reflect-padded to multiples of ``stride``, its Geometry).
+
+    Reflection without repeating the edge pixel (OpenCV ``BORDER_REFLECT_101``, numpy's and
+    torch's ``reflect``): the padding continues the picture instead of adding flat borders or
+    black, which the generator would render as content."""
+    geo = native_geometry(frame.shape[0], frame.shape[1], stride, minimum)
+    x0, y0, x1, y1 = geo.model_box
+    assert geo.padded is not None
+    ph, pw = geo.padded
+    if (ph, pw) == frame.shape[:2]:
+        return np.ascontiguousarray(frame), geo
+    out = cv2.copyMakeBorder(
+        frame, y0, ph - y1, x0, pw - x1, cv2.BORDER_REFLECT_101
+    )
+    return out, geo
+
+
 def geometry(height: int, width: int, size: int, mode: str) -> Geometry:
-    """Where an H x W frame's content lands in S x S for ``mode`` (see the module docstring)."""
+    """Where an H x W frame's content lands in S x S for a square ``mode`` (see the module
+    docstring)."""
     if mode == "stretch":
         return Geometry(mode, height, width, size, (0, 0, size, size), (0, 0, width, height))
     if mode == "pad":
@@ -67,11 +115,18 @@ def geometry(height: int, width: int, size: int, mode: str) -> Geometry:
         return Geometry(
             mode, height, width, size, (0, 0, size, size), (x0, y0, x0 + side, y0 + side)
         )
-    raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    raise ValueError(f"resize mode must be one of {SQUARE_MODES}, got {mode!r}")
 
 
-def fit(frame: np.ndarray, size: int, mode: str) -> tuple[np.ndarray, Geometry]:
-    """(H, W, 3) uint8 -> ((S, S, 3) uint8 model input, its :class:`Geometry`)."""
+def fit(
+    frame: np.ndarray, size: int, mode: str, minimum: Size = (1, 1)
+) -> tuple[np.ndarray, Geometry]:
+    """(H, W, 3) uint8 -> ((S, S, 3) uint8 model input, its :class:`Geometry`).
+
+    ``native``: ``size`` is the model's stride and ``minimum`` the smallest (height, width)
+    it takes; the model input is (H', W', 3), see :func:`fit_native`."""
+    if mode == NATIVE:
+        return fit_native(frame, size, minimum)
     geo = geometry(frame.shape[0], frame.shape[1], size, mode)
     sx0, sy0, sx1, sy1 = geo.source_box
     mx0, my0, mx1, my1 = geo.model_box

@@ -28,6 +28,7 @@ from p2p_deploy.atomic import write_json
 from p2p_deploy.errors import P2PError
 from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.layout import card_path
+from p2p_deploy.models.spatial import SizeRange, SpatialProfile
 
 DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 DEFAULT_DIRECTION = "BtoA"  # label -> photo on facades (photo left = A)
@@ -258,9 +259,14 @@ class ExportCard(ModelCard):
             compute precision, verified after export/build.
         io_dtype: dtype of the input/output tensors (``float32`` or ``float16``).
         input_name / output_name: tensor names (``input`` / ``output``).
-        input_shape / output_shape: with ``-1`` for the dynamic batch axis, e.g. [-1, 3, 256, 256].
+        input_shape / output_shape: with ``-1`` for each dynamic axis, e.g. [-1, 3, 256, 256]
+            (dynamic batch, fixed square) or [-1, 3, -1, -1] (dynamic height and width too).
         opset: ONNX opset of the graph (or of the ONNX an engine was built from).
         batch_profile: [min, opt, max] batch of a TensorRT engine's optimisation profile.
+        spatial_profile: the MIN:OPT:MAX frame sizes of an export with dynamic height and width
+            (``p2p export --spatial``): its parity sizes, a TensorRT engine's profile over H
+            and W, the sizes INT8 was calibrated and gated at. None (and in cards written
+            before it existed): a fixed ``image_size`` square.
         tensorrt_version, gpu_name, compute_capability: what a TensorRT engine is tied to.
         hardware_compatible / version_compatible: engine built to run on other GPUs / versions.
         extra: anything else worth keeping (build time, parity figures, quantization ...).
@@ -275,6 +281,7 @@ class ExportCard(ModelCard):
     output_shape: list[int] = field(default_factory=list)
     opset: int | None = None
     batch_profile: list[int] | None = None
+    spatial_profile: SpatialProfile | None = None
     tensorrt_version: str | None = None
     gpu_name: str | None = None
     compute_capability: str | None = None
@@ -288,6 +295,23 @@ class ExportCard(ModelCard):
         super().__post_init__()
         if self.precision not in PRECISIONS:
             raise CardError(f"precision must be one of {', '.join(PRECISIONS)}: {self.precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.spatial_profile is not None:  # lists, as JSON reads them back
+            d["spatial_profile"] = self.spatial_profile.to_dict()
+        return d
+
+    @property
+    def stride(self) -> int:
+        """Height and width the model takes are multiples of this (``2**n_down``)."""
+        return self.generator.stride
+
+    def size_range(self) -> SizeRange:
+        """The frame sizes the model takes: its spatial profile, else its fixed square."""
+        if self.spatial_profile is None:
+            return SizeRange.square(self.image_size)
+        return self.spatial_profile.size_range(self.stride)
 
     @property
     def model_card(self) -> ModelCard:
@@ -325,6 +349,12 @@ class ExportCard(ModelCard):
         else:
             core = cls._core(f)
         profile = f.ints("batch_profile")
+        spatial = f.d.get("spatial_profile")
+        if spatial is not None:
+            try:
+                spatial = SpatialProfile.from_dict(spatial, str(where))
+            except P2PError as exc:
+                raise CardError(str(exc)) from None
         return cls(
             **core,
             kind=f.text("kind", EXPORT_KINDS),
@@ -336,6 +366,7 @@ class ExportCard(ModelCard):
             output_shape=f.ints("output_shape") or [],
             opset=f.get("opset", int, "a whole number"),
             batch_profile=profile,
+            spatial_profile=spatial,
             tensorrt_version=f.text("tensorrt_version"),
             gpu_name=f.text("gpu_name"),
             compute_capability=f.text("compute_capability"),

@@ -62,6 +62,13 @@ class GeneratorConfig:
         if self.image_size % (2**self.n_down) != 0:
             raise P2PError(f"image size {self.image_size} is not divisible by 2**{self.n_down}.")
 
+    @property
+    def stride(self) -> int:
+        """``2**n_down``: the generator runs on any height and width that are multiples of it
+        (fully convolutional; at ``image_size`` the bottleneck is 1x1, larger frames give a
+        larger one)."""
+        return 2**self.n_down
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

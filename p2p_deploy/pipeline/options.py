@@ -20,10 +20,12 @@ def usable_cores() -> int:
 class RunOptions:
     """How one run reads, translates and writes.
 
-    batch: frames per runner call; resize: stretch|pad|crop; keep_size: outputs at the input's
-    size (else model size); side_by_side: input left, output right; codec: FourCC of output
-    videos; overwrite: redo existing outputs; max_pixels: refuse larger images.
+    batch: frames per runner call; resize: stretch|pad|crop|native; keep_size: outputs at the
+    input's size (else model size); side_by_side: input left, output right; codec: FourCC of
+    output videos; overwrite: redo existing outputs; max_pixels: refuse larger images.
     workers: decode threads, and as many encode threads (None: the usable cores).
+    max_tile: ``native`` only: the largest tile (``auto``, ``off``, ``HxW`` or ``S``; see
+    :mod:`p2p_deploy.runners.tiling`).
 
     Memory is bounded by what may be in flight at once (see :attr:`frames_in_flight`): the jobs
     decoded ahead of the batcher (:attr:`window`, one frame per image), the videos open for
@@ -41,6 +43,7 @@ class RunOptions:
     overwrite: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int | None = None
+    max_tile: str = "auto"
 
     def __post_init__(self) -> None:
         if self.workers is None:

@@ -40,6 +40,7 @@ from p2p_deploy.pipeline.items import End, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.stages import (
     Encoder,
+    Fitter,
     JobStream,
     Outcomes,
     StageClock,
@@ -47,6 +48,7 @@ from p2p_deploy.pipeline.stages import (
     acquire,
     decode_job,
     get,
+    make_fitter,
     put,
 )
 from p2p_deploy.pipeline.summary import FAILURES_NAME, RunSummary, write_failures
@@ -124,6 +126,35 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
     return Prepared(plan, work, skipped, expected, cleaned)
 
 
+def native_runner(runner: Runner, opts: RunOptions) -> Runner:
+    """``runner`` as the pipeline runs it for ``opts``: with ``--resize native`` a
+    :class:`~p2p_deploy.runners.tiling.TilingRunner` over it (tiles up to ``opts.max_tile``,
+    ``tile_batch`` = ``opts.batch``); for the square modes ``runner`` itself, once checked to
+    take its S x S. Idempotent.
+
+    Raises:
+        P2PError: ``--max-tile`` does not suit the model, or a square mode for a model that
+            does not take its own square (one line, before any work).
+    """
+    from p2p_deploy.errors import P2PError
+    from p2p_deploy.media.resize import NATIVE
+    from p2p_deploy.runners.tiling import TilingRunner, tile_limit
+
+    name = runner.path.name if runner.path is not None else "the model"
+    if opts.resize != NATIVE:
+        s = runner.image_size
+        if not runner.size_range.accepts((s, s)):
+            raise P2PError(
+                f"{name} does not take {s}x{s} frames ({runner.size_range.describe()}); "
+                "use --resize native."
+            )
+        return runner
+    if isinstance(runner, TilingRunner):
+        return runner
+    limit = tile_limit(runner.size_range, opts.max_tile, name)
+    return TilingRunner(runner, limit, opts.batch)
+
+
 def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
@@ -143,8 +174,14 @@ def run_pipeline(
     each frame written, ``on_failure(reason)`` after each failure and ``on_total(n)`` with the
     frame count of each video when it is opened (for progress bars; from worker threads).
     Ctrl-C (or any exception) stops every thread and removes a half-written video before
-    re-raising.
+    re-raising. With ``opts.resize`` ``native`` the runner is wrapped for tiling
+    (:func:`native_runner`) unless the caller did it.
+
+    Raises:
+        P2PError: before any work, the model cannot take what ``opts`` asks (one line).
     """
+    runner = native_runner(runner, opts)
+    fitter = make_fitter(runner, opts)
     plan = prepared.plan
     summary = RunSummary(
         runner=runner.describe(),
@@ -169,7 +206,7 @@ def run_pipeline(
     decoders = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-decode")
     submitter = threading.Thread(
         target=_submit,
-        args=(streams, runner.image_size, opts, decoders, ordered, window, stop, clock, on_total),
+        args=(streams, fitter, opts, decoders, ordered, window, stop, clock, on_total),
         name="p2p-submit",
         daemon=True,
     )
@@ -238,7 +275,7 @@ def _summarise(
 
 def _submit(
     streams: list[JobStream],
-    size: int,
+    fitter: Fitter,
     opts: RunOptions,
     decoders: ThreadPoolExecutor,
     ordered: queue.Queue,
@@ -263,10 +300,10 @@ def _submit(
             elif stream.job.kind == "video":
                 acquire(videos, stop)
                 stream.q = queue.Queue(maxsize=opts.video_queue)
-                decoders.submit(_decode_video_slot, stream, size, opts, stop, clock, on_total,
+                decoders.submit(_decode_video_slot, stream, fitter, opts, stop, clock, on_total,
                                 videos)  # fmt: skip
             else:
-                decoders.submit(decode_job, stream, size, opts, stop, clock)
+                decoders.submit(decode_job, stream, fitter, opts, stop, clock)
             put(ordered, stream, stop)
         put(ordered, None, stop)
     except Stopped:
@@ -279,7 +316,7 @@ def _submit(
 
 def _decode_video_slot(
     stream: JobStream,
-    size: int,
+    fitter: Fitter,
     opts: RunOptions,
     stop: threading.Event,
     clock: StageClock,
@@ -287,7 +324,7 @@ def _decode_video_slot(
     videos: threading.Semaphore,
 ) -> None:
     try:
-        decode_job(stream, size, opts, stop, clock, on_total)
+        decode_job(stream, fitter, opts, stop, clock, on_total)
     finally:
         videos.release()
 

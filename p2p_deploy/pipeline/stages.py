@@ -1,7 +1,8 @@
 """The work of the pipeline's worker threads: decoding jobs into items, encoding outputs.
 
 Decoding (a pool of ``workers`` threads): a job -> Start / Frame / End items, or Failed, into
-its own bounded :class:`JobStream` (decode, convert to BGR8, fit to the model's size). An image
+its own bounded :class:`JobStream` (decode, convert to BGR8, fit to the model: its square, or
+``native``: its own size padded to the model's stride, see :func:`make_fitter`). An image
 is one task; a video is one task that streams its frames (decoded in order by one thread).
 
 Encoding (:class:`Encoder`, another pool of ``workers`` threads): a translated image is one
@@ -33,10 +34,12 @@ import numpy as np
 from p2p_deploy.errors import DataError
 from p2p_deploy.media.files import Job
 from p2p_deploy.media.images import read_image, write_image
-from p2p_deploy.media.resize import fit, restore, source_view
+from p2p_deploy.media.resize import NATIVE, Geometry, fit, fit_native, restore, source_view
 from p2p_deploy.media.video import VideoSink, VideoSource, keeps_odd_sizes, odd_size_output
+from p2p_deploy.models.spatial import format_size
 from p2p_deploy.pipeline.items import End, Failed, Frame, Start
 from p2p_deploy.pipeline.options import RunOptions
+from p2p_deploy.runners.base import Runner
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,35 @@ FUTURES_KEPT = 256  # the Encoder's task futures are pruned of finished ones pas
 
 class Stopped(Exception):
     """Raised inside a worker when the run is being stopped."""
+
+
+# A decoded (H, W, 3) uint8 frame -> (the model input, how it was fitted); raises DataError
+# (one sentence, without the file's name) for a frame the model cannot take.
+Fitter = Callable[[np.ndarray], tuple[np.ndarray, Geometry]]
+
+
+def make_fitter(runner: Runner, opts: RunOptions) -> Fitter:
+    """How frames are fitted to ``runner`` (see ``RunOptions.resize``): to its S x S square,
+    or ``native``: padded to multiples of its stride and at least its smallest size. A native
+    frame beyond every size the runner takes (its largest, with tiling off) fails with one
+    line when it is decoded, before it reaches the model."""
+    if opts.resize != NATIVE:
+        size = runner.image_size
+        return lambda frame: fit(frame, size, opts.resize)
+    sizes = runner.size_range
+
+    def native(frame: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        model_input, geo = fit_native(frame, sizes.stride, sizes.min)
+        padded = model_input.shape[:2]
+        if not sizes.accepts(padded):
+            shown = format_size((geo.height, geo.width))
+            raise DataError(
+                f"{shown} (run at {format_size(padded)}) is beyond the largest size the model "
+                f"takes ({sizes.describe()}) and tiling is off (--max-tile off)."
+            )
+        return model_input, geo
+
+    return native
 
 
 def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
@@ -117,7 +149,7 @@ class JobStream:
 
 def decode_job(
     stream: JobStream,
-    size: int,
+    fitter: Fitter,
     opts: RunOptions,
     stop: threading.Event,
     clock: StageClock,
@@ -127,9 +159,9 @@ def decode_job(
     Unexpected errors go into the stream as the exception itself (the batcher re-raises)."""
     try:
         if stream.job.kind == "image":
-            _decode_image(stream, size, opts, stop, clock)
+            _decode_image(stream, fitter, opts, stop, clock)
         else:
-            _decode_video(stream, size, opts, stop, clock, on_total)
+            _decode_video(stream, fitter, opts, stop, clock, on_total)
     except Stopped:
         return
     except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
@@ -140,7 +172,7 @@ def decode_job(
 
 
 def _decode_image(
-    stream: JobStream, size: int, opts: RunOptions, stop: threading.Event, clock: StageClock
+    stream: JobStream, fitter: Fitter, opts: RunOptions, stop: threading.Event, clock: StageClock
 ) -> None:
     job = stream.job
     t = time.perf_counter()
@@ -149,7 +181,11 @@ def _decode_image(
     except DataError as exc:
         put(stream.q, Failed(job, str(exc)), stop)
         return
-    model_input, geo = fit(img, size, opts.resize)
+    try:
+        model_input, geo = fitter(img)
+    except DataError as exc:
+        put(stream.q, Failed(job, f"{job.src}: {exc}"), stop)
+        return
     clock.add("decode", time.perf_counter() - t)
     put(stream.q, Start(job), stop)
     put(stream.q, Frame(job, 0, model_input, geo, img if opts.side_by_side else None), stop)
@@ -158,7 +194,7 @@ def _decode_image(
 
 def _decode_video(
     stream: JobStream,
-    size: int,
+    fitter: Fitter,
     opts: RunOptions,
     stop: threading.Event,
     clock: StageClock,
@@ -181,7 +217,11 @@ def _decode_video(
             frame = next(frames, None)
             if frame is None:
                 break
-            model_input, geo = fit(frame, size, opts.resize)
+            try:
+                model_input, geo = fitter(frame)
+            except DataError as exc:  # a frame size the model cannot take: fail the video
+                put(stream.q, Failed(job, f"{job.src}: {exc}"), stop)
+                return
             clock.add("decode", time.perf_counter() - t)
             if not started:
                 put(stream.q, Start(job, src.fps), stop)

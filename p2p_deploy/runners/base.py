@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from p2p_deploy.errors import EngineMismatch, P2PError
+from p2p_deploy.models.spatial import SizeRange
 
 if TYPE_CHECKING:
     from p2p_deploy.models.opening import ModelFile
@@ -66,10 +67,14 @@ class Runner(abc.ABC):
     """Base class of all runners.
 
     Contract of :meth:`infer`:
-        input:  (N, 3, S, S) float32 numpy, RGB in [-1, 1], S = :attr:`image_size`, any N >= 1.
-        output: (N, 3, S, S) float32 numpy, RGB in [-1, 1], row i computed from input row i only.
+        input:  (N, 3, H, W) float32 numpy, RGB in [-1, 1], any N >= 1, (H, W) a size the model
+            takes (:attr:`size_range`: S x S, S = :attr:`image_size`, for a fixed-square
+            model; multiples of the stride ``2**n_down`` within its limits for a fully
+            convolutional one).
+        output: (N, 3, H, W) float32 numpy, RGB in [-1, 1], row i computed from input row i only.
     Contract of :meth:`infer_frames`:
-        input:  (N, S, S, 3) uint8 numpy, OpenCV BGR; output the same shape and dtype.
+        input:  (N, H, W, 3) uint8 numpy, OpenCV BGR; output the same shape and dtype.
+    One call holds frames of one size; a new size may compile or capture (once per shape).
 
     Attributes (all set here; subclasses refine them in ``__init__`` or :meth:`_activate`):
         backend: ``torch``, ``onnxruntime``, ``tensorrt``, ... (class attribute).
@@ -78,7 +83,9 @@ class Runner(abc.ABC):
         path: the model file or folder as given.
         device: ``cpu``, ``cuda:0``, ...
         precision: ``fp32`` or ``fp16``, as read from the model, not assumed.
-        image_size: S.
+        image_size: S, the generator's own (training) size.
+        sizes: the (H, W) the model takes (a :class:`~p2p_deploy.models.spatial.SizeRange`);
+            None: exactly S x S. Read it through :attr:`size_range`.
         test_norm: ``stats``, ``running`` or ``unknown`` (what the model was exported with).
         min_batch: the smallest batch one model call takes; smaller chunks are zero-padded up to
             it and the padded rows dropped (a static batch axis: min_batch == max_batch).
@@ -101,11 +108,23 @@ class Runner(abc.ABC):
         self.device = device
         self.precision = "fp32"
         self.image_size = 256
+        self.sizes: SizeRange | None = None
         self.test_norm = "unknown"
         self.min_batch = 1
         self.max_batch: int | None = None
         self.frames_in_flight = 1
         self.is_active = False
+
+    @property
+    def size_range(self) -> SizeRange:
+        """The frame sizes this runner takes (:attr:`sizes`, else exactly S x S)."""
+        return self.sizes or SizeRange.square(self.image_size)
+
+    def warm_size(self) -> tuple[int, int]:
+        """The size :meth:`warmup` runs: S x S when the model takes it, else its smallest."""
+        r = self.size_range
+        s = (self.image_size, self.image_size)
+        return s if r.accepts(s) else r.min
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -153,20 +172,19 @@ class Runner(abc.ABC):
 
         Raises:
             RuntimeError: the runner is not active (use it as a context manager).
-            BatchError: ``batch`` is not (N, 3, S, S) float32.
+            BatchError: ``batch`` is not (N, 3, H, W) float32 of a size the model takes.
         """
         self._check_active()
-        s = self.image_size
-        check_array(batch, (3, s, s), np.float32, "a batch of 3 x {s} x {s} float32 images")
-        out = self._split_and_pad(batch, self._infer_chunk, (3, s, s))
+        row = check_images(batch, self.size_range, np.float32, channels_last=False)
+        out = self._split_and_pad(batch, self._infer_chunk, row)
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def infer_frames(self, frames: np.ndarray) -> np.ndarray:
-        """Translate OpenCV frames: (N, S, S, 3) uint8 BGR -> (N, S, S, 3) uint8 BGR.
+        """Translate OpenCV frames: (N, H, W, 3) uint8 BGR -> (N, H, W, 3) uint8 BGR.
 
         Raises:
             RuntimeError: the runner is not active.
-            BatchError: ``frames`` is not (N, S, S, 3) uint8.
+            BatchError: ``frames`` is not (N, H, W, 3) uint8 of a size the model takes.
         """
         return self.submit_frames(frames).result()
 
@@ -174,24 +192,22 @@ class Runner(abc.ABC):
         """Start translating ``frames`` (as :meth:`infer_frames`) and return at once where the
         runner can work asynchronously (a GPU runner: the frames are copied into pinned memory
         and the upload, model and download are queued on its stream); ``Pending.result()``
-        waits for the (N, S, S, 3) uint8 output. Up to :attr:`frames_in_flight` batches may be
+        waits for the (N, H, W, 3) uint8 output. Up to :attr:`frames_in_flight` batches may be
         pending: the caller fills the next batch while the device works on the last one.
         Results are taken in submission order; submitting more makes the runner wait for the
         oldest first. Runners without such a path translate before returning.
 
         Raises:
             RuntimeError: the runner is not active.
-            BatchError: ``frames`` is not (N, S, S, 3) uint8.
+            BatchError: ``frames`` is not (N, H, W, 3) uint8 of a size the model takes.
         """
         self._check_active()
-        s = self.image_size
-        check_array(frames, (s, s, 3), np.uint8, "frames of {s} x {s} x 3 uint8 (BGR)")
+        row = check_images(frames, self.size_range, np.uint8, channels_last=True)
         parts = []
         for sl in batch_slices(frames.shape[0], self.max_batch):
             chunk = frames[sl]
             pending = self._submit_frames_chunk(pad_rows(chunk, self.min_batch))
             parts.append((chunk.shape[0], pending))
-        row = (s, s, 3)
 
         def collect() -> np.ndarray:
             outs = []
@@ -203,11 +219,12 @@ class Runner(abc.ABC):
 
     @abc.abstractmethod
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
-        """One model call: (n, 3, S, S) float32 with min_batch <= n <= max_batch -> (n, 3, S, S)
-        float (any float dtype; :meth:`infer` makes it float32)."""
+        """One model call: (n, 3, H, W) float32 with min_batch <= n <= max_batch and (H, W) in
+        :attr:`size_range` -> (n, 3, H, W) float (any float dtype; :meth:`infer` makes it
+        float32)."""
 
     def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
-        """One model call on frames: (n, S, S, 3) uint8 BGR -> the same, min_batch <= n <=
+        """One model call on frames: (n, H, W, 3) uint8 BGR -> the same, min_batch <= n <=
         max_batch. The default converts on the CPU with :mod:`p2p_deploy.imaging` and
         translates before returning; GPU runners override it to upload uint8 from pinned
         memory, convert on the device and return while the device works."""
@@ -247,21 +264,23 @@ class Runner(abc.ABC):
         if not self.is_active:
             raise RuntimeError(f"{self.describe()}: not activated; use it as a context manager")
 
-    def warmup(self, batch: int | None = None) -> float:
+    def warmup(self, batch: int | None = None, size: tuple[int, int] | None = None) -> float:
         """Translate one batch of black frames before the first real one (GPU runners
-        autotune, capture CUDA graphs or compile then, all per batch shape); returns its
-        seconds. ``batch``: the batch size the run will submit (default :attr:`min_batch`),
-        kept within ``min_batch..max_batch``: warming another shape than the run's would leave
-        the autotuning and capture of the run's own shape inside the run."""
+        autotune, capture CUDA graphs or compile then, all per shape); returns its seconds.
+
+        ``batch``: the batch size the run will submit (default :attr:`min_batch`), kept within
+        ``min_batch..max_batch``; ``size``: the frames' (height, width) (default
+        :meth:`warm_size`). Warming another shape than the run's would leave the autotuning
+        and capture of the run's own shape inside the run."""
         import time
 
         self._check_active()
-        s = self.image_size
+        h, w = size or self.warm_size()
         n = max(batch or self.min_batch, self.min_batch)
         if self.max_batch:
             n = min(n, self.max_batch)
         t = time.perf_counter()
-        self.infer_frames(np.zeros((n, s, s, 3), np.uint8))
+        self.infer_frames(np.zeros((n, h, w, 3), np.uint8))
         return time.perf_counter() - t
 
     # -- optional hooks for tools ---------------------------------------------------------
@@ -269,7 +288,7 @@ class Runner(abc.ABC):
     def device_step(self, batch: np.ndarray) -> DeviceStep | None:
         """The model alone on ``batch`` already uploaded to the device, for CUDA-event timing.
 
-        ``batch``: (n, 3, S, S) float32, n <= max_batch. Returns None when the runner has no
+        ``batch``: (n, 3, H, W) float32, n <= max_batch. Returns None when the runner has no
         device-side step (CPU runners; ONNX Runtime, whose session does its own copies); the
         bench then reports end-to-end time only. Needs an active runner.
         """
@@ -278,7 +297,7 @@ class Runner(abc.ABC):
     def frames_device_step(self, frames: np.ndarray) -> DeviceStep | None:
         """What :meth:`submit_frames` runs on the device (conversions and model) on ``frames``
         ((n, S, S, 3) uint8) already uploaded, for CUDA-event timing; None where the runner has
-        no such step (then :meth:`device_step` times the model alone)."""
+        no such step (then :meth:`device_step` times the model alone). ``frames``: (n, H, W, 3)."""
         return None
 
     def describe(self) -> str:
@@ -290,6 +309,31 @@ class Runner(abc.ABC):
 
     def _describe_extras(self) -> list[str]:
         return [f"test-norm {self.test_norm}"]
+
+
+def check_images(x: Any, sizes: SizeRange, dtype: type, channels_last: bool) -> tuple[int, ...]:
+    """Raise :class:`BatchError` unless ``x`` is an (N >= 1, 3, H, W) (``channels_last``:
+    (N, H, W, 3)) numpy array of ``dtype`` whose (H, W) ``sizes`` accepts; returns its row
+    shape (``x.shape[1:]``)."""
+    if channels_last:
+        want = "frames of H x W x 3 uint8 (BGR)" if dtype == np.uint8 else "H x W x 3 frames"
+    else:
+        want = f"a batch of 3 x H x W {np.dtype(dtype).name} images"
+    if sizes.fixed:
+        h, w = sizes.min
+        want = want.replace("H x W", f"{h} x {w}")
+    if not isinstance(x, np.ndarray):
+        raise BatchError(f"expected {want} as a numpy array, got {type(x).__name__}")
+    c_axis = 3 if channels_last else 1
+    if x.ndim != 4 or x.shape[0] < 1 or x.shape[c_axis] != 3:
+        raise BatchError(f"expected {want}, got shape {tuple(x.shape)}")
+    hw = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    if not sizes.accepts(hw):
+        detail = "" if sizes.fixed else f": {sizes.refusal(hw)}"
+        raise BatchError(f"expected {want}, got shape {tuple(x.shape)}{detail}")
+    if x.dtype != dtype:
+        raise BatchError(f"expected {want}, got dtype {x.dtype}")
+    return tuple(x.shape[1:])
 
 
 def check_array(x: Any, row: tuple[int, ...], dtype: type, what: str) -> None:

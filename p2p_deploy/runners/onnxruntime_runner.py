@@ -167,8 +167,9 @@ class OnnxRuntimeRunner(Runner):
             )
             return None
         card = self.card
+        spatial = card.spatial_profile.sizes() if card.spatial_profile else None
         profile = trt_profile_options(
-            card.input_name, card.generator.in_channels, card.image_size, self.trt_batch
+            card.input_name, card.generator.in_channels, card.image_size, self.trt_batch, spatial
         )
         return trt_provider_options(index, self.precision == "fp16", cache, profile)
 
@@ -201,6 +202,11 @@ class OnnxRuntimeRunner(Runner):
         self.input_name, self.output_name = io.input.name, io.output.name
         self._in_dtype = np.dtype(io.input.dtype).type
         self.image_size = io.image_size
+        if io.input.shape[2] is None or io.input.shape[3] is None:
+            # Dynamic height and width: the sizes of the card's spatial profile (a card is
+            # there: check_io refuses a dynamic size without one).
+            assert self.card is not None
+            self.sizes = self.card.size_range()
         # A static batch axis fixes each call's size (pad up to it); a symbolic one takes any N.
         if io.static_batch is not None:
             self.min_batch = self.max_batch = io.static_batch

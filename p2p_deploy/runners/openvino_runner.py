@@ -18,14 +18,17 @@ disagree the label is ``mixed`` and :attr:`conv_precisions` has the counts.
 
 CPU settings: ``INFERENCE_NUM_THREADS`` = ``threads`` (default: physical cores),
 ``PERFORMANCE_HINT`` LATENCY and one stream (one batch at a time, all threads on it). Each batch
-size gets its own compiled model with a static shape (compiled on first use, kept): static
-shapes let the plugin pick its fastest kernels, and a deployment uses one or two batch sizes.
+size (and, for an export with dynamic height and width, each frame size: ``p2p export
+--spatial``, ``p2p run --resize native``) gets its own compiled model with a static shape,
+reshaped from the graph (compiled on first use; the last :data:`COMPILED_SHAPES` are kept):
+static shapes let the plugin pick its fastest kernels, and a deployment uses one or two batch
+sizes, and a video one frame size.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from p2p_deploy.runners.base import Runner
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
+COMPILED_SHAPES = 8  # compiled (batch, height, width) shapes kept; the oldest go first
 _HINT = {"fp32": "f32", "bf16": "bf16"}
 _LABEL = {"f32": "fp32", "bf16": "bf16", "i8": "int8", "u8": "int8", "f16": "fp16"}
 
@@ -112,7 +116,8 @@ class OpenVINORunner(Runner):
         self.quantized = False
         self._core: Any = None
         self._model: Any = None
-        self._compiled: dict[int, tuple[Any, Any]] = {}  # batch -> (compiled model, request)
+        # (batch, height, width) -> (compiled model, request), least recently used first
+        self._compiled: OrderedDict[tuple[int, int, int], tuple[Any, Any]] = OrderedDict()
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -141,11 +146,16 @@ class OpenVINORunner(Runner):
             self.card.image_size if self.card is not None else None,
         )
         self.image_size = io.image_size
+        if io.input.shape[2] is None or io.input.shape[3] is None:
+            # Dynamic height and width: the sizes of the card's spatial profile (a card is
+            # there: check_io refuses a dynamic size without one).
+            assert self.card is not None
+            self.sizes = self.card.size_range()
         if io.static_batch is not None:  # a static batch axis (e.g. an IR saved for batch 1)
             self.min_batch = self.max_batch = io.static_batch
         self.quantized = _graph_is_quantized(self._model)
         # Compile the smallest batch now: loading errors surface here, and the label is known.
-        compiled, _ = self._compile(self.min_batch)
+        compiled, _ = self._compile(self.min_batch, *self.warm_size())
         self.conv_precisions = _conv_precisions(compiled)
         self.precision = _label(self.conv_precisions)
         if self.card is not None and self.card.precision == "int8" and self.precision != "int8":
@@ -157,11 +167,14 @@ class OpenVINORunner(Runner):
         self._model = None
         self._core = None
 
-    def _compile(self, batch: int) -> tuple[Any, Any]:
-        """The compiled model and infer request for a static ``batch`` (compiled once)."""
-        if batch not in self._compiled:
+    def _compile(self, batch: int, height: int, width: int) -> tuple[Any, Any]:
+        """The compiled model and infer request for a static (batch, 3, height, width) input
+        (compiled once; the last :data:`COMPILED_SHAPES` shapes are kept)."""
+        key = (batch, height, width)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+        else:
             model = self._model.clone()
-            s = self.image_size
             config = {
                 "INFERENCE_PRECISION_HINT": _HINT[self.hint],
                 "INFERENCE_NUM_THREADS": self.threads,
@@ -170,19 +183,21 @@ class OpenVINORunner(Runner):
             }
             try:
                 with captured_native_stderr(drop_all=True):
-                    model.reshape({model.inputs[0].get_any_name(): [batch, 3, s, s]})
+                    model.reshape({model.inputs[0].get_any_name(): [batch, 3, height, width]})
                     compiled = self._core.compile_model(model, "CPU", config)
             except Exception as exc:  # noqa: BLE001
                 raise EngineMismatch(
                     f"{self.path}: OpenVINO cannot compile this model ({ov_reason(exc)})."
                 ) from None
-            self._compiled[batch] = (compiled, compiled.create_infer_request())
-        return self._compiled[batch]
+            self._compiled[key] = (compiled, compiled.create_infer_request())
+            while len(self._compiled) > COMPILED_SHAPES:
+                self._compiled.popitem(last=False)
+        return self._compiled[key]
 
     # -- inference ------------------------------------------------------------------------
 
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
-        _, request = self._compile(batch.shape[0])
+        _, request = self._compile(*(int(d) for d in batch.shape[0:1] + batch.shape[2:4]))
         request.infer({0: batch}, share_inputs=True)
         # The request owns its output buffer and reuses it on the next call: copy it out.
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)

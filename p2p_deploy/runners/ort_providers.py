@@ -39,21 +39,27 @@ _PROVIDER_LIBS = {
 
 
 def trt_profile_options(
-    input_name: str, channels: int, size: int, batch: tuple[int, int, int]
+    input_name: str,
+    channels: int,
+    size: int,
+    batch: tuple[int, int, int],
+    spatial: tuple[tuple[int, int], ...] | None = None,
 ) -> dict[str, str]:
     """``trt_profile_{min,opt,max}_shapes`` for an (N, C, S, S) input with N in ``batch``:
-    ``{"trt_profile_min_shapes": "input:1x3x256x256", ...}``."""
+    ``{"trt_profile_min_shapes": "input:1x3x256x256", ...}``; with ``spatial`` (the min, opt
+    and max (H, W) of an export with dynamic height and width) over H and W too."""
     lo, opt, hi = batch
     if not 1 <= lo <= opt <= hi:
         raise ValueError(f"batch profile must be 1 <= min <= opt <= max, got {batch}")
+    hws = spatial or ((size, size),) * 3
 
-    def shape(n: int) -> str:
-        return f"{input_name}:{n}x{channels}x{size}x{size}"
+    def shape(n: int, hw: tuple[int, int]) -> str:
+        return f"{input_name}:{n}x{channels}x{hw[0]}x{hw[1]}"
 
     return {
-        "trt_profile_min_shapes": shape(lo),
-        "trt_profile_opt_shapes": shape(opt),
-        "trt_profile_max_shapes": shape(hi),
+        "trt_profile_min_shapes": shape(lo, hws[0]),
+        "trt_profile_opt_shapes": shape(opt, hws[1]),
+        "trt_profile_max_shapes": shape(hi, hws[2]),
     }
 
 

@@ -4,9 +4,12 @@ TensorRT 10/11 (``num_io_tensors``, ``get_tensor_name``, ``set_input_shape``,
 
 Imports only tensorrt, numpy and (inside :mod:`trt_memory`) torch or pycuda, so a box without
 torch runs ``.plan`` files. Dynamic batch within the engine's optimisation profile; larger
-batches are split, smaller ones padded up to the profile's minimum (the base class). One
-CUDA stream, pinned host buffers, async copies; optional CUDA-graph capture per batch size, each
-on its own execution context (torch buffers only: pycuda has no stream-capture API).
+batches are split, smaller ones padded up to the profile's minimum (the base class). An engine
+built with ``p2p export --spatial`` has a profile over height and width too: it takes any frame
+size within it (:mod:`.trt_shapes`; ``p2p run --resize native`` tiles larger frames). One
+CUDA stream, pinned host buffers sized for the profile's max shape, async copies; optional
+CUDA-graph capture per input shape (batch, height, width), each on its own execution context
+(torch buffers only: pycuda has no stream-capture API).
 
 Activation memory: every execution context is created ``USER_MANAGED`` and given the same
 block of ``engine.device_memory_size_v2`` bytes (:func:`context_memory_size`,
@@ -39,6 +42,7 @@ from p2p_deploy.models.opening import ModelFile
 from p2p_deploy.runners.base import DeviceStep, Pending, Runner
 from p2p_deploy.runners.frame_slots import FrameSlots
 from p2p_deploy.runners.trt_memory import CudaMemory, DeviceBuffer, TorchCudaMemory, open_memory
+from p2p_deploy.runners.trt_shapes import engine_limits
 
 log = logging.getLogger(__name__)
 
@@ -159,22 +163,23 @@ def user_managed_context(trt: Any, engine: Any, memory: DeviceBuffer) -> Any:
 
 
 class ContextPerShape:
-    """Execution contexts for CUDA-graph replay: one per batch size, created on first use.
+    """Execution contexts for CUDA-graph replay: one per input shape, created on first use.
 
     A captured CUDA graph replays the exact kernels, shapes and addresses of its capture, on the
     context it was captured from; setting another input shape on that context and replaying
-    would run stale kernels. So each batch size gets its own context (its input shape is set
-    once, at creation) and its own graph. ``create(n)`` makes a context with input shape n;
-    ``capture(ctx, n)`` returns its graph. Neither runs here without a GPU, the bookkeeping does.
+    would run stale kernels. So each input shape (the runner's key: (batch, height, width))
+    gets its own context (its input shape is set once, at creation) and its own graph.
+    ``create(key)`` makes a context with that input shape; ``capture(ctx, key)`` returns its
+    graph. Neither runs here without a GPU, the bookkeeping does.
     """
 
     def __init__(self, create: Any, capture: Any) -> None:
         self._create = create
         self._capture = capture
-        self.slots: dict[int, tuple[Any, Any]] = {}
+        self.slots: dict[Any, tuple[Any, Any]] = {}
 
-    def graph_for(self, n: int) -> Any:
-        """The graph for batch size ``n`` (creating its context and capturing on first use)."""
+    def graph_for(self, n: Any) -> Any:
+        """The graph for input shape ``n`` (creating its context and capturing on first use)."""
         slot = self.slots.get(n)
         if slot is None:
             ctx = self._create(n)
@@ -194,7 +199,7 @@ class TensorRTRunner(Runner):
             (:func:`~p2p_deploy.models.opening.open_model`) or a path.
         device: ``cuda`` or ``cuda:N``.
         memory: ``auto`` (torch when it has CUDA, else pycuda), ``torch`` or ``pycuda``.
-        cuda_graphs: capture one CUDA graph per batch size on first use (torch memory only).
+        cuda_graphs: capture one CUDA graph per input shape on first use (torch memory only).
     """
 
     backend = "tensorrt"
@@ -283,31 +288,30 @@ class TensorRTRunner(Runner):
         self._in_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.input_name)))
         self._out_dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(self.output_name)))
         shape = tuple(engine.get_tensor_shape(self.input_name))
-        s = self.image_size
-        if len(shape) != 4 or tuple(shape[1:]) != (3, s, s):
-            raise EngineMismatch(
-                f"{self.path}: engine input {shape} does not match its card (-1, 3, {s}, {s})."
-            )
-        if shape[0] == -1:
-            # Buffers sized by profile 0's max shape, as NVIDIA's samples/python/
-            # common_runtime.py (allocate_buffers: get_tensor_profile_shape(name, idx)[-1]).
-            lo, _opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
-            self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
-        else:
-            self.min_batch = self.max_batch = int(shape[0])
-        # One pinned host pair and one device pair sized for the largest batch, reused by every
-        # context (runs are serial on one stream). Polygraphy's TrtRunner instead grows its
-        # buffers per call; fixed buffers keep addresses stable, which CUDA graphs need.
-        per_in = 3 * s * s * self._in_dtype.itemsize
-        per_out = 3 * s * s * self._out_dtype.itemsize
+        # Buffers sized by profile 0's max shape, as NVIDIA's samples/python/common_runtime.py
+        # (allocate_buffers: get_tensor_profile_shape(name, idx)[-1]); batch, H and W limits
+        # from the same profile, checked against the card (trt_shapes.engine_limits).
+        profile = (
+            engine.get_tensor_profile_shape(self.input_name, 0) if -1 in shape else None
+        )
+        limits = engine_limits(self.path, shape, profile, self.card)
+        self.min_batch, self.max_batch = limits.min_batch, limits.max_batch
+        self.sizes = limits.sizes
+        h, w = limits.max_hw
+        # One pinned host pair and one device pair sized for the largest batch at the largest
+        # size, reused by every context and viewed as each call's shape (runs are serial on one
+        # stream). Polygraphy's TrtRunner instead grows its buffers per call; fixed buffers
+        # keep addresses stable, which CUDA graphs need.
+        per_in = 3 * h * w * self._in_dtype.itemsize
+        per_out = 3 * h * w * self._out_dtype.itemsize
         self._d_in = self.mem.device_empty(per_in * self.max_batch)
         self._d_out = self.mem.device_empty(per_out * self.max_batch)
-        self._h_in = self.mem.host_empty((self.max_batch, 3, s, s), self._in_dtype)
-        self._h_out = self.mem.host_empty((self.max_batch, 3, s, s), self._out_dtype)
+        self._h_in = self.mem.host_empty((self.max_batch * 3 * h * w,), self._in_dtype)
+        self._h_out = self.mem.host_empty((self.max_batch * 3 * h * w,), self._out_dtype)
         # One activation block for every context (module docstring); at least a byte, so that
         # its pointer is a real allocation even for an engine that needs none.
         self._context_memory = self.mem.device_empty(max(context_memory_size(engine), 1))
-        # Graph mode replays per-batch-size contexts only: no plain context to pay for.
+        # Graph mode replays per-shape contexts only: no plain context to pay for.
         self._context = None if self.cuda_graphs else self._new_context()
         # Frames (submit_frames): two pinned host slots, so the host fills the next batch
         # while the GPU works on this one.
@@ -335,14 +339,15 @@ class TensorRTRunner(Runner):
                 raise RuntimeError(f"{self.path}: TensorRT refused the address of {name!r}")
         return ctx
 
-    def _set_shape(self, ctx: Any, n: int) -> None:
-        s = self.image_size
+    def _set_shape(self, ctx: Any, key: tuple[int, int, int]) -> None:
+        n, h, w = key
         # TrtRunner._infer_impl: set only when it changed; False when outside the profile.
-        if tuple(ctx.get_tensor_shape(self.input_name)) != (n, 3, s, s):
-            if not ctx.set_input_shape(self.input_name, (n, 3, s, s)):
+        if tuple(ctx.get_tensor_shape(self.input_name)) != (n, 3, h, w):
+            if not ctx.set_input_shape(self.input_name, (n, 3, h, w)):
                 raise RuntimeError(
-                    f"{self.path}: TensorRT refused input shape ({n}, 3, {s}, {s}); the engine "
-                    f"takes batch {self.min_batch}..{self.max_batch}"
+                    f"{self.path}: TensorRT refused input shape ({n}, 3, {h}, {w}); the engine "
+                    f"takes batch {self.min_batch}..{self.max_batch}, frames "
+                    f"{self.size_range.describe()}"
                 )
 
     def _execute(self, ctx: Any) -> None:
@@ -350,12 +355,12 @@ class TensorRTRunner(Runner):
         if not ctx.execute_async_v3(self.mem.stream_handle):
             raise RuntimeError(f"{self.path}: TensorRT execution failed")
 
-    def _graph_context(self, n: int) -> Any:
+    def _graph_context(self, key: tuple[int, int, int]) -> Any:
         ctx = self._new_context()
-        self._set_shape(ctx, n)
+        self._set_shape(ctx, key)
         return ctx
 
-    def _capture(self, ctx: Any, n: int) -> Any:
+    def _capture(self, ctx: Any, key: Any) -> Any:
         """Capture ``ctx``'s run (its shape already set) into a torch CUDA graph on the
         runner's stream. NVIDIA's developer guide ("CUDA Graphs"): enqueue once before
         capturing, so TensorRT's shape-dependent work happens outside the graph.
@@ -375,10 +380,11 @@ class TensorRTRunner(Runner):
             self._execute(ctx)
         return graph
 
-    def _enqueue(self, n: int) -> None:
-        """Run the engine on the first ``n`` rows of the device input (async on the stream)."""
+    def _enqueue(self, key: tuple[int, int, int]) -> None:
+        """Run the engine on the device input viewed as (n, 3, h, w), ``key`` = (n, h, w)
+        (async on the stream)."""
         if not self.cuda_graphs:
-            self._set_shape(self._context, n)
+            self._set_shape(self._context, key)
             self._execute(self._context)
             return
         import torch
@@ -386,7 +392,7 @@ class TensorRTRunner(Runner):
         # Replay on the runner's stream: replay() launches on torch's *current* stream, which
         # must be the one the input/output copies are ordered on.
         with torch.cuda.stream(self.mem.stream):
-            self._graphs.graph_for(n).replay()
+            self._graphs.graph_for(key).replay()
 
     def _close(self) -> None:
         if self.mem is None:
@@ -405,17 +411,21 @@ class TensorRTRunner(Runner):
         self.mem = None
 
     def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
-        n = batch.shape[0]  # within min_batch..max_batch (the base class split and padded it)
+        # n within min_batch..max_batch (the base class split and padded it), (h, w) within
+        # the profile (the base class checked it against size_range).
+        n, _, h, w = batch.shape
+        h_in = self._h_in[: batch.size].reshape(batch.shape)
+        h_out = self._h_out[: batch.size].reshape(batch.shape)
         # The order of common_runtime.py's _do_inference_base: async H2D copy, enqueue, async
         # D2H copy, synchronize the stream, all on one stream (that sample ignores the result
         # of execute_async_v3; _execute checks it, as Polygraphy's TrtRunner does).
         with self.mem.current():
-            self._h_in[:n] = batch
-            self.mem.to_device(self._d_in, self._h_in[:n])
-            self._enqueue(n)
-            self.mem.to_host(self._h_out[:n], self._d_out)
+            h_in[:] = batch
+            self.mem.to_device(self._d_in, h_in)
+            self._enqueue((n, h, w))
+            self.mem.to_host(h_out, self._d_out)
             self.mem.synchronize()
-        return self._h_out[:n].copy()
+        return h_out.copy()
 
     def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
         """Queue one batch of uint8 frames and return while the GPU works on it (two batches
@@ -430,7 +440,8 @@ class TensorRTRunner(Runner):
         left them.
         """
         assert self.mem is not None and self._slots is not None
-        s, n = self.image_size, frames.shape[0]
+        n, h, w = frames.shape[:3]
+        key, count = (n, h, w), n * 3 * h * w
         slot = self._slots.take()
         if isinstance(self.mem, TorchCudaMemory):
             import torch
@@ -445,10 +456,10 @@ class TensorRTRunner(Runner):
             np.copyto(h_in, frames)
             with self.mem.current(), torch.cuda.stream(self.mem.stream):
                 f = torch.from_numpy(h_in).to(self.mem.device, non_blocking=True)
-                d_in = self._d_in.handle.view(in_t)[: n * 3 * s * s].view(n, 3, s, s)
+                d_in = self._d_in.handle.view(in_t)[:count].view(n, 3, h, w)
                 d_in.copy_(torch_bgr8_to_tensor(f, in_t))
-                self._enqueue(n)
-                d_out = self._d_out.handle.view(out_t)[: n * 3 * s * s].view(n, 3, s, s)
+                self._enqueue(key)
+                d_out = self._d_out.handle.view(out_t)[:count].view(n, 3, h, w)
                 ok = torch.isfinite(d_out).all().reshape(1).to(torch.uint8)
                 torch.from_numpy(h_out).copy_(torch_tensor_to_bgr8(d_out), non_blocking=True)
                 torch.from_numpy(h_ok).copy_(ok, non_blocking=True)
@@ -462,13 +473,13 @@ class TensorRTRunner(Runner):
             return self._slots.pending(slot, wait_checked, h_out)
         from p2p_deploy.imaging import bgr8_to_tensor, tensor_to_bgr8
 
-        h_in = slot.host_in((n, 3, s, s), self._in_dtype)
-        h_out = slot.host_out((n, 3, s, s), self._out_dtype)
+        h_in = slot.host_in((n, 3, h, w), self._in_dtype)
+        h_out = slot.host_out((n, 3, h, w), self._out_dtype)
         np.copyto(h_in, bgr8_to_tensor(frames), casting="same_kind")
         mem = self.mem
         with mem.current():
             mem.to_device(self._d_in, h_in)
-            self._enqueue(n)
+            self._enqueue(key)
             mem.to_host(h_out, self._d_out)
             event = mem.record_event()  # its synchronize() pushes the runner's context
         floats = self._slots.pending(slot, event.synchronize, h_out)
@@ -484,10 +495,11 @@ class TensorRTRunner(Runner):
         n = max(batch.shape[0], self.min_batch)
         if n > (self.max_batch or n):
             return None
+        key = (n, int(batch.shape[2]), int(batch.shape[3]))
 
         def step() -> None:
             with self.mem.current():
-                self._enqueue(n)
+                self._enqueue(key)
 
         return DeviceStep(step, self.mem.stream)
 

@@ -1,7 +1,10 @@
 """PyTorch runner: a generator checkpoint run eagerly (or compiled / CUDA-graphed).
 
 CPU: fp32. CUDA: fp16 and channels-last by default, cudnn.benchmark on, optional CUDA graphs
-(one per batch size, captured on first use) or torch.compile. Always under ``inference_mode``.
+(one per input shape, captured on first use) or torch.compile. Always under ``inference_mode``.
+The generator is fully convolutional: the runner takes any height and width that are multiples
+of its stride ``2**n_down`` (``p2p run --resize native``); each new shape autotunes (cuDNN),
+captures (graphs) or compiles (``compile``: static shapes, so one compile per shape) once.
 An fp32 runner computes in fp32: cuDNN's TF32 convolutions (on by default in PyTorch,
 ``torch.backends.cudnn.allow_tf32``) are off during its calls.
 """
@@ -22,6 +25,7 @@ from p2p_deploy.models.card import TEST_NORMS
 from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.inference import prepare_generator
 from p2p_deploy.models.opening import ModelFile
+from p2p_deploy.models.spatial import SizeRange
 from p2p_deploy.runners.base import DeviceStep, Pending, Runner
 from p2p_deploy.runners.frame_slots import FrameSlots
 from p2p_deploy.runners.trt_memory import TorchCudaMemory
@@ -98,6 +102,8 @@ class TorchRunner(Runner):
         self.min_batch = static_batch or 1
         self.config: GeneratorConfig = card.generator
         self.image_size = card.image_size
+        stride = self.config.stride  # any multiple of it: the U-Net is fully convolutional
+        self.sizes = SizeRange((stride, stride), None, stride)
         self.compile_seconds: float | None = None  # the first (compiling) call, after warmup()
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self._model: torch.nn.Module | None = None
@@ -133,10 +139,10 @@ class TorchRunner(Runner):
         self._slots = None
         self._mem = None
 
-    def warmup(self, batch: int | None = None) -> float:
+    def warmup(self, batch: int | None = None, size: tuple[int, int] | None = None) -> float:
         """One batch before the first frame (see Runner.warmup): compiles with ``compile``
         (its seconds are kept in :attr:`compile_seconds`), autotunes cuDNN, captures graphs."""
-        seconds = super().warmup(batch)
+        seconds = super().warmup(batch, size)
         if self.compile:
             self.compile_seconds = seconds
         return seconds
@@ -187,7 +193,7 @@ class TorchRunner(Runner):
         return static_out if n == static_out.shape[0] else static_out[:n]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(n, 3, S, S) tensor in [-1, 1] on any device -> (n, 3, S, S) on :attr:`device` in
+        """(n, 3, H, W) tensor in [-1, 1] on any device -> (n, 3, H, W) on :attr:`device` in
         the runner's dtype; no host copies of the result."""
         x = self._prepare(x)
         with torch.inference_mode(), _no_tf32(self.precision == "fp32"):
@@ -196,7 +202,7 @@ class TorchRunner(Runner):
             return self._model(x)
 
     def _frames_model(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(n, S, S, 3) uint8 BGR on the device -> (the same: conversion, model, conversion;
+        """(n, H, W, 3) uint8 BGR on the device -> (the same: conversion, model, conversion;
         a (1,) uint8 tensor, 1 when every model output was finite)."""
         x = torch_bgr8_to_tensor(frames, self._dtype)
         # The converted frames are an NHWC permute (channels-last strides), so both layouts

@@ -12,7 +12,7 @@ from runtime.media_files import BAD_IMAGES, GOOD_IMAGES, random_bgr, write_video
 from p2p_deploy.errors import DataError
 from p2p_deploy.media.files import plan_inputs
 from p2p_deploy.media.images import read_image, write_image
-from p2p_deploy.media.resize import RESIZE_MODES, fit, restore, source_view
+from p2p_deploy.media.resize import SQUARE_MODES, fit, restore, source_view
 from p2p_deploy.media.video import VideoSink, VideoSource, codec_works
 
 
@@ -77,7 +77,7 @@ def test_write_image_is_atomic(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["o.png"]
 
 
-@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize("mode", SQUARE_MODES)
 @pytest.mark.parametrize(("h", "w"), [(30, 50), (50, 30), (32, 32), (7, 100)])
 def test_resize_modes_fit_and_restore(mode: str, h: int, w: int) -> None:
     frame = random_bgr(h, w, 0)

@@ -42,7 +42,7 @@ def test_precision_labels_come_from_the_compiled_model(
 
 def test_threads_are_honoured(tiny_onnx_fp32: Path) -> None:
     with open_runner(tiny_onnx_fp32, "openvino", threads=1) as r:
-        compiled, _ = r._compiled[1]
+        compiled, _ = r._compiled[(1, 32, 32)]  # (batch, height, width)
         assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
         assert "1 threads" in r.describe()
         assert r.infer(_x(2)).shape == (2, 3, 32, 32)
