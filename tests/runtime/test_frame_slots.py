@@ -98,13 +98,13 @@ def test_warmup_runs_the_runs_batch_within_the_runners_limits() -> None:
     class Recording(Runner):
         def __init__(self) -> None:
             super().__init__()
-            self.image_size, self.is_active, self.sizes = 8, True, []
+            self.image_size, self.is_active, self.batches = 8, True, []
 
         def _infer_chunk(self, batch: np.ndarray) -> np.ndarray:
             return batch
 
         def _submit_frames_chunk(self, frames: np.ndarray) -> Pending:
-            self.sizes.append(frames.shape[0])
+            self.batches.append(frames.shape[0])
             return Pending(lambda: frames)
 
     r = Recording()
@@ -114,7 +114,7 @@ def test_warmup_runs_the_runs_batch_within_the_runners_limits() -> None:
     r.warmup(16)
     r.warmup(2)
     r.warmup()
-    assert r.sizes == [16, 1, 8, 4, 4]
+    assert r.batches == [16, 1, 8, 4, 4]
 
 
 def test_a_smaller_batch_replays_the_smallest_larger_graph() -> None:

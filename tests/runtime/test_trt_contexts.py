@@ -155,8 +155,9 @@ def test_graph_mode_contexts_share_one_user_managed_block(fake_plan, monkeypatch
     assert runner._context is None and engine.contexts == []  # no plain context in graph mode
     block = runner._context_memory
     assert block.nbytes == ACTIVATIONS
-    for n in (4, 2, 16, 1):  # one context per captured batch size, as ContextPerShape makes
-        runner._graph_context(n)
+    s = runner.image_size
+    for n in (4, 2, 16, 1):  # one context per captured shape, as ContextPerShape makes
+        runner._graph_context((n, s, s))
     assert len(engine.contexts) == 4
     assert {c.strategy for c in engine.contexts} == {USER_MANAGED}
     assert {c.memory for c in engine.contexts} == {(block.ptr, ACTIVATIONS)}
