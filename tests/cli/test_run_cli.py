@@ -60,9 +60,9 @@ def test_warmup_uses_the_runs_batch(
     sizes: list[int | None] = []
     real = Runner.warmup
 
-    def spy(self, batch=None):
+    def spy(self, batch=None, size=None):
         sizes.append(batch)
-        return real(self, batch)
+        return real(self, batch, size)
 
     monkeypatch.setattr(Runner, "warmup", spy)
     out = tmp_path / "out"
