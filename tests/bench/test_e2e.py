@@ -29,6 +29,7 @@ def _check(e2e, frames):
     assert all(c["fps"] > 0 for c in e2e["io_ceiling"].values())
 
 
+@pytest.mark.slow
 def test_folder(ort_runner, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(5):  # odd sizes: fitting and restoring are part of the timed stages

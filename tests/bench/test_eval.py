@@ -152,6 +152,7 @@ def _grid_caption_free(path: Path, row: int) -> np.ndarray:
     return img[top : top + 128]
 
 
+@pytest.mark.slow
 def test_baseline_fp16_against_fp32_onnx(
     tmp_path: Path, own_output_data: Path, tiny_onnx_fp32: Path, tiny_onnx_fp16: Path
 ) -> None:

@@ -36,6 +36,7 @@ def spatial_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path
     return path
 
 
+@pytest.mark.slow
 def test_bench_size_times_whole_frames_with_scaled_flops(
     tmp_path, tiny_checkpoint, tiny_onnx_fp32, spatial_onnx
 ) -> None:

@@ -126,6 +126,7 @@ def test_only_mismatched_onnx_exports_nothing_in_their_place(tiny_checkpoint, on
     assert {r["backend"] for r in report["results"]} == {"torch"}
 
 
+@pytest.mark.slow
 def test_candidate_failing_mid_run_is_a_skipped_row(tiny_candidates, onnx_64px, fast_policy):
     """A runner that raises while running (a 64 px model fed 32 px images) is skipped with a
     one-line reason; the other candidates' rows are still there."""

@@ -192,6 +192,7 @@ def test_help_is_real_and_cheap():
     )
 
 
+@pytest.mark.slow
 def test_default_out_is_under_the_working_folder(tiny_checkpoint, tmp_path, monkeypatch):
     """Without --out the report goes to ./p2p-bench/<machine>-<date>/, never into the package."""
     import p2p_deploy

@@ -231,6 +231,7 @@ def test_ctrl_c_says_interrupted_keeps_no_partial_video_and_rerun_completes(
     assert stat.S_IMODE((out / "clip.mp4").stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.slow
 def test_bad_files_give_only_our_lines_on_stderr(tmp_path: Path, tiny_onnx_fp32: Path) -> None:
     """FFmpeg/OpenCV print their own complaints ("moov atom not found", "[ WARN:0@...]", "tag
     'XXXX' is not found") straight to stderr; each bad file must be one line of ours only."""

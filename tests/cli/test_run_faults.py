@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from runtime.media_files import random_bgr, write_video
 from smallfs import fill, tmpfs
 
@@ -31,6 +32,7 @@ def _not_ours(err: str) -> list[str]:
     return [ln for ln in err.splitlines() if not ln.startswith(OURS)]
 
 
+@pytest.mark.slow
 def test_full_disk_is_one_line_per_item_and_the_right_exit_code(
     tmp_path: Path, tiny_onnx_fp32: Path
 ) -> None:
@@ -56,6 +58,7 @@ def test_full_disk_is_one_line_per_item_and_the_right_exit_code(
         assert r.returncode == 0 and "done 2, skipped 0" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_leftovers_are_removed_by_the_next_run(
     tmp_path: Path, tiny_onnx_fp32: Path
 ) -> None:
@@ -105,6 +108,7 @@ def test_libpng_and_opencv_lines_never_reach_stderr(tmp_path: Path, tiny_onnx_fp
     assert r.stderr.count("failed: ") == 2
 
 
+@pytest.mark.slow
 def test_training_data_reads_are_quiet_and_other_threads_lines_are_kept(tmp_path: Path) -> None:
     """The training reader (train/datasets.py) decodes the same way; a line written by another
     thread while a decode has fd 2 captured still reaches the terminal."""

@@ -41,6 +41,7 @@ def wait_for(test, proc: subprocess.Popen, seconds: float = 120) -> None:  # noq
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_sigterm_during_export_leaves_no_staging(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """`p2p export` killed by SIGTERM left its hidden staging folder (54 MB at full size)
     until the next export; now it unwinds as on Ctrl-C."""
@@ -57,6 +58,7 @@ def test_sigterm_during_export_leaves_no_staging(tiny_checkpoint: Path, tmp_path
     assert not [n for n in left if n.startswith(".")], left  # no staging, no lock
 
 
+@pytest.mark.slow
 def test_sigterm_during_run_keeps_no_partial_video(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from runtime.media_files import write_video
 
@@ -86,6 +88,7 @@ def test_sigterm_during_download(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == []  # lock released
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_no_marker_and_skipped_folders_are_named(
     tiny_onnx_fp32: Path, tmp_path: Path
 ) -> None:

@@ -90,6 +90,7 @@ def test_a_refused_lock_leaves_no_folder_it_made(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()  # made by the lock, still empty: removed
 
 
+@pytest.mark.slow
 def test_two_trainings_of_one_folder(tmp_path: Path) -> None:
     """The second `p2p train --out X` refuses in one line naming the first; nothing of it is
     written into the first run's folder."""
@@ -107,6 +108,7 @@ def test_two_trainings_of_one_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # the holder's, nothing else
 
 
+@pytest.mark.slow
 def test_two_exports_into_one_folder(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     holder = hold(out, "p2p export")
@@ -159,6 +161,7 @@ def test_checkpoint_folder_removed_under_a_save_is_not_a_full_disk(
     assert info.value.errno != 28 and "removed" in str(info.value)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_training_step(tmp_path: Path) -> None:
     """SIGTERM (kill, docker stop, systemd, Slurm) is Ctrl-C: the step is saved, the command
     says how to resume, exit 143, and the folder lock is released."""

@@ -75,6 +75,7 @@ def _second_checkpoint(tmp_path: Path) -> Path:
     return save_checkpoint(make_tiny_generator(seed=7), path, {"direction": "BtoA"})
 
 
+@pytest.mark.slow
 def test_export_triton_of_another_checkpoint_keeps_the_first(
     tiny_checkpoint: Path, tmp_path: Path, capsys
 ) -> None:

@@ -42,6 +42,7 @@ def test_checkpoint_card_roundtrip_and_sha(tmp_path: Path) -> None:
     assert m.generator().cfg == m.card.generator
 
 
+@pytest.mark.slow
 def test_version_1_cards_still_load(tmp_path: Path) -> None:
     """Cards written by the code before cards existed (direction and training at the top
     level of generator.json; no direction in model.onnx.json) load with what they held."""

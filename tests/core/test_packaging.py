@@ -76,6 +76,7 @@ def test_core_contract_names_every_core_module():
     assert listed == core
 
 
+@pytest.mark.slow
 def test_user_files_do_not_shadow_the_package(tmp_path: Path):
     """ML projects often have a train.py or an export/ folder; the CLI must still work there."""
     (tmp_path / "train.py").write_text("raise SystemExit('user train.py was imported')\n")

@@ -46,6 +46,7 @@ def _fake_build(calls: list[str]):
     return build_engine
 
 
+@pytest.mark.slow
 def test_optional_plans_that_cannot_be_built_give_one_note(tiny_checkpoint, tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(tensorrt_build, "build_engine", _no_gpu(calls))
@@ -63,6 +64,7 @@ def test_optional_plans_that_cannot_be_built_give_one_note(tiny_checkpoint, tmp_
     assert [p.name for p in result.models] == ["model.onnx", "model_fp16.onnx"]
 
 
+@pytest.mark.slow
 def test_a_required_plan_fails_in_one_line_after_an_optional_skip(
     tiny_checkpoint, tmp_path, monkeypatch
 ):
@@ -84,6 +86,7 @@ def test_a_required_plan_fails_in_one_line_after_an_optional_skip(
     ]
 
 
+@pytest.mark.slow
 def test_every_step_run_is_timed_and_the_result_is_complete(tiny_checkpoint, tmp_path, monkeypatch):
     calls: list[str] = []
     monkeypatch.setattr(tensorrt_build, "build_engine", _fake_build(calls))
@@ -111,6 +114,7 @@ def test_every_step_run_is_timed_and_the_result_is_complete(tiny_checkpoint, tmp
         result.seconds["load"] = 0.0  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_a_failed_check_moves_nothing_in_and_keeps_the_earlier_export(
     tiny_checkpoint, tmp_path, monkeypatch
 ):
@@ -132,6 +136,7 @@ def test_a_failed_check_moves_nothing_in_and_keeps_the_earlier_export(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_no_cuda_buffers_is_said_before_any_export(tiny_checkpoint, tmp_path, monkeypatch):
     """TensorRT present but nothing to hand an engine CUDA buffers for its parity run (CPU
     torch, no pycuda: this machine): an engine that was asked for fails before anything is

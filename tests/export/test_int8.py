@@ -342,6 +342,7 @@ def test_biases_stay_float_no_int32_dequantize(tmp_path: Path) -> None:
     assert any("int32" in p for p in bad.problems), bad.problems
 
 
+@pytest.mark.slow
 def test_exported_generator_with_biases_reads_int8_only(tmp_path: Path) -> None:
     """The export's own path on an instance-norm generator, where every Conv and
     ConvTranspose carries a (non-zero: a zero one is dropped by the ONNX export) bias: all ten

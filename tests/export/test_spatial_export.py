@@ -48,6 +48,7 @@ def _dims(vi) -> list:  # noqa: ANN001 - onnx ValueInfoProto
     return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
 
 
+@pytest.mark.slow
 def test_onnx_has_dynamic_height_and_width_and_the_card_its_profile(spatial_fp32) -> None:
     proto = onnx.load(str(spatial_fp32))
     for vi in (*proto.graph.input, *proto.graph.output):
@@ -70,6 +71,7 @@ def test_parity_at_several_non_square_sizes(spatial_fp32, tiny_checkpoint) -> No
     assert "sizes 32x32, 64x96, 96x128" in report.summary()
 
 
+@pytest.mark.slow
 def test_fp16_export_with_a_profile_passes_its_bar(tiny_checkpoint, tmp_path) -> None:
     m = open_model(tiny_checkpoint)
     path = tmp_path / "model_fp16.onnx"
@@ -94,6 +96,7 @@ def test_parity_sizes_plan() -> None:
     assert parity_sizes(above, (1, 3))[0] == (3, (64, 64))
 
 
+@pytest.mark.slow
 def test_export_cli_spatial_and_its_one_line_refusals(capsys, tiny_checkpoint, tmp_path) -> None:
     out = tmp_path / "exp"
     code = main(["export", str(tiny_checkpoint), "-o", str(out), "--spatial", "32:64x96:96x128"])
@@ -112,6 +115,7 @@ def test_export_cli_spatial_and_its_one_line_refusals(capsys, tiny_checkpoint, t
     assert code == 64 and "MIN <= OPT <= MAX" in err and not bad.exists()
 
 
+@pytest.mark.slow
 def test_int8_calibrated_at_opt_and_gated_at_every_size(tiny_checkpoint, tmp_path) -> None:
     calib = tmp_path / "calib"
     calib.mkdir()

@@ -247,6 +247,7 @@ def test_compiled_cpu_runner_uses_one_shape_and_the_disk_cache(
     assert any((tmp_path / "cache" / "p2p-deploy" / "inductor").rglob("*"))
 
 
+@pytest.mark.slow
 def test_inductor_cache_survives_an_earlier_dynamo_import(tmp_path: Path, monkeypatch) -> None:
     """Importing torch._dynamo (torch.onnx.export(dynamo=True) does, e.g. the bench's export
     before its compile rows) sets $TORCHINDUCTOR_CACHE_DIR to inductor's /tmp default: that is

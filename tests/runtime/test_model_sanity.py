@@ -160,6 +160,7 @@ def test_corrupt_or_hand_edited_cards(
     assert f"{card_path(model)}" in r.stderr and says in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_nan_outputs_write_nothing_and_eval_json_stays_json(
     tmp_path: Path, images: Path
 ) -> None:
@@ -212,6 +213,7 @@ def test_no_openvino_log_line_before_the_error(tmp_path: Path, images: Path) -> 
     assert "No conversion rule found for operations: my.domain.Foo" in r.stderr
 
 
+@pytest.mark.slow
 def test_int8_without_usable_calibration_fails_before_the_fp32_model(
     tiny_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -153,6 +153,7 @@ def _backends() -> list:
 
 
 @pytest.mark.parametrize("backend", _backends())
+@pytest.mark.slow
 def test_every_cpu_runner_runs_non_square_sizes_at_fp32_parity(
     backend, tiny_checkpoint, spatial_onnx
 ) -> None:
@@ -189,6 +190,7 @@ def test_openvino_reshapes_per_frame_size(spatial_onnx) -> None:
         assert {(1, 64, 96), (2, 96, 32)} <= set(r._compiled)  # (batch, height, width)
 
 
+@pytest.mark.slow
 def test_square_modes_refuse_a_model_without_its_square(tiny_checkpoint, tmp_path) -> None:
     """A spatial export whose profile leaves out S x S cannot run --resize stretch: said in one
     line before any work, naming --resize native."""
@@ -254,6 +256,7 @@ def test_folder_and_720p_video_run_natively_and_match_eager(
     assert n == 3
 
 
+@pytest.mark.slow
 def test_frames_beyond_the_profile_are_tiled_or_refused_in_one_line(
     capsys, tmp_path, tiny_checkpoint
 ) -> None:

@@ -26,6 +26,7 @@ synthetic_val = 1
 """
 
 
+@pytest.mark.slow
 def test_config_beside_out_is_refused_and_kept(tmp_path: Path, subprocess_env) -> None:
     """The natural case: `p2p train --config exp1/config.toml --out exp1`."""
     exp = tmp_path / "exp1"

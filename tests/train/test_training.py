@@ -16,6 +16,7 @@ from p2p_deploy.train.checkpointing import load_state, recover, save_checkpoint
 from p2p_deploy.train.loop import TrainingDiverged, train
 
 
+@pytest.mark.slow
 def test_run_folder_contents(tiny_train) -> None:
     cfg = tiny_train(epochs=1, epochs_decay=1, sample_every=3, log_every=2)
     res = train(cfg)
