@@ -24,9 +24,9 @@ venv: $(VENV)/.installed-train+cpu
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
-# The edit loop: the same suite without the tests marked `slow` (more than ~2 s each on a
-# 2-core CPU: training runs, subprocess kills, end-to-end commands). CI runs `make test`.
-# The edit loop: the tests marked slow left out, on two workers (about 50 s on 2 cores).
+# The edit loop: the same suite without the tests marked `slow` (a second or more each on a
+# 2-core CPU: training runs, subprocess kills, end-to-end commands), on two workers (about
+# 50 s on 2 cores). CI runs `make test`.
 test-fast: $(VENV)/.installed-dev
 	$(PY) -m pytest -q -m "not slow" -n 2
 
