@@ -1,8 +1,8 @@
 """End to end: ``p2p run``'s own pipeline timed over a folder of images or a video.
 
-:func:`run_e2e` runs :func:`p2p_deploy.pipeline.run.run_pipeline` (what ``p2p run`` runs:
-decode and encode pools, the batcher, the runner double-buffered) three times over the same
-input into temporary folders (encoding is timed for real, nothing is left behind):
+:func:`run_e2e` runs :func:`p2p_deploy.pipeline.run.run_pipeline` (what ``p2p run`` runs: one
+pool of threads decoding and encoding, the batcher, the runner double-buffered) three times over
+the same input into temporary folders (encoding is timed for real, nothing is left behind):
 
 * with the benchmarked runner at ``workers`` threads: the fps a user gets, and where the time
   went (busy seconds per stage: decode, copy, infer, encode);
@@ -208,7 +208,8 @@ def run_e2e(
         "bound_by": run["bound_by"],
         "io_ceiling": {w: {"fps": c["fps"], "wall_s": c["wall_s"]} for w, c in ceiling.items()},
         "method": (
-            "`p2p run`'s pipeline (decode and encode thread pools, the runner double-buffered "
+            "`p2p run`'s pipeline (one pool of worker threads decoding and encoding, the runner "
+            "double-buffered "
             "where it can be); the I/O ceiling is the same pipeline with an instant model"
         ),
     }

@@ -98,7 +98,7 @@ class BenchArgs:
     workers: int | None = option(
         None,
         min=1,
-        help="Decode (and encode) threads of the end-to-end run, as `p2p run --workers`.",
+        help="Threads that decode and encode in the end-to-end run, as `p2p run --workers`.",
         shown="the usable CPU cores",
     )
     seed: int = option(0, min=0, help="Seed of the synthetic inputs.")

@@ -425,8 +425,8 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
         return [*L, ""]
     w, n = e2e["workers"], e2e["frames"]
     L += [
-        f"Busy time per stage, summed over threads ({w} decode and {w} encode threads, the "
-        "batcher's copies, the runner):",
+        f"Busy time per stage, summed over threads ({w} worker threads sharing decode and "
+        "encode, the batcher's copies, the runner):",
         "",
         "| Stage | Busy s | ms / frame | Threads | Share of wall per thread |",
         "|---|--:|--:|--:|--:|",
@@ -437,6 +437,12 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
         L.append(
             f"| {stage} | {_fmt(secs, 3)} | {_fmt(1e3 * secs / n)} | {threads} | "
             f"{_fmt(share, 0)}% |"
+        )
+    pool = sum(e2e["stage_seconds"].get(k, 0.0) for k in ("decode", "encode"))
+    if pool and e2e["wall_s"]:  # the two stages share the same threads
+        L.append(
+            f"| decode + encode (the pool) | {_fmt(pool, 3)} | {_fmt(1e3 * pool / n)} | {w} | "
+            f"{_fmt(100 * pool / w / e2e['wall_s'], 0)}% |"
         )
     L += ["", f"Bounded by: **{e2e.get('bound_by')}**.", ""]
     ceiling = e2e.get("io_ceiling") or {}

@@ -122,7 +122,7 @@ class RunArgs:
     workers: int | None = option(
         None,
         min=1,
-        help="Threads that decode inputs, and as many that encode outputs.",
+        help="Threads that decode inputs and encode outputs (one pool shared by both).",
         shown="the usable CPU cores",
     )
     threads: int | None = option(

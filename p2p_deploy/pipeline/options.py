@@ -23,7 +23,7 @@ class RunOptions:
     batch: frames per runner call; resize: stretch|pad|crop|native; keep_size: outputs at the
     input's size (else model size); side_by_side: input left, output right; codec: FourCC of
     output videos; overwrite: redo existing outputs; max_pixels: refuse larger images.
-    workers: decode threads, and as many encode threads (None: the usable cores).
+    workers: threads of the one pool that decodes and encodes (None: the usable cores).
     max_tile: ``native`` only: the largest tile (``auto``, ``off``, ``HxW`` or ``S``; see
     :mod:`p2p_deploy.runners.tiling`).
 
@@ -53,7 +53,7 @@ class RunOptions:
 
     @property
     def window(self) -> int:
-        """Jobs decoded ahead of the batcher: enough to keep every decoder busy while one
+        """Jobs decoded ahead of the batcher: enough to keep every worker busy while one
         batch fills."""
         return 2 * self.workers + self.batch
 
@@ -69,13 +69,13 @@ class RunOptions:
 
     @property
     def encode_queue(self) -> int:
-        """Translated images waiting for an encoder thread."""
+        """Translated images waiting for a worker thread to encode them."""
         return 2 * self.workers + self.batch
 
     @property
     def video_writers(self) -> int:
-        """Video encode tasks open or waiting for a thread: one per encode thread, and the
-        next video's."""
+        """Videos being written at once (each holding up to :attr:`video_queue` frames): one
+        per worker thread, and the next video's."""
         return self.workers + 1
 
     @property

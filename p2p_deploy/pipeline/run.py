@@ -1,10 +1,11 @@
-"""Running a model over an INPUT: plan the jobs, decode and encode on pools of worker
+"""Running a model over an INPUT: plan the jobs, decode and encode on one pool of worker
 threads, batch frames through the runner on the calling thread, and summarise.
 
-    submitter thread: jobs, in order -> decode pool (``workers`` threads), one JobStream each
+    submitter thread: jobs, in order -> decoding tasks on the pool, one JobStream each
     batcher (this thread): JobStreams in order -> batches of frames -> runner.submit_frames
                            (two batches in flight on a GPU) -> items, in order -> Encoder
-    Encoder: encode pool (``workers`` threads): one task per image, one per video
+    Encoder: encoding tasks on the same pool: one per image, a VideoWriter per video
+    pool: ``workers`` threads (see ``pipeline.stages.Workers``: no task waits for another)
 
 Order is kept end to end: the batcher consumes the jobs' streams in input order, and each
 job's outcome is recorded by its index, so the summary and ``failures.json`` list failures in
@@ -26,7 +27,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +45,10 @@ from p2p_deploy.pipeline.stages import (
     Outcomes,
     StageClock,
     Stopped,
+    VideoDecoder,
+    Workers,
     acquire,
-    decode_job,
+    decode_image,
     get,
     make_fitter,
     put,
@@ -200,13 +202,13 @@ def run_pipeline(
     window = threading.Semaphore(opts.window)
     index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
-    encoder = Encoder(opts, index_of, outcomes, stop, clock, taken, on_frame)
+    workers = Workers(opts.workers, stop)
+    encoder = Encoder(opts, index_of, outcomes, workers, clock, taken, on_frame)
     # The marker goes in with the first output: a run that writes nothing leaves no marker.
     encoder.before_first_write = lambda: mark_output_dir(plan.out_dir)
-    decoders = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-decode")
     submitter = threading.Thread(
         target=_submit,
-        args=(streams, fitter, opts, decoders, ordered, window, stop, clock, on_total),
+        args=(streams, fitter, opts, workers, ordered, window, clock, on_total),
         name="p2p-submit",
         daemon=True,
     )
@@ -217,14 +219,13 @@ def run_pipeline(
             _batch_loop(runner, opts, ordered, window, encoder, stop, summary, clock)
         except Stopped:
             # A blocking call gave up because a worker set `stop`: its error is the cause.
-            if encoder.error is None:
+            if workers.error is None:
                 raise
-            raise encoder.error from None
-        encoder.finish()
+            raise workers.error from None
+        workers.finish()
     except BaseException:
         stop.set()
-        encoder.abort()
-        decoders.shutdown(wait=True, cancel_futures=True)
+        workers.abort()
         submitter.join(timeout=5)
         _summarise(summary, outcomes, streams, clock)
         if summary.failures:
@@ -235,7 +236,6 @@ def run_pipeline(
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
-    decoders.shutdown(wait=True)
     submitter.join(timeout=5)
     _summarise(summary, outcomes, streams, clock)
     try:
@@ -277,10 +277,9 @@ def _submit(
     streams: list[JobStream],
     fitter: Fitter,
     opts: RunOptions,
-    decoders: ThreadPoolExecutor,
+    workers: Workers,
     ordered: queue.Queue,
     window: threading.Semaphore,
-    stop: threading.Event,
     clock: StageClock,
     on_total: Callable[[int], None] | None,
 ) -> None:
@@ -288,9 +287,10 @@ def _submit(
     pool, at most ``opts.window`` jobs (and ``opts.open_videos`` videos) ahead of the batcher.
 
     The pool runs tasks first in, first out, so the stream the batcher waits for is always
-    being decoded; a video's task blocks only on its own queue, which the batcher drains.
-    An unexpected error here is handed to the batcher through ``ordered`` (which re-raises
-    it): a silently dead submitter would leave the batcher waiting for the next stream."""
+    being decoded or queued to be. An unexpected error here is handed to the batcher through
+    ``ordered`` (which re-raises it): a silently dead submitter would leave the batcher
+    waiting for the next stream."""
+    stop = workers.stop
     videos = threading.Semaphore(opts.open_videos)
     try:
         for stream in streams:
@@ -298,12 +298,13 @@ def _submit(
             if stream.ready is not None:
                 stream.q.put(stream.ready)
             elif stream.job.kind == "video":
+                # Released when the video's decoding ends; the videos holding one are ahead of
+                # this one in the batcher's order, so it drains them without this thread.
                 acquire(videos, stop)
-                stream.q = queue.Queue(maxsize=opts.video_queue)
-                decoders.submit(_decode_video_slot, stream, fitter, opts, stop, clock, on_total,
-                                videos)  # fmt: skip
+                done = videos.release
+                VideoDecoder(stream, fitter, opts, workers, clock, on_total, done).schedule()
             else:
-                decoders.submit(decode_job, stream, fitter, opts, stop, clock)
+                workers.submit(decode_image, stream, fitter, opts, clock)
             put(ordered, stream, stop)
         put(ordered, None, stop)
     except Stopped:
@@ -312,21 +313,6 @@ def _submit(
         if stop.is_set():  # e.g. the pool was shut down by a stopping run: nothing to say
             return
         ordered.put(exc)
-
-
-def _decode_video_slot(
-    stream: JobStream,
-    fitter: Fitter,
-    opts: RunOptions,
-    stop: threading.Event,
-    clock: StageClock,
-    on_total: Callable[[int], None] | None,
-    videos: threading.Semaphore,
-) -> None:
-    try:
-        decode_job(stream, fitter, opts, stop, clock, on_total)
-    finally:
-        videos.release()
 
 
 @dataclass
@@ -393,9 +379,7 @@ def _batch_loop(
         if isinstance(stream, BaseException):  # the submitter's unexpected error
             raise stream
         while True:
-            item = get(stream.q, stop)
-            if isinstance(item, BaseException):  # a decoder's unexpected error
-                raise item
+            item = stream.take(stop)
             if isinstance(item, Frame):
                 if unit.frames and item.model_input.shape != unit.frames[0].model_input.shape:
                     submit()  # a batch holds frames of one shape

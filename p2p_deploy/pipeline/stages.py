@@ -1,15 +1,21 @@
 """The work of the pipeline's worker threads: decoding jobs into items, encoding outputs.
 
-Decoding (a pool of ``workers`` threads): a job -> Start / Frame / End items, or Failed, into
-its own bounded :class:`JobStream` (decode, convert to BGR8, fit to the model: its square, or
-``native``: its own size padded to the model's stride, see :func:`make_fitter`). An image
-is one task; a video is one task that streams its frames (decoded in order by one thread).
+One pool of ``workers`` threads (:class:`Workers`) does both. Decoding: a job -> Start /
+Frame / End items, or Failed, into its own :class:`JobStream` (decode, convert to BGR8, fit
+to the model: its square, or ``native``: its own size padded to the model's stride, see
+:func:`make_fitter`). An image is one task; a video is a :class:`VideoDecoder` that decodes
+its frames in order, a few per task. Encoding (:class:`Encoder`): a translated image is one
+task (restore the size, compose, encode, atomic write); a video is a :class:`VideoWriter`
+that owns its ``VideoSink`` and writes its frames in order, a few per task (written under a
+temporary name, renamed at its End). Each job's outcome (done, or a one-line failure) is
+recorded by its index, so the summary lists failures in input order however the threads
+interleave.
 
-Encoding (:class:`Encoder`, another pool of ``workers`` threads): a translated image is one
-task (restore the size, compose, encode, atomic write); a video is one task that owns its
-``VideoSink`` and writes its frames in order (written under a temporary name, renamed at its
-End). Each job's outcome (done, or a one-line failure) is recorded by its index, so the
-summary lists failures in input order however the threads interleave.
+No task ever waits for another task or for the batcher, which is what lets one pool serve
+both sides at any size, one thread included, without deadlock: a video's decoder parks when
+its stream is full and the batcher resumes it, a video's writer returns when its queue is
+empty and the batcher's next item schedules it again. Only the batcher and the submitter
+(threads of their own) block, each on a bound that the pool's tasks release.
 
 OpenCV releases the GIL in ``imdecode``/``imencode``/``resize``/``VideoCapture.read``/
 ``VideoWriter.write`` and the file I/O, so the threads decode and encode in parallel. Every
@@ -22,9 +28,10 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +51,10 @@ from p2p_deploy.runners.base import Runner
 log = logging.getLogger(__name__)
 
 _SLICE = 0.1  # seconds a blocking queue call waits before it looks at ``stop`` again
-FUTURES_KEPT = 256  # the Encoder's task futures are pruned of finished ones past this many
+FUTURES_KEPT = 256  # the pool's task futures are pruned of finished ones past this many
+# Frames a video's decode or write task handles before it queues itself again behind the
+# other tasks (first in, first out): images and other videos proceed between its steps.
+STEP = 8
 
 
 class Stopped(Exception):
@@ -128,125 +138,249 @@ class StageClock:
             self.seconds[stage] += seconds
 
 
+# ------------------------------------------------------------------------------- the pool
+
+
+class Closable:
+    """Something a task holds open between its steps (a video being decoded or written);
+    :meth:`Workers.abort` closes what is still open when a run stops."""
+
+    def close(self) -> None:  # pragma: no cover - the protocol
+        raise NotImplementedError
+
+
+class Workers:
+    """The run's one pool of ``workers`` threads, shared by decoding and encoding.
+
+    Tasks never block on each other (see the module's docstring), so any number of threads,
+    one included, runs every job to its end. The first unexpected error of any task is kept
+    in :attr:`error` and sets ``stop``; the batcher re-raises it.
+    """
+
+    def __init__(self, n: int, stop: threading.Event) -> None:
+        self.stop = stop
+        self.error: BaseException | None = None
+        self._pool = ThreadPoolExecutor(n, thread_name_prefix="p2p-worker")
+        self._lock = threading.Lock()
+        self._futures: list[Any] = []
+        self._prune_at = FUTURES_KEPT
+        self._open: set[Closable] = set()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Queue ``fn(*args)`` (from any thread); nothing is queued once the run is stopping."""
+        with self._lock:
+            if self.stop.is_set():
+                return
+            # Only unfinished tasks are kept: a done one holds nothing (_guard takes every
+            # error) and, at ~1.6 kB each, a million images' futures would hold over a
+            # gigabyte. Pruned when the list doubles past the tasks that can be unfinished at
+            # once (amortised O(1)).
+            if len(self._futures) >= self._prune_at:
+                self._futures = [f for f in self._futures if not f.done()]
+                self._prune_at = max(FUTURES_KEPT, 2 * len(self._futures))
+            self._futures.append(self._pool.submit(self._guard, fn, *args))
+
+    def opened(self, thing: Closable) -> None:
+        with self._lock:
+            self._open.add(thing)
+
+    def closed(self, thing: Closable) -> None:
+        with self._lock:
+            self._open.discard(thing)
+
+    def finish(self) -> None:
+        """Wait until no task is queued or running (tasks queued by tasks included); re-raise
+        the first unexpected error of any of them."""
+        while self.error is None:
+            with self._lock:
+                pending = [f for f in self._futures if not f.done()]
+            if not pending:
+                # A task queues its successor before it ends, so no successor is missed.
+                break
+            wait_for(pending, timeout=_SLICE)
+        if self.error is not None:
+            raise self.error
+        self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        """Stop every task (``stop`` must be set first) and close what they held open (a
+        half-written video is removed)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            still_open, self._open = list(self._open), set()
+        for thing in still_open:
+            try:
+                thing.close()
+            except Exception:  # noqa: BLE001 - best effort while stopping; the cause is raised
+                log.debug("closing %r while stopping", thing, exc_info=True)
+
+    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
+            if self.error is None and not self.stop.is_set():
+                self.error = exc
+            self.stop.set()
+
+
 # ------------------------------------------------------------------------------- decoding
 
 
-@dataclass
+@dataclass(eq=False)
 class JobStream:
-    """One job's items, in order, from its decode task to the batcher.
+    """One job's items, in order, from its decoding to the batcher.
 
-    ``q`` is bounded for a video (``RunOptions.video_queue`` frames plus its markers), so a
-    long video never holds more than that in memory; an image puts its three items and ends.
-    ``ready`` is a Failed item made before any decoding (a link into the output folder, a
-    clashing output name): nothing is decoded then.
+    An image puts its three items and ends; a video's decoder parks when ``q`` holds
+    ``RunOptions.video_queue`` items (a long video never holds more than that in memory) and
+    :meth:`take` resumes it. ``ready`` is a Failed item made before any decoding (a link into
+    the output folder, a clashing output name): nothing is decoded then.
     """
 
     index: int
     job: Job
     q: queue.Queue = field(default_factory=queue.Queue)
     ready: Failed | None = None
+    parked: bool = False
+    resume: Callable[[], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, stop: threading.Event) -> Any:
+        """The next item (the batcher's side), resuming a parked decoder now that there is
+        room. Raises :class:`Stopped` when the run stops while it waits."""
+        item = get(self.q, stop)
+        with self.lock:
+            resume, self.parked = self.parked, False
+        if resume and self.resume is not None:
+            self.resume()
+        return item
+
+    def park_if_full(self, limit: int) -> bool:
+        """The decoder's side: True (and parked) when ``q`` holds ``limit`` items. Under the
+        lock that :meth:`take` checks after each item, so no wake-up is missed."""
+        with self.lock:
+            if self.q.qsize() >= limit:
+                self.parked = True
+                return True
+            return False
 
 
-def decode_job(
-    stream: JobStream,
-    fitter: Fitter,
-    opts: RunOptions,
-    stop: threading.Event,
-    clock: StageClock,
-    on_total: Callable[[int], None] | None = None,
-) -> None:
-    """Decode task body: fill ``stream`` with the job's items (ends with End or Failed).
-    Unexpected errors go into the stream as the exception itself (the batcher re-raises)."""
-    try:
-        if stream.job.kind == "image":
-            _decode_image(stream, fitter, opts, stop, clock)
-        else:
-            _decode_video(stream, fitter, opts, stop, clock, on_total)
-    except Stopped:
-        return
-    except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
-        try:
-            put(stream.q, exc, stop)
-        except Stopped:
-            pass
-
-
-def _decode_image(
-    stream: JobStream, fitter: Fitter, opts: RunOptions, stop: threading.Event, clock: StageClock
-) -> None:
+def decode_image(stream: JobStream, fitter: Fitter, opts: RunOptions, clock: StageClock) -> None:
+    """Task body: an image's Start, Frame and End into ``stream`` (or one Failed)."""
     job = stream.job
     t = time.perf_counter()
     try:
         img = read_image(job.src, opts.max_pixels)
     except DataError as exc:
-        put(stream.q, Failed(job, str(exc)), stop)
+        stream.q.put(Failed(job, str(exc)))
         return
     try:
         model_input, geo = fitter(img)
     except DataError as exc:
-        put(stream.q, Failed(job, f"{job.src}: {exc}"), stop)
+        stream.q.put(Failed(job, f"{job.src}: {exc}"))
         return
     clock.add("decode", time.perf_counter() - t)
-    put(stream.q, Start(job), stop)
-    put(stream.q, Frame(job, 0, model_input, geo, img if opts.side_by_side else None), stop)
-    put(stream.q, End(job, 1), stop)
+    stream.q.put(Start(job))
+    stream.q.put(Frame(job, 0, model_input, geo, img if opts.side_by_side else None))
+    stream.q.put(End(job, 1))
 
 
-def _decode_video(
-    stream: JobStream,
-    fitter: Fitter,
-    opts: RunOptions,
-    stop: threading.Event,
-    clock: StageClock,
-    on_total: Callable[[int], None] | None,
-) -> None:
-    job = stream.job
-    try:
-        src = VideoSource(job.src)  # the one time this run opens the video
-    except DataError as exc:
-        put(stream.q, Failed(job, str(exc)), stop)
-        return
-    if on_total is not None:
-        on_total(src.frame_count)
-    with src:
-        started = False
-        n = 0
-        frames = iter(src.frames())
-        while True:
-            t = time.perf_counter()
-            frame = next(frames, None)
-            if frame is None:
-                break
+class VideoDecoder(Closable):
+    """A video's decoding, :data:`STEP` frames per task: opens the file (the one time the
+    run opens it), puts Start, its Frames and End (or Failed) into ``stream``, parks while
+    the stream is full, closes the file at its end and then calls ``on_end``."""
+
+    def __init__(
+        self,
+        stream: JobStream,
+        fitter: Fitter,
+        opts: RunOptions,
+        workers: Workers,
+        clock: StageClock,
+        on_total: Callable[[int], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.fitter = fitter
+        self.opts = opts
+        self.workers = workers
+        self.clock = clock
+        self.on_total = on_total
+        self.on_end = on_end
+        self.src: VideoSource | None = None
+        self.frames: Any = None  # the source's frame iterator, resumed step after step
+        self.n = 0  # frames put so far
+        stream.resume = self.schedule
+
+    def schedule(self) -> None:
+        """Queue the next step on the pool."""
+        self.workers.submit(self.step)
+
+    def step(self) -> None:
+        """Task body: decode up to :data:`STEP` frames, then queue the next step, park (the
+        stream is full) or end."""
+        job = self.stream.job
+        if self.src is None:
             try:
-                model_input, geo = fitter(frame)
-            except DataError as exc:  # a frame size the model cannot take: fail the video
-                put(stream.q, Failed(job, f"{job.src}: {exc}"), stop)
+                self.src = VideoSource(job.src)
+            except DataError as exc:
+                self._end(Failed(job, str(exc)))
                 return
-            clock.add("decode", time.perf_counter() - t)
-            if not started:
-                put(stream.q, Start(job, src.fps), stop)
-                started = True
-            put(stream.q, Frame(job, n, model_input, geo, frame if opts.side_by_side else None),
-                stop)  # fmt: skip
-            n += 1
-        if not started:
-            put(stream.q, Failed(job, f"{job.src}: video holds no decodable frames."), stop)
-            return
-        if src.frame_count and n < src.frame_count:
+            self.workers.opened(self)
+            self.frames = iter(self.src.frames())
+            if self.on_total is not None:
+                self.on_total(self.src.frame_count)
+        for _ in range(STEP):
+            if self.workers.stop.is_set():
+                return  # the pool's abort closes the file
+            if self.stream.park_if_full(self.opts.video_queue):
+                return
+            t = time.perf_counter()
+            frame = next(self.frames, None)
+            if frame is None:
+                self._end(self._last_item())
+                return
+            try:
+                model_input, geo = self.fitter(frame)
+            except DataError as exc:  # a frame size the model cannot take: fail the video
+                self._end(Failed(job, f"{job.src}: {exc}"))
+                return
+            self.clock.add("decode", time.perf_counter() - t)
+            if self.n == 0:
+                self.stream.q.put(Start(job, self.src.fps))
+            source = frame if self.opts.side_by_side else None
+            self.stream.q.put(Frame(job, self.n, model_input, geo, source))
+            self.n += 1
+        self.schedule()
+
+    def close(self) -> None:
+        if self.src is not None:
+            self.src.close()
+
+    def _last_item(self) -> End | Failed:
+        """End, or Failed for a video that decoded no frame or fewer than it claims."""
+        job, n = self.stream.job, self.n
+        if n == 0:
+            return Failed(job, f"{job.src}: video holds no decodable frames.")
+        claimed = self.src.frame_count if self.src is not None else 0
+        if claimed and n < claimed:
             # A truncated or corrupt file stops decoding early: fail it (its partial output is
             # removed) rather than count a third of a video as done. A shortfall within 1 frame
             # or 1% is let through with a warning: some containers only estimate the count
             # from duration x fps.
-            if src.frame_count - n > max(1, src.frame_count // 100):
-                reason = (
-                    f"{job.src}: decoded {n} of {src.frame_count} frames (truncated or corrupt)."
-                )
-                put(stream.q, Failed(job, reason), stop)
-                return
-            log.warning(
-                "%s: decoded %d of the %d frames the container claims", job.src, n, src.frame_count
-            )
-        put(stream.q, End(job, n), stop)
+            if claimed - n > max(1, claimed // 100):
+                why = f"decoded {n} of {claimed} frames (truncated or corrupt)."
+                return Failed(job, f"{job.src}: {why}")
+            log.warning("%s: decoded %d of the %d frames the container claims", job.src, n, claimed)
+        return End(job, n)
+
+    def _end(self, item: End | Failed) -> None:
+        self.close()
+        self.workers.closed(self)
+        self.stream.q.put(item)
+        if self.on_end is not None:
+            self.on_end()
 
 
 # ------------------------------------------------------------------------------- encoding
@@ -288,16 +422,13 @@ class Outcomes:
 
 
 class Encoder:
-    """The output side: translated items in, files out, on a pool of ``opts.workers`` threads.
+    """The output side: translated items in, files out, as tasks on the run's :class:`Workers`.
 
     :meth:`handle` is called by the batcher with every item in input order. Images become one
     task each (at most ``opts.encode_queue`` waiting, so memory stays bounded); a video's
-    Start opens a task that owns its sink and consumes its own bounded queue until End (at
-    most ``opts.video_writers`` such tasks open or waiting for a thread: a folder of short
-    videos, each shorter than its queue, would otherwise queue every one of them, frames
-    and all, while the encoders lag behind the GPU).
-    :meth:`finish` waits for every task; :meth:`abort` (on Ctrl-C or an error) stops them,
-    and a half-written video is removed.
+    Start opens a :class:`VideoWriter` that writes its frames in order (at most
+    ``opts.video_writers`` open at once: a folder of short videos would otherwise open every
+    one of them, frames and all, while the encoders lag behind the GPU).
     """
 
     def __init__(
@@ -305,7 +436,7 @@ class Encoder:
         opts: RunOptions,
         index_of: dict[Job, int],
         outcomes: Outcomes,
-        stop: threading.Event,
+        workers: Workers,
         clock: StageClock,
         taken: set[Path],
         on_frame: Callable[[int], None] | None = None,
@@ -315,85 +446,41 @@ class Encoder:
         self.opts = opts
         self.index_of = index_of
         self.outcomes = outcomes
-        self.stop = stop
+        self.workers = workers
+        self.stop = workers.stop
         self.clock = clock
         self.taken = taken
         self.on_frame = on_frame
-        self.error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(opts.workers, thread_name_prefix="p2p-encode")
         self._slots = threading.Semaphore(opts.encode_queue)
-        # Released by each video task when it ends; the tasks holding one are earlier videos,
-        # whose items (End included) are all queued already, so they finish without the
-        # batcher and waiting here cannot deadlock.
-        self._video_slots = threading.Semaphore(opts.video_writers)
-        self._videos: dict[Job, queue.Queue] = {}
-        self._futures: list[Any] = []
+        # Released by each video's writer at its end; the writers holding one are earlier
+        # videos, whose items (End included) are all queued already, so they finish without
+        # the batcher and waiting here cannot deadlock.
+        self.video_slots = threading.Semaphore(opts.video_writers)
+        self._videos: dict[Job, VideoWriter] = {}
         # Called once, right before the first output is written (the output folder's marker).
         self.before_first_write: Callable[[], None] | None = None
         self._first_write = threading.Lock()
-        self._prune_at = FUTURES_KEPT
-
-    # -- the batcher's side ---------------------------------------------------------------
 
     def handle(self, item: Start | Frame | End | Failed) -> None:
         """Route one item (called from the batcher thread, in input order)."""
-        if self.error is not None:
-            raise self.error
+        if self.workers.error is not None:
+            raise self.workers.error
         job = item.job
         video = self._videos.get(job)
         if video is not None:  # frames, End or a late Failed of an open video
-            put(video, item, self.stop)
+            video.put(item)
             if isinstance(item, End | Failed):
                 del self._videos[job]
         elif isinstance(item, Failed):
             self.outcomes.fail(self.index_of[job], item.reason)
         elif isinstance(item, Start) and job.kind == "video":
-            acquire(self._video_slots, self.stop)
-            q: queue.Queue = queue.Queue(maxsize=self.opts.video_queue)
-            self._videos[job] = q
-            self._submit(self._video_task, self.index_of[job], job, item.fps or 25.0, q)
+            acquire(self.video_slots, self.stop)
+            self._videos[job] = VideoWriter(self, self.index_of[job], job, item.fps or 25.0)
         elif isinstance(item, Frame):  # an image's one frame
             acquire(self._slots, self.stop)
-            self._submit(self._image_task, self.index_of[job], item)
+            self.workers.submit(self._image_task, self.index_of[job], item)
 
-    def finish(self) -> None:
-        """Wait for every task; re-raise the first unexpected error of any of them."""
-        for f in self._futures:
-            while not f.done():
-                if self.error is not None:
-                    break
-                try:
-                    f.result(timeout=_SLICE)
-                except FutureTimeout:
-                    continue
-        self._pool.shutdown(wait=True)
-        if self.error is not None:
-            raise self.error
-
-    def abort(self) -> None:
-        """Stop every task (``stop`` must be set first); open videos remove their temp files."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        # Only unfinished tasks are kept: a done one holds nothing (_guard takes every error)
-        # and, at ~1.6 kB each, a million images' futures would hold over a gigabyte. Pruned
-        # when the list doubles past the tasks that can be unfinished at once (amortised O(1)).
-        if len(self._futures) >= self._prune_at:
-            self._futures = [f for f in self._futures if not f.done()]
-            self._prune_at = max(FUTURES_KEPT, 2 * len(self._futures))
-        self._futures.append(self._pool.submit(self._guard, fn, *args))
-
-    def _guard(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            fn(*args)
-        except Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
-            if self.error is None:
-                self.error = exc
-            self.stop.set()
-
-    def _before_writing(self) -> None:
+    def before_writing(self) -> None:
         """Run ``before_first_write`` once, whichever task writes first."""
         if self.before_first_write is None:
             return
@@ -402,7 +489,10 @@ class Encoder:
                 first, self.before_first_write = self.before_first_write, None
                 first()
 
-    # -- tasks ----------------------------------------------------------------------------
+    def frame_written(self) -> None:
+        self.outcomes.frame_written()
+        if self.on_frame:
+            self.on_frame(1)
 
     def _image_task(self, index: int, item: Frame) -> None:
         try:
@@ -411,75 +501,124 @@ class Encoder:
             t = time.perf_counter()
             frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
             try:
-                self._before_writing()
+                self.before_writing()
                 write_image(item.job.dst, frame)
             except DataError as exc:
                 self.outcomes.fail(index, str(exc))
                 return
             finally:
                 self.clock.add("encode", time.perf_counter() - t)
-            self.outcomes.frame_written()
+            self.frame_written()
             self.outcomes.done(index)
-            if self.on_frame:
-                self.on_frame(1)
         finally:
             self._slots.release()
 
-    def _video_task(self, index: int, job: Job, fps: float, q: queue.Queue) -> None:
-        try:
-            self._write_video(index, job, fps, q)
-        finally:
-            self._video_slots.release()
 
-    def _write_video(self, index: int, job: Job, fps: float, q: queue.Queue) -> None:
-        sink: VideoSink | None = None
-        failed: str | None = None  # after a write failure the rest of the video is dropped
+class VideoWriter(Closable):
+    """One video's output, written in frame order, :data:`STEP` frames per task.
+
+    The batcher :meth:`put` s items (waiting while ``opts.video_queue`` are queued); a drain
+    task is queued when items arrive and none is queued or running, and it returns when the
+    queue is empty, so it never waits for the batcher. The sink opens with the first frame
+    (its size decides the codec, see :meth:`_target`); at End the file is renamed into place,
+    after a failure (or a stop: :meth:`close`) it is removed.
+    """
+
+    def __init__(self, encoder: Encoder, index: int, job: Job, fps: float) -> None:
+        self.encoder = encoder
+        self.opts = encoder.opts
+        self.index = index
+        self.job = job
+        self.fps = fps
+        self._items: deque = deque()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._room = threading.Semaphore(self.opts.video_queue)
+        self.sink: VideoSink | None = None
+        self.failed: str | None = None  # after a write failure the rest of the video is dropped
+
+    def put(self, item: Frame | End | Failed) -> None:
+        """Queue one item (the batcher's side, in order)."""
+        acquire(self._room, self.encoder.stop)
+        with self._lock:
+            self._items.append(item)
+            start, self._scheduled = not self._scheduled, True
+        if start:
+            self.encoder.workers.submit(self.drain)
+
+    def drain(self) -> None:
+        """Task body: write queued items until the queue is empty (then return), the video
+        ends, or :data:`STEP` frames are written (then queue itself again)."""
+        for _ in range(STEP):
+            if self.encoder.stop.is_set():
+                return  # the pool's abort removes the half-written file
+            with self._lock:
+                if not self._items:
+                    self._scheduled = False
+                    return
+                item = self._items.popleft()
+            self._room.release()
+            if self._take(item):
+                return
+        self.encoder.workers.submit(self.drain)
+
+    def close(self) -> None:
+        """Remove a half-written file (a stopped run)."""
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.abort()
+
+    def _take(self, item: Frame | End | Failed) -> bool:
+        """Write one item; True once the video has ended (End or Failed)."""
+        job = self.job
+        if isinstance(item, Failed):  # e.g. decoding stopped early (truncated file)
+            self.failed = self.failed or item.reason
+            self._end()
+            return True
+        if isinstance(item, End):
+            if self.failed is None and self.sink is None:
+                self.failed = f"{job.src}: no frames were written."
+            self._end()
+            return True
+        if self.failed is not None:
+            return False
+        t = time.perf_counter()
         try:
-            while True:
-                item = get(q, self.stop)
-                if isinstance(item, Failed):  # e.g. decoding stopped early (truncated file)
-                    if failed is None:
-                        failed = item.reason
-                    break
-                if isinstance(item, End):
-                    if failed is None and sink is None:
-                        failed = f"{job.src}: no frames were written."
-                    break
-                if failed is not None:
-                    continue
-                t = time.perf_counter()
-                try:
-                    frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
-                    if sink is None:
-                        dst, codec = self._video_target(job, frame.shape[1], frame.shape[0])
-                        self._before_writing()
-                        sink = VideoSink(dst, codec, fps, frame.shape[1], frame.shape[0])
-                    sink.write(frame)
-                except DataError as exc:
-                    failed = str(exc)
-                    continue
-                finally:
-                    self.clock.add("encode", time.perf_counter() - t)
-                self.outcomes.frame_written()
-                if self.on_frame:
-                    self.on_frame(1)
-            if failed is None and sink is not None:
-                t = time.perf_counter()
-                try:
-                    sink.finish()
-                except DataError as exc:
-                    failed = str(exc)
-                self.clock.add("encode", time.perf_counter() - t)
-                sink = None
+            frame = compose(item, self.opts.keep_size, self.opts.side_by_side)
+            if self.sink is None:
+                dst, codec = self._target(frame.shape[1], frame.shape[0])
+                self.encoder.before_writing()
+                self.sink = VideoSink(dst, codec, self.fps, frame.shape[1], frame.shape[0])
+                self.encoder.workers.opened(self)
+            self.sink.write(frame)
+        except DataError as exc:
+            self.failed = str(exc)
+            return False
         finally:
-            if sink is not None:  # failed, stopped or crashed: no half-written video stays
-                sink.abort()
-        if failed is not None:
-            self.outcomes.fail(index, failed)
+            self.encoder.clock.add("encode", time.perf_counter() - t)
+        self.encoder.frame_written()
+        return False
+
+    def _end(self) -> None:
+        """Finish (rename into place) or remove the file; record the outcome; free the slot."""
+        enc = self.encoder
+        if self.failed is None and self.sink is not None:
+            t = time.perf_counter()
+            sink, self.sink = self.sink, None  # finish removes its temporary file on failure
+            try:
+                sink.finish()
+            except DataError as exc:
+                self.failed = str(exc)
+            enc.clock.add("encode", time.perf_counter() - t)
+        self.close()
+        enc.workers.closed(self)
+        if self.failed is not None:
+            enc.outcomes.fail(self.index, self.failed)
         else:
-            self.outcomes.done(index)
+            enc.outcomes.done(self.index)
+        enc.video_slots.release()
 
-    def _video_target(self, job: Job, width: int, height: int) -> tuple[Path, str]:
+    def _target(self, width: int, height: int) -> tuple[Path, str]:
         """(output path, codec) of a video whose first output frame is ``width`` x ``height``.
 
         OpenCV's FFmpeg writer drops the last column/row of an odd size; with ``keep_size``
@@ -490,6 +629,7 @@ class Encoder:
         Raises:
             DataError: the ``.avi`` name is another output of this run.
         """
+        job = self.job
         codec = self.opts.codec
         if (
             not self.opts.keep_size
@@ -498,7 +638,7 @@ class Encoder:
         ):
             return job.dst, codec
         dst = odd_size_output(job.dst)
-        if dst in self.taken:
+        if dst in self.encoder.taken:
             raise DataError(
                 f"{job.src}: {width}x{height} has an odd side, which {codec} cannot store "
                 f"through OpenCV, and its MJPG fallback {dst.name} is another output of this run "

@@ -14,8 +14,6 @@ FAILURES_NAME = "failures.json"
 SUMMARY_FORMAT = "p2p-deploy/run-summary"  # what `--summary-json` files hold (one of ours)
 
 
-
-
 @dataclass
 class RunSummary:
     """Counts and timings of one run.
@@ -26,7 +24,7 @@ class RunSummary:
     ``seconds`` is wall time from the first read to the last write; ``model_seconds`` the time
     the batcher spent inside the runner (submitting and waiting for results);
     ``stage_seconds``: busy seconds per stage summed over threads (decode, copy, infer,
-    encode; see ``pipeline.stages.StageClock``); ``workers``: decode (and encode) threads;
+    encode; see ``pipeline.stages.StageClock``); ``workers``: the threads that decode and encode;
     ``failures_error``: why ``failures.json`` could not be written (one line), or None.
     """
 
@@ -67,14 +65,15 @@ class RunSummary:
         return 2 if self.done + self.skipped > 0 else 1
 
     def bound_by(self) -> str | None:
-        """The stage that bounds the run: the largest of decode and encode (their busy seconds
-        shared by ``workers`` threads), the runner (``infer``) and the batcher's host copies
-        (``copy``), as a share of the wall time. None before any work."""
+        """The stage that bounds the run: the workers (decode + encode, whose busy seconds
+        the ``workers`` threads share; named for the larger of the two), the runner
+        (``infer``) or the batcher's host copies (``copy``). None before any work."""
         if not self.stage_seconds or self.seconds <= 0:
             return None
+        decode = self.stage_seconds.get("decode", 0.0)
+        encode = self.stage_seconds.get("encode", 0.0)
         share = {
-            "decode": self.stage_seconds.get("decode", 0.0) / self.workers,
-            "encode": self.stage_seconds.get("encode", 0.0) / self.workers,
+            "decode" if decode >= encode else "encode": (decode + encode) / self.workers,
             "model": self.stage_seconds.get("infer", 0.0),
             "copies": self.stage_seconds.get("copy", 0.0),
         }

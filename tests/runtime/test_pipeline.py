@@ -188,7 +188,7 @@ def _mixed_folder(root: Path) -> Path:
 def test_workers_1_and_4_give_identical_outputs_order_and_failures(tmp_path: Path) -> None:
     src = _mixed_folder(tmp_path / "in")
     results = {}
-    for workers in (1, 4):
+    for workers in (1, 2, 4):
         out = tmp_path / f"out{workers}"
         opts = RunOptions(batch=3, workers=workers)
         summary = run_pipeline(prepare(src, out, opts), NegateRunner(), opts)
@@ -198,6 +198,7 @@ def test_workers_1_and_4_give_identical_outputs_order_and_failures(tmp_path: Pat
             "decode", "copy", "infer", "encode"
         }  # fmt: skip
     one, four = results[1], results[4]
+    assert results[2] == one
     assert one[:2] == four[:2] == (11, 21)  # 10 images + 1 video; 10 + 11 frames
     assert [f["path"] for f in one[2]] == [f["path"] for f in four[2]]
     assert [Path(f["path"]).name for f in one[2]] == ["corrupt.png", "short.avi"]
@@ -208,7 +209,7 @@ def test_workers_1_and_4_give_identical_outputs_order_and_failures(tmp_path: Pat
 
 
 def test_several_workers_keep_each_output_with_its_input(tmp_path: Path) -> None:
-    """Many small images through 4 decode and 4 encode threads: every output is its own
+    """Many small images through 4 worker threads: every output is its own
     input negated (nothing swapped between threads), whatever finishes first."""
     src = tmp_path / "in"
     src.mkdir()
@@ -220,6 +221,43 @@ def test_several_workers_keep_each_output_with_its_input(tmp_path: Path) -> None
     for i in range(40):
         got = cv2.imread(str(tmp_path / "out" / f"{i:03d}.png"))
         np.testing.assert_array_equal(got, 255 - random_bgr(32, 32, i))
+
+
+def test_one_worker_thread_decodes_and_encodes(tmp_path: Path, monkeypatch) -> None:
+    """``--workers 1`` is one thread doing both sides (the pool is shared), and with a video
+    longer than its queues among images it still finishes: no task waits for another, so the
+    single thread never sits blocked while the work it waits for is queued behind it."""
+    import threading
+
+    from p2p_deploy.pipeline import stages
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(src / f"a{i}.png"), random_bgr(32, 32, i))
+    write_video(src / "b_long.avi", 60, size=(32, 32))
+    write_video(src / "c_long.avi", 45, size=(32, 32))
+    for i in range(5):
+        cv2.imwrite(str(src / f"d{i}.png"), random_bgr(32, 32, 10 + i))
+    threads: dict[str, set[str]] = {"decode": set(), "encode": set()}
+
+    class Recording(stages.StageClock):
+        def add(self, stage: str, seconds: float) -> None:
+            if stage in threads:
+                threads[stage].add(threading.current_thread().name)
+            super().add(stage, seconds)
+
+    monkeypatch.setattr("p2p_deploy.pipeline.run.StageClock", Recording)
+    opts = RunOptions(batch=2, workers=1)
+    assert opts.video_queue < 45  # both videos park their decoder and wait for their writer
+    prepared = prepare(src, tmp_path / "out", opts)
+    finished, summary = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished, "one worker thread deadlocked"
+    assert not isinstance(summary, BaseException), summary
+    assert (summary.done, summary.failed, summary.frames) == (12, 0, 10 + 60 + 45)
+    assert len(threads["decode"]) == 1 and threads["decode"] == threads["encode"]
+    (name,) = threads["decode"]
+    assert name.startswith("p2p-worker")
 
 
 def _in_thread(fn, timeout: float = 30.0):
@@ -270,48 +308,50 @@ def test_short_videos_wait_for_a_writer_instead_of_piling_up(
     tmp_path: Path, monkeypatch
 ) -> None:
     """Many videos shorter than their writer queue, with slow writers (the GPU outruns the
-    encoders): at most ``opts.video_writers`` video tasks are open or waiting for a thread at
-    once, instead of one per video with all its frames; outputs and order stay the same."""
+    encoders): at most ``opts.video_writers`` videos are open for writing at once, instead of
+    one per video with all its frames; outputs and order stay the same."""
     import threading
     import time
 
-    from p2p_deploy.pipeline.stages import Encoder
+    from p2p_deploy.pipeline.stages import VideoWriter
 
     src = tmp_path / "in"
     src.mkdir()
     for i in range(8):
         write_video(src / f"clip{i}.avi", 3, size=(32, 32))
     lock, live, peak = threading.Lock(), [0], [0]
-    real_submit, real_task = Encoder._submit, Encoder._video_task
+    real_init, real_take, real_end = VideoWriter.__init__, VideoWriter._take, VideoWriter._end
 
-    def slow_task(self, *args):
-        try:
-            time.sleep(0.1)
-            return real_task(self, *args)
-        finally:
-            with lock:
-                live[0] -= 1
+    def counting_init(self, *args):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        real_init(self, *args)
 
-    def counting_submit(self, fn, *args):
-        if getattr(fn, "__func__", None) is slow_task:
-            with lock:
-                live[0] += 1
-                peak[0] = max(peak[0], live[0])
-        return real_submit(self, fn, *args)
+    def slow_take(self, item):
+        time.sleep(0.03)
+        return real_take(self, item)
 
-    monkeypatch.setattr(Encoder, "_video_task", slow_task)
-    monkeypatch.setattr(Encoder, "_submit", counting_submit)
+    def counting_end(self):
+        with lock:
+            live[0] -= 1
+        real_end(self)
+
+    monkeypatch.setattr(VideoWriter, "__init__", counting_init)
+    monkeypatch.setattr(VideoWriter, "_take", slow_take)
+    monkeypatch.setattr(VideoWriter, "_end", counting_end)
     opts = RunOptions(batch=2, workers=1)
     prepared = prepare(src, tmp_path / "out", opts)
     finished, summary = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
     assert finished and not isinstance(summary, BaseException), summary
     assert (summary.done, summary.frames) == (8, 24)
-    assert 1 <= peak[0] <= opts.video_writers == 2
+    assert live[0] == 0 and 1 <= peak[0] <= opts.video_writers == 2
 
 
-def test_the_encoder_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypatch) -> None:
-    """One encode task per image: finished tasks' futures are dropped (a million images'
-    would hold over a gigabyte), so the list stays near the tasks that can be unfinished."""
+def test_the_pool_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypatch) -> None:
+    """One decode and one encode task per image: finished tasks' futures are dropped (a
+    million images' would hold over a gigabyte), so the list stays near the tasks that can be
+    unfinished."""
     from p2p_deploy.pipeline import stages
 
     monkeypatch.setattr(stages, "FUTURES_KEPT", 8)
@@ -320,16 +360,31 @@ def test_the_encoder_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypa
     for i in range(60):
         cv2.imwrite(str(src / f"{i:03d}.png"), random_bgr(8, 8, i))
     lengths: list[int] = []
-    real_submit = stages.Encoder._submit
+    real_submit = stages.Workers.submit
 
     def recording_submit(self, fn, *args):
         real_submit(self, fn, *args)
         lengths.append(len(self._futures))
 
-    monkeypatch.setattr(stages.Encoder, "_submit", recording_submit)
+    monkeypatch.setattr(stages.Workers, "submit", recording_submit)
     opts = RunOptions(batch=2, workers=1)
     summary = run_pipeline(prepare(src, tmp_path / "out", opts), NegateRunner(), opts)
     assert (summary.done, summary.frames) == (60, 60)
-    # At most encode_queue images unfinished (plus none of the videos here), twice that
-    # before a prune, never the 60 of the run.
-    assert len(lengths) == 60 and max(lengths) <= 2 * max(8, opts.encode_queue) + 1 < 60
+    # At most window images decoding and encode_queue encoding (no videos here), twice that
+    # before a prune, never the 120 tasks of the run.
+    bound = 2 * max(8, opts.window + opts.encode_queue) + 1
+    assert len(lengths) == 120 and max(lengths) <= bound < 120
+
+
+def test_bound_by_counts_decode_and_encode_on_the_same_threads() -> None:
+    """Decode and encode share the pool's threads, so the pool is busy (3 + 1) / 2 = 2 s of
+    the wall per thread, more than the model's 1.5 s: the run is bound by the pool, named
+    for its larger stage (decode). With 4 threads it is 1 s, and the model bounds it."""
+    from p2p_deploy.pipeline.summary import RunSummary
+
+    seconds = {"decode": 3.0, "encode": 1.0, "infer": 1.5, "copy": 0.1}
+    assert RunSummary(workers=2, seconds=2.5, stage_seconds=seconds).bound_by() == "decode"
+    assert RunSummary(workers=4, seconds=2.5, stage_seconds=seconds).bound_by() == "model"
+    swapped = {**seconds, "decode": 1.0, "encode": 3.0}
+    assert RunSummary(workers=2, seconds=2.5, stage_seconds=swapped).bound_by() == "encode"
+    assert RunSummary(workers=2).bound_by() is None
