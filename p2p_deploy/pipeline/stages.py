@@ -604,11 +604,13 @@ class VideoWriter(Closable):
         enc = self.encoder
         if self.failed is None and self.sink is not None:
             t = time.perf_counter()
-            sink, self.sink = self.sink, None  # finish removes its temporary file on failure
             try:
-                sink.finish()
+                self.sink.finish()  # removes its temporary file itself on a DataError
             except DataError as exc:
                 self.failed = str(exc)
+            # Dropped only now: after an unexpected error in finish the sink stays open (and
+            # listed), so the pool's abort removes its temporary file.
+            self.sink = None
             enc.clock.add("encode", time.perf_counter() - t)
         self.close()
         enc.workers.closed(self)

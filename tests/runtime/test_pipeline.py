@@ -388,3 +388,26 @@ def test_bound_by_counts_decode_and_encode_on_the_same_threads() -> None:
     swapped = {**seconds, "decode": 1.0, "encode": 3.0}
     assert RunSummary(workers=2, seconds=2.5, stage_seconds=swapped).bound_by() == "encode"
     assert RunSummary(workers=2).bound_by() is None
+
+
+def test_an_unexpected_error_finishing_a_video_removes_its_temporary_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """An error other than DataError while a video's file is being finished (an OpenCV error,
+    MemoryError) is raised, and the half-written temporary file is removed, not left in the
+    output folder (the writer keeps the sink open until finish returns, so the pool's abort
+    still sees it)."""
+    from p2p_deploy.media.video import VideoSink
+
+    write_video(tmp_path / "clip.avi", 12, size=(32, 32))
+
+    def crashing_finish(self) -> None:
+        raise RuntimeError("the encoder crashed while closing the file")
+
+    monkeypatch.setattr(VideoSink, "finish", crashing_finish)
+    opts = RunOptions(batch=2, workers=1)
+    prepared = prepare(tmp_path / "clip.avi", tmp_path / "out", opts)
+    finished, result = _in_thread(lambda: run_pipeline(prepared, NegateRunner(), opts))
+    assert finished, "run_pipeline hung after the writer crashed"
+    assert isinstance(result, RuntimeError) and "closing the file" in str(result)
+    assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
