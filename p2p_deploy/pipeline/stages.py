@@ -220,9 +220,10 @@ class Workers:
         except Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the batcher, which re-raises
-            if self.error is None and not self.stop.is_set():
-                self.error = exc
-            self.stop.set()
+            with self._lock:  # two tasks failing at once: the first one's error is raised
+                if self.error is None and not self.stop.is_set():
+                    self.error = exc
+                self.stop.set()
 
 
 # ------------------------------------------------------------------------------- decoding
