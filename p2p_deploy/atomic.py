@@ -142,13 +142,8 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
     temporary file is removed.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    sfx = final.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(
-        prefix=temp_prefix(final.stem), suffix=f".tmp{sfx}", dir=final.parent
-    )
+    fd, tmp_path = _temp_beside(final, suffix)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         _fsync_file(tmp_path)  # the caller may have written it through another library
@@ -158,6 +153,18 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _temp_beside(final: Path, suffix: str | None = None) -> tuple[int, Path]:
+    """A new temporary file beside ``final`` (its parent made if needed), open for writing:
+    (descriptor, path). Its name is recognisable as ours (:func:`temp_prefix`) and ends in
+    ``.tmp`` + ``suffix`` (default: ``final``'s)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sfx = final.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(
+        prefix=temp_prefix(final.stem), suffix=f".tmp{sfx}", dir=final.parent
+    )
+    return fd, Path(tmp)
 
 
 def _fsync_file(path: Path) -> None:
@@ -186,10 +193,23 @@ def set_default_mode(path: str | os.PathLike[str]) -> None:
 
 
 def write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
-    """Atomically write ``data`` to ``final``."""
-    with atomic_path(final) as tmp:  # fsyncs the data before the rename
-        with open(tmp, "wb") as f:
+    """Atomically write ``data`` to ``final``: what :func:`atomic_path` does (data fsynced
+    before the rename, the usual permissions, nothing left on error), through the one
+    descriptor the temporary file was created with. The pipeline writes every image this way:
+    each open costs ~0.1 ms on an ext4 disk, a third of writing a 256 px JPEG."""
+    final = Path(final)
+    fd, tmp_path = _temp_beside(final)
+    try:
+        with open(fd, "wb") as f:  # closes fd
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        set_default_mode(tmp_path)
+        os.replace(tmp_path, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
 
 
 def write_text(final: str | os.PathLike[str], text: str) -> None:

@@ -7,14 +7,21 @@ they describe is reported by this project as one sentence naming the file, so th
 noise, and unnamed noise at that.
 
 Log levels cover only part of it (OpenCV's ``setLogLevel``, FFmpeg's
-``OPENCV_FFMPEG_LOGLEVEL``: see :func:`p2p_deploy.media.video.quiet_native_logs`), so the native
-call itself runs with file descriptor 2 pointed at an in-memory file
-(:func:`captured_native_stderr`). Descriptor 2 is shared by every thread: what another thread
-writes meanwhile (a progress bar, a ``failed:`` line) lands in the same capture, so the capture
-is replayed afterwards, minus the lines that match the native libraries' patterns. Windows are
-serialised by a lock and last as long as one decode (about a millisecond); the CLI routes
-Python's own stderr writes through the same lock (:func:`guarded_python_stderr`), so they wait
-for a window to close instead of mixing with a native library's partial line.
+``OPENCV_FFMPEG_LOGLEVEL``: see :func:`p2p_deploy.media.video.quiet_native_logs`), so native
+output is filtered at file descriptor 2, two ways:
+
+* a window per call (:func:`captured_native_stderr`): descriptor 2 points at an in-memory file
+  for the call, which is replayed afterwards minus the native libraries' lines. Descriptor 2
+  is shared by every thread, so windows are serialised by a lock: fine for one call now and
+  then, but it serialises every decode of a multithreaded run (measured: 2 threads decoded
+  JPEGs *slower* than one);
+* for a whole run (:func:`filtered_native_stderr`, what the pipeline uses): descriptor 2 points
+  at a pipe for the run, and a thread passes on every line that is not a native library's.
+  Windows inside it cost nothing (no lock, no descriptor juggling per call).
+
+Either way Python's own stderr writes never share a native library's line: the CLI routes them
+through :class:`GuardedStderr` (:func:`guarded_python_stderr`), which waits out a window, and
+during a run-wide filter writes to the real descriptor directly.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()
+# While a run-wide filter is on: Python's own stderr, on (a copy of) the real descriptor 2.
+_REAL: TextIO | None = None
 # Lines that come from libpng, libjpeg, libtiff, OpenCV's logger and FFmpeg's logger.
 NATIVE_LINE = re.compile(
     rb"^(libpng (error|warning)|\[ ?(WARN|ERROR|INFO|DEBUG|FATAL)[:\]]"
@@ -55,11 +64,24 @@ class GuardedStderr:
 
     def write(self, text: str) -> int:
         with _LOCK:
-            return self.wrapped.write(text)
+            return self._target().write(text)
 
     def flush(self) -> None:
         with _LOCK:
-            self.wrapped.flush()
+            self._target().flush()
+
+    def _target(self) -> TextIO:
+        """During a run-wide filter, the real descriptor instead of descriptor 2 (which is the
+        filter's pipe then); a wrapped stream that is not descriptor 2 (a file, a test's
+        capture) is written as it is."""
+        if _REAL is not None:
+            try:
+                on_fd2 = self.wrapped.fileno() == 2
+            except (AttributeError, OSError, ValueError):
+                on_fd2 = False
+            if on_fd2:
+                return _REAL
+        return self.wrapped
 
     def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...
         return getattr(self.wrapped, name)
@@ -93,7 +115,11 @@ def captured_native_stderr(drop_all: bool = False) -> Iterator[None]:
     ``drop_all``: replay nothing (for a call whose failures the caller reports itself and
     whose library prints in its own formats, e.g. OpenVINO loading a model; Python's own
     writes never enter the window, see :class:`GuardedStderr`). Dropped lines are logged at
-    debug level (``p2p -v`` shows them)."""
+    debug level (``p2p -v`` shows them). Inside :func:`filtered_native_stderr` a window that
+    keeps Python's lines is free: the filter already drops the native ones."""
+    if _REAL is not None and not drop_all:
+        yield
+        return
     with _LOCK:
         try:
             saved = os.dup(2)
@@ -130,3 +156,80 @@ def captured_native_stderr(drop_all: bool = False) -> Iterator[None]:
     if keep:
         with contextlib.suppress(OSError):
             os.write(2, b"".join(keep))
+
+
+@contextlib.contextmanager
+def filtered_native_stderr() -> Iterator[None]:
+    """For the body (a run whose worker threads decode and encode at once), descriptor 2 points
+    at a pipe; a thread passes on to the real descriptor every line that is not a native
+    library's (dropped ones are logged at debug level), and Python's own ``sys.stderr`` writes
+    go straight to the real descriptor (``sys.stderr`` is a :class:`GuardedStderr` for the
+    body), so they never share a line with a native library's partial output. No lock per
+    native call: :func:`captured_native_stderr` windows (but ``drop_all`` ones) are free
+    inside. A nested use, or one where descriptors cannot be had, runs the body as it is."""
+    global _REAL
+    if _REAL is not None:
+        yield
+        return
+    with _LOCK:  # no window is open while descriptor 2 changes hands
+        try:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            saved = os.dup(2)
+            read_end, write_end = os.pipe()
+        except OSError:  # no descriptors left: better noise than a failure
+            saved = -1
+        else:
+            encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+            real = open(  # noqa: SIM115 - closed when the body ends
+                os.dup(saved), "w", encoding=encoding, errors="backslashreplace", buffering=1
+            )
+            os.dup2(write_end, 2)
+            os.close(write_end)
+            _REAL = real
+    if saved < 0:
+        yield
+        return
+    pump = threading.Thread(
+        target=_pump, args=(read_end, saved), name="p2p-native-stderr", daemon=True
+    )
+    pump.start()
+    try:
+        with guarded_python_stderr():
+            yield
+    finally:
+        with _LOCK:
+            _REAL = None
+            with contextlib.suppress(Exception):
+                real.flush()
+            os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads its end
+        pump.join(timeout=5)
+        real.close()
+        os.close(saved)
+
+
+def _pump(read_end: int, out: int) -> None:
+    """The filter's thread: lines from ``read_end`` to ``out``, the native libraries' dropped;
+    a last line without its newline is judged at the end."""
+    rest = b""
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            *lines, rest = (rest + chunk).split(b"\n")
+            _pass_on([line + b"\n" for line in lines], out)
+        if rest:
+            _pass_on([rest], out)
+    except OSError:  # pragma: no cover - the real stderr is gone; nothing to tell it
+        pass
+    finally:
+        os.close(read_end)
+
+
+def _pass_on(lines: list[bytes], out: int) -> None:
+    keep = []
+    for line in lines:
+        if NATIVE_LINE.match(line):
+            log.debug("native: %s", line.decode("utf-8", "replace").rstrip())
+        else:
+            keep.append(line)
+    if keep:
+        os.write(out, b"".join(keep))

@@ -34,6 +34,7 @@ import numpy as np
 
 from p2p_deploy.atomic import clean_stale_temps, write_json
 from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
+from p2p_deploy.media.native import filtered_native_stderr
 from p2p_deploy.media.video import odd_size_output
 from p2p_deploy.paths import escape_reason
 from p2p_deploy.pipeline.items import End, Failed, Frame
@@ -182,6 +183,21 @@ def run_pipeline(
     Raises:
         P2PError: before any work, the model cannot take what ``opts`` asks (one line).
     """
+    # The workers decode at once: native libraries' stderr lines are filtered for the whole
+    # run, not in a window per decode (windows share one lock, which serialised decoding).
+    with filtered_native_stderr():
+        return _run(prepared, runner, opts, on_frame, on_failure, on_total)
+
+
+def _run(
+    prepared: Prepared,
+    runner: Runner,
+    opts: RunOptions,
+    on_frame: Callable[[int], None] | None,
+    on_failure: Callable[[str], None] | None,
+    on_total: Callable[[int], None] | None,
+) -> RunSummary:
+    """:func:`run_pipeline`'s body."""
     runner = native_runner(runner, opts)
     fitter = make_fitter(runner, opts)
     plan = prepared.plan

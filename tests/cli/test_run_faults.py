@@ -151,3 +151,55 @@ print("ours: done", file=sys.stderr)
     ), lines
     assert "inside a capture" in lines and lines[-1] == "ours: done"
     assert np.all([ln.startswith(("thread line", "inside", "ours")) for ln in lines]), lines
+
+
+def test_a_run_wide_filter_drops_native_lines_without_a_lock_per_call() -> None:
+    """``filtered_native_stderr`` (what the pipeline runs under): native libraries' lines on
+    descriptor 2 are dropped, any other line is passed on, Python's own lines go straight to
+    the real stderr (even in the middle of a native library's partial line), a capture window
+    inside it takes no lock (the lock per window serialised every decode of a multithreaded
+    run), and descriptor 2 is back afterwards."""
+    script = """
+import os, sys, threading
+from p2p_deploy.media import native
+from p2p_deploy.media.native import captured_native_stderr, filtered_native_stderr
+
+with filtered_native_stderr():
+    os.write(2, b"libpng error: IDAT: CRC error\\n")
+    os.write(2, b"[ WARN:0@0.1] global loadsave.cpp (1) imread_ ...\\n")
+    os.write(2, b"a line of no known library\\n")
+    os.write(2, b"libpng error: ")  # libpng writes its message and newline apart
+    print("ours: in the middle", file=sys.stderr, flush=True)
+    os.write(2, b"bad CRC\\n")
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with native._LOCK:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait()
+    done = threading.Event()
+
+    def decode_like():
+        with captured_native_stderr():
+            os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\\n")
+        done.set()
+
+    threading.Thread(target=decode_like).start()
+    assert done.wait(5), "a window inside the filter waited for the lock"
+    release.set()
+    t.join()
+print("ours: after", file=sys.stderr, flush=True)
+os.write(2, b"fd 2 restored\\n")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "libpng" not in r.stderr and "WARN" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert sorted(lines) == sorted(
+        ["a line of no known library", "ours: in the middle", "ours: after", "fd 2 restored"]
+    ), lines
+    assert lines[-2:] == ["ours: after", "fd 2 restored"]
