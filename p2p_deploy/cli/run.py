@@ -301,8 +301,17 @@ def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipel
     from p2p_deploy.atomic import check_writable_dir
     from p2p_deploy.errors import UsageError, named
     from p2p_deploy.media.files import OUTPUT_MARKER
-    from p2p_deploy.outputs import read_marker
+    from p2p_deploy.outputs import is_own_json, read_marker
+    from p2p_deploy.pipeline.summary import FAILURES_NAME
 
+    # The run writes OUT/failures.json when something fails and removes it when nothing
+    # does, done or skipped alike: a file of the user's at that name must stop it first.
+    failures = plan.out_dir / FAILURES_NAME
+    if os.path.lexists(failures) and not is_own_json(failures, "", ("failed", "failures")):
+        raise UsageError(
+            f"{failures}: exists and is not a list of failures p2p run wrote; it is never "
+            "overwritten or removed (choose another --out, or move it away)."
+        )
     if not prepared.work:
         return
     check_writable_dir(plan.out_dir, "--out")

@@ -241,6 +241,38 @@ def test_run_overwrite_never_replaces_the_users_files(
     assert (out / "a.png").read_bytes() == b"the user's photo"
 
 
+@pytest.mark.parametrize("bad_inputs", [True, False], ids=["would-write", "would-remove"])
+def test_run_never_replaces_or_removes_the_users_failures_json(
+    tiny_onnx_fp32: Path, tmp_path: Path, capsys, bad_inputs: bool
+) -> None:
+    """OUT/failures.json is written when inputs fail and removed when none do: one the user
+    put there stops the run before any work, whichever it would have done."""
+    src = tmp_path / "in"
+    _pairs(src, ["a.png"])
+    if bad_inputs:
+        (src / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "failures.json").write_text("my notes")
+    code = main(["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(out), "--no-progress"])
+    err = _err(capsys)
+    assert code == EXIT_USAGE and "is not a list of failures p2p run wrote" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (out / "failures.json").read_text() == "my notes"
+    assert sorted(p.name for p in out.iterdir()) == ["failures.json"]  # nothing written
+
+
+def test_run_replaces_its_own_failures_json(tiny_onnx_fp32: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in"
+    _pairs(src, ["a.png"])
+    (src / "broken.png").write_bytes(b"not a png")
+    args = ["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(tmp_path / "o"), "--no-progress"]
+    assert main(args) == 2
+    (src / "broken.png").unlink()
+    assert main(args) == 0  # a rerun that fails nothing removes the stale list it wrote
+    assert not (tmp_path / "o" / "failures.json").exists()
+
+
 # --------------------------------------------------------------------------------------- synth
 
 
