@@ -185,7 +185,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     except P2PError as exc:  # e.g. an .onnx on --backend torch: the command line must change
         raise UsageError(str(exc)) from None
     allowed = {"torch": ("fp32", "fp16"), "openvino": ("fp32", "bf16")}.get(kind, ())
-    if args.precision is not None and kind in allowed and args.precision not in allowed:
+    if args.precision is not None and allowed and args.precision not in allowed:
         raise UsageError(
             f"--precision {args.precision!r}: the {kind} runner takes {' or '.join(allowed)}."
         )
