@@ -132,14 +132,26 @@ def _eval(opts, show: bool) -> None:  # noqa: ANN001 - EvalOptions, imported laz
             TimeRemainingColumn(),
             console=console,
         )
-        with bar:
-            task = bar.add_task("eval", total=None)
+        task = bar.add_task("eval", total=None)
+        started: list[bool] = []
+
+        def total(n: int) -> None:
+            # Shown once the model and the pairs are open: an error before that (a missing
+            # model, an empty split) is its one line, not under an empty bar.
+            bar.update(task, total=n)
+            bar.start()
+            started.append(True)
+
+        try:
             result = run_eval(
                 opts,
                 on_images=lambda n: bar.advance(task, n),
-                on_total=lambda n: bar.update(task, total=n),
+                on_total=total,
                 on_failure=failure,
             )
+        finally:
+            if started:  # a bar never shown prints nothing, not even rich's closing newline
+                bar.stop()
     else:
         result = run_eval(opts, on_failure=failure)
     for line in summary_lines(result.to_dict()):
