@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., metavar="MODEL", help="The model to score."),
         data: Path = typer.Option(..., "--data", help="Dataset folder holding the split."),
         split: str = typer.Option(
-            "test", "--split", callback=checked("--split", check=plain_name),
+            "test",
+            "--split",
+            callback=checked("--split", check=plain_name),
             help="Split folder under DATA.",
         ),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Report folder."),
@@ -41,7 +43,10 @@ def register(app: typer.Typer) -> None:
             None, "--baseline", help="A second model scored on the same images."
         ),
         limit: int | None = typer.Option(
-            None, "--limit", min=1, help="Score only the first N pairs (by name)."
+            None,
+            "--limit",
+            callback=checked("--limit", min=1),
+            help="Score only the first N pairs (by name).",
         ),
         direction: str | None = typer.Option(
             None,
@@ -50,8 +55,12 @@ def register(app: typer.Typer) -> None:
             help="AtoB or BtoA.",
             show_default="from the model's card, else BtoA",
         ),
-        batch: int = typer.Option(4, "--batch", "-b", min=1, help="Images per model call."),
-        grid: int = typer.Option(4, "--grid", min=1, help="Rows in best.png and worst.png."),
+        batch: int = typer.Option(
+            4, "--batch", "-b", callback=checked("--batch", min=1), help="Images per model call."
+        ),
+        grid: int = typer.Option(
+            4, "--grid", callback=checked("--grid", min=1), help="Rows in best.png and worst.png."
+        ),
         device: str | None = typer.Option(
             None,
             help="cpu, cuda or cuda:N.",

@@ -17,7 +17,7 @@ from p2p_deploy.errors import EXIT_USAGE
         (["train", "--no-such-flag"], "No such option: --no-such-flag"),
         (["train", "--direction", "up", "--out", "{tmp}/r"], "--direction must be AtoB or BtoA"),
         (["run"], "Missing argument 'INPUT'"),
-        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "-b", "0"], "'--batch' / '-b'"),
+        (["run", "{tmp}", "-e", "{tmp}/m.onnx", "-b", "0"], "--batch 0: must be at least 1"),
         (["run", "{tmp}", "-e", "{tmp}/m.onnx", "--resize", "zoom"], "--resize 'zoom': must be"),
         (["export", "{tmp}/g.safetensors", "--io", "fp8"], "--io 'fp8': use fp32 or fp16"),
         (["bench", "--batch", "1,x", "--out", "{tmp}/r"], "comma-separated int values"),
