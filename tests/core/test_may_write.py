@@ -241,6 +241,28 @@ def test_run_overwrite_never_replaces_the_users_files(
     assert (out / "a.png").read_bytes() == b"the user's photo"
 
 
+def test_run_never_counts_the_users_file_as_its_output(
+    tiny_onnx_fp32: Path, tmp_path: Path, capsys
+) -> None:
+    """Without --overwrite a file at an output's name would be skipped as "already there":
+    in a folder p2p run did not make it is the user's, so the run is refused instead."""
+    src = tmp_path / "in"
+    _pairs(src, ["a.png", "b.png"])
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"the user's photo")
+    args = ["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(out), "--no-progress"]
+    code = main(args)
+    err = _err(capsys)
+    assert code == EXIT_USAGE and err.count("\n") == 1, err
+    assert "the run would skip, as if done, a.png, which p2p run did not write" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert (out / "a.png").read_bytes() == b"the user's photo"
+    (out / "a.png").unlink()
+    assert main(args) == 0  # its own folder from now on (marked): a rerun skips its outputs
+    assert main(args) == 0 and "nothing to do: all 2 outputs already exist" in _err(capsys)
+
+
 @pytest.mark.parametrize("bad_inputs", [True, False], ids=["would-write", "would-remove"])
 def test_run_never_replaces_or_removes_the_users_failures_json(
     tiny_onnx_fp32: Path, tmp_path: Path, capsys, bad_inputs: bool
