@@ -72,8 +72,25 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"p2p_deploy.cli.{_name}").register(app)
 
 
-INTERRUPTED = "interrupted: finished files are kept; run the same command again to resume."
-TERMINATED = "terminated (SIGTERM): finished files are kept; run the same command again to resume."
+# Commands that start over when run again: "resume" would promise what they do not do.
+STARTS_OVER = ("export", "eval", "bench", "doctor")
+
+
+def _command_name(argv: list[str] | None) -> str | None:
+    """The subcommand in ``argv`` (default: the process's arguments): its first word that is
+    not an option of the root command (``-v``)."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def _interrupt_line(prefix: str, command: str | None) -> str:
+    """What an interrupt of ``command`` left and how to go on, after ``prefix``."""
+    if command in STARTS_OVER:
+        return (
+            f"{prefix}: finished files are kept; p2p {command} does not resume, run the same "
+            "command again to start over."
+        )
+    return f"{prefix}: finished files are kept; run the same command again to resume."
 
 
 # Set by a SIGTERM: typer turns any KeyboardInterrupt inside a command into Exit(130), so the
@@ -104,17 +121,18 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted(exc: BaseException) -> int:
-    """Say what an interrupt left and return its exit code (130 Ctrl-C, 143 SIGTERM)."""
+def _interrupted(exc: BaseException, command: str | None = None) -> int:
+    """Say what an interrupt of ``command`` left and return its exit code (130 Ctrl-C, 143
+    SIGTERM)."""
     from p2p_deploy.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, Terminated):
         cause = cause.__cause__ or cause.__context__
     if cause is not None or _TERM_RECEIVED.is_set():
-        typer.echo(TERMINATED, err=True)
+        typer.echo(_interrupt_line("terminated (SIGTERM)", command), err=True)
         return EXIT_TERMINATED
-    typer.echo(INTERRUPTED, err=True)
+    typer.echo(_interrupt_line("interrupted", command), err=True)
     return EXIT_INTERRUPTED
 
 
@@ -155,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {one_line(exc.format_message())}", err=True)
         return int(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort) as exc:
-        return _interrupted(exc)
+        return _interrupted(exc, _command_name(argv))
     if code == EXIT_INTERRUPTED:  # typer turns a Ctrl-C inside a command into Exit(130)
-        return _interrupted(KeyboardInterrupt())
+        return _interrupted(KeyboardInterrupt(), _command_name(argv))
     return code if isinstance(code, int) else 0
 
 

@@ -78,3 +78,33 @@ def test_usage_lines_name_arguments_plainly(capsys, monkeypatch, cmd, usage):
     assert main([cmd, "--help"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if "Usage:" in ln)
     assert line.split("Usage:", 1)[1].strip() == usage
+
+
+@pytest.mark.parametrize(
+    ("argv", "target", "last"),
+    [
+        (
+            ["export", "{tmp}/g.safetensors", "--out", "{tmp}/x"],
+            "p2p_deploy.export.command.run_export",
+            "interrupted: finished files are kept; p2p export does not resume, run the same "
+            "command again to start over.",
+        ),
+        (
+            ["-v", "run", "{tmp}", "-e", "{tmp}/m.onnx"],
+            "p2p_deploy.models.opening.open_model",
+            "interrupted: finished files are kept; run the same command again to resume.",
+        ),
+    ],
+    ids=["export", "run"],
+)
+def test_ctrl_c_says_whether_the_command_resumes(tmp_path, capsys, monkeypatch, argv, target, last):
+    """p2p run, train and data download pick up where they stopped; export, eval and bench
+    start over: the line after a Ctrl-C says which, instead of promising a resume to all."""
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupt)
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 130 and err.splitlines()[-1] == last, err
