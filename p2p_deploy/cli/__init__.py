@@ -141,6 +141,31 @@ def _click_class(name: str) -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
+# typer parses numbers through pydantic, whose errors read "Input should be a valid integer,
+# unable to parse string as an integer" ("Input" reads like the INPUT argument): said instead
+# in the style of options.check_value, naming the flag and the value.
+_PARSE_ERRORS = {"int_parsing": "must be a whole number", "float_parsing": "must be a number"}
+
+
+def _parse_error(exc: Exception) -> str | None:
+    """``--batch 'abc': must be a whole number.`` for a number typer could not parse, else
+    None (the parser's own message is used)."""
+    errors = getattr(exc.__cause__, "errors", None)
+    param = getattr(exc, "param", None)
+    if not callable(errors) or param is None:
+        return None
+    try:
+        first = errors()[0]
+    except Exception:  # noqa: BLE001 - any other cause: keep the parser's message
+        return None
+    why = _PARSE_ERRORS.get(first.get("type")) if isinstance(first, dict) else None
+    if why is None:
+        return None
+    opts = getattr(param, "opts", None) or []
+    flag = max(opts, key=len) if opts else str(param.name or "").upper()
+    return f"{flag} {first.get('input')!r}: {why}."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns user errors into one line and an exit code.
 
@@ -165,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `p2p export` alone: its help
             typer.echo(ctx.get_help())
             return 0
+        parsed = _parse_error(exc)
+        if parsed is not None:
+            typer.echo(f"error: {parsed}", err=True)
+            return EXIT_USAGE
         where = f"p2p {ctx.info_name}: " if ctx is not None and ctx.parent is not None else ""
         message = one_line(exc.format_message().rstrip("."))
         typer.echo(f"error: {where}{message} (see --help).", err=True)
