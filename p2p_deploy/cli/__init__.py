@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import typer
 
 from p2p_deploy import __version__
+from p2p_deploy.cli.usage import PlainGroup
 
 # Kept in step with p2p_deploy.errors and the README's "Exit codes".
 EXIT_CODES = (
@@ -33,6 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     epilog=EXIT_CODES,
+    cls=PlainGroup,
 )
 
 # Order is the order shown in --help.

@@ -26,9 +26,10 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
+    from p2p_deploy.cli.usage import PlainUsageCommand
     from p2p_deploy.options import checked, device_grammar, plain_name
 
-    @app.command("eval", help=HELP)
+    @app.command("eval", help=HELP, cls=PlainUsageCommand)
     def eval_cmd(
         model: Path = typer.Argument(..., metavar="MODEL", help="The model to score."),
         data: Path = typer.Option(..., "--data", help="Dataset folder holding the split."),

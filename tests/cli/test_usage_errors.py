@@ -81,6 +81,23 @@ def test_usage_lines_name_arguments_plainly(capsys, monkeypatch, cmd, usage):
 
 
 @pytest.mark.parametrize(
+    "cmd",
+    [[], ["train"], ["synth"], ["data"], ["data", "list"], ["data", "download"], ["export"],
+     ["run"], ["eval"], ["bench"], ["doctor"]],  # fmt: skip
+    ids=lambda c: " ".join(c) or "p2p",
+)
+def test_help_shows_flags_without_a_value_type(capsys, monkeypatch, cmd):
+    """typer wrote every flag as ``--overwrite <bool>``, as if it took a value."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([*cmd, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--help" in out and "<bool>" not in out
+    if cmd == ["run"]:
+        assert "<int>" in out and "<path>" in out  # options that take a value keep their type
+        assert "--no-progress" in out
+
+
+@pytest.mark.parametrize(
     ("argv", "target", "last"),
     [
         (
