@@ -88,6 +88,12 @@ def choose_backend(model: ModelFile, backend: str = "auto", device: str | None =
             f"{model.path}: {KINDS.get(model.backend, 'this model')} cannot run on the "
             f"{backend} backend; use --backend {', '.join(readers[:-1])} or {readers[-1]}."
         )
+    if backend == "openvino" and device not in (None, "cpu"):
+        # Said here, with the other choices that do not go together, before any work.
+        raise P2PError(
+            f"--device {device}: the openvino backend runs on the CPU; use --device cpu, or "
+            "--backend onnxruntime or tensorrt for a GPU."
+        )
     return backend
 
 

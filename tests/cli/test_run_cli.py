@@ -193,6 +193,24 @@ def test_precision_the_runner_does_not_take_is_a_usage_error(
     assert not out.exists()
 
 
+def test_openvino_on_a_gpu_is_a_usage_error_before_any_work(
+    capsys, folder: Path, tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    """--backend openvino with --device cuda cannot go together: one line naming both, exit
+    64, before the output folder is planned (no "skipping ..." line above it)."""
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(folder), "-e", str(tiny_onnx_fp32), "-o", str(out), "--backend", "openvino",
+        "--device", "cuda",
+    )  # fmt: skip
+    assert code == 64, err
+    assert err == (
+        "error: --device cuda: the openvino backend runs on the CPU; use --device cpu, or "
+        "--backend onnxruntime or tensorrt for a GPU.\n"
+    )
+    assert not out.exists()
+
+
 def test_good_and_bad_images_named_one_per_line(
     capsys, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
