@@ -21,15 +21,17 @@ from p2p_deploy.cli.usage import PlainGroup
 
 # Kept in step with p2p_deploy.errors and the README's "Exit codes".
 EXIT_CODES = (
-    "Exit codes: 0 done; 1 error (a file, a model, a missing package); 2 `p2p run` finished but "
-    "some inputs failed (listed in OUT/failures.json); 3 training diverged; 64 usage error "
+    "Exit codes: 0 done; 1 error (a file, a model, a missing package); 2 `p2p run` or `p2p "
+    "eval` finished but some inputs failed (listed in OUT/failures.json or eval.json); 3 "
+    "training diverged; 64 usage error "
     "(unknown flag, invalid value, an output that cannot or may not be written); 130 "
     "interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C)."
 )
 
 app = typer.Typer(
     name="p2p",
-    help="pix2pix from training to fast inference: train, data, export, run, eval, bench, doctor.",
+    help="pix2pix from training to fast inference: train, synth, export, run, eval, bench, "
+    "doctor, data.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

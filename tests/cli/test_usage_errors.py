@@ -55,7 +55,7 @@ def test_root_help_lists_the_exit_codes(capsys, monkeypatch):
     for code in (
         "0 done",
         "1 error",
-        "2 `p2p run` finished but some inputs failed",
+        "2 `p2p run` or `p2p eval` finished but some inputs failed",
         "3 training diverged",
         "64 usage error",
         "130 interrupted",
