@@ -4,9 +4,9 @@ Every error a user can cause (bad file, bad flag, missing package) is raised as 
 :class:`P2PError`; the CLI prints ``error: <message>`` and exits with ``exit_code``.
 
 Exit codes of ``p2p`` (README, ``p2p --help``): 0 done; 1 an error (a file, a model, a
-dependency); 2 ``p2p run`` finished but some inputs failed; 3 training diverged; 64 a usage
-error (an unknown flag or an invalid value, sysexits' EX_USAGE); 130 interrupted (Ctrl-C);
-143 terminated (SIGTERM, handled as Ctrl-C).
+dependency); 2 ``p2p run`` or ``p2p eval`` finished but some inputs failed; 3 training
+diverged; 64 a usage error (an unknown flag or an invalid value, sysexits' EX_USAGE); 130
+interrupted (Ctrl-C); 143 terminated (SIGTERM, handled as Ctrl-C).
 """
 
 from __future__ import annotations

@@ -23,16 +23,20 @@ DOWNLOAD_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    data_app = typer.Typer(name="data", help=HELP, no_args_is_help=True)
+    from p2p_deploy.cli.usage import PlainGroup, PlainUsageCommand
+
+    data_app = typer.Typer(name="data", help=HELP, no_args_is_help=True, cls=PlainGroup)
     app.add_typer(data_app, name="data")
 
-    @data_app.command("list", help="The standard datasets: what each translates, its size.")
+    @data_app.command(
+        "list", cls=PlainUsageCommand, help="The standard datasets: what each translates, its size."
+    )
     def list_cmd() -> None:
         _list()
 
     from p2p_deploy.options import checked, plain_name
 
-    @data_app.command("download", help=DOWNLOAD_HELP)
+    @data_app.command("download", help=DOWNLOAD_HELP, cls=PlainUsageCommand)
     def download_cmd(
         name: str = typer.Argument(
             ...,

@@ -109,9 +109,10 @@ def parameters(
             show_default=show_default,
             callback=callback,
             metavar=meta.get("metavar"),
-            # click checks whole-number minimums; options.validate checks everything (floats
-            # too: click's float ranges let NaN through or call it out of range).
-            min=meta.get("min") if tp is int else None,
+            # No min/max here: options.validate checks every range, in the one style
+            # ("--batch 0: must be at least 1."); typer's own range check words it as a
+            # validation library does ("Input should be greater than or equal to 1"), and
+            # click's float ranges let NaN through.
         )
         params.append(_param(f.name, annotation, info))
     return params

@@ -102,7 +102,9 @@ def doctor_lines() -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("doctor")
+    from p2p_deploy.cli.usage import PlainUsageCommand
+
+    @app.command("doctor", cls=PlainUsageCommand)
     def doctor() -> None:
         """Report what this machine can run: torch and CUDA GPUs, onnxruntime providers,
         TensorRT, pycuda, OpenCV and the video codecs that really open for writing (each is

@@ -26,14 +26,17 @@ HELP = (
 
 
 def register(app: typer.Typer) -> None:
+    from p2p_deploy.cli.usage import PlainUsageCommand
     from p2p_deploy.options import checked, device_grammar, plain_name
 
-    @app.command("eval", help=HELP)
+    @app.command("eval", help=HELP, cls=PlainUsageCommand)
     def eval_cmd(
         model: Path = typer.Argument(..., metavar="MODEL", help="The model to score."),
         data: Path = typer.Option(..., "--data", help="Dataset folder holding the split."),
         split: str = typer.Option(
-            "test", "--split", callback=checked("--split", check=plain_name),
+            "test",
+            "--split",
+            callback=checked("--split", check=plain_name),
             help="Split folder under DATA.",
         ),
         out: Path = typer.Option(Path("eval"), "--out", "-o", help="Report folder."),
@@ -41,7 +44,10 @@ def register(app: typer.Typer) -> None:
             None, "--baseline", help="A second model scored on the same images."
         ),
         limit: int | None = typer.Option(
-            None, "--limit", min=1, help="Score only the first N pairs (by name)."
+            None,
+            "--limit",
+            callback=checked("--limit", min=1),
+            help="Score only the first N pairs (by name).",
         ),
         direction: str | None = typer.Option(
             None,
@@ -50,8 +56,12 @@ def register(app: typer.Typer) -> None:
             help="AtoB or BtoA.",
             show_default="from the model's card, else BtoA",
         ),
-        batch: int = typer.Option(4, "--batch", "-b", min=1, help="Images per model call."),
-        grid: int = typer.Option(4, "--grid", min=1, help="Rows in best.png and worst.png."),
+        batch: int = typer.Option(
+            4, "--batch", "-b", callback=checked("--batch", min=1), help="Images per model call."
+        ),
+        grid: int = typer.Option(
+            4, "--grid", callback=checked("--grid", min=1), help="Rows in best.png and worst.png."
+        ),
         device: str | None = typer.Option(
             None,
             help="cpu, cuda or cuda:N.",
@@ -132,14 +142,26 @@ def _eval(opts, show: bool) -> None:  # noqa: ANN001 - EvalOptions, imported laz
             TimeRemainingColumn(),
             console=console,
         )
-        with bar:
-            task = bar.add_task("eval", total=None)
+        task = bar.add_task("eval", total=None)
+        started: list[bool] = []
+
+        def total(n: int) -> None:
+            # Shown once the model and the pairs are open: an error before that (a missing
+            # model, an empty split) is its one line, not under an empty bar.
+            bar.update(task, total=n)
+            bar.start()
+            started.append(True)
+
+        try:
             result = run_eval(
                 opts,
                 on_images=lambda n: bar.advance(task, n),
-                on_total=lambda n: bar.update(task, total=n),
+                on_total=total,
                 on_failure=failure,
             )
+        finally:
+            if started:  # a bar never shown prints nothing, not even rich's closing newline
+                bar.stop()
     else:
         result = run_eval(opts, on_failure=failure)
     for line in summary_lines(result.to_dict()):

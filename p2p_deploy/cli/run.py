@@ -185,7 +185,7 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     except P2PError as exc:  # e.g. an .onnx on --backend torch: the command line must change
         raise UsageError(str(exc)) from None
     allowed = {"torch": ("fp32", "fp16"), "openvino": ("fp32", "bf16")}.get(kind, ())
-    if args.precision is not None and kind in allowed and args.precision not in allowed:
+    if args.precision is not None and allowed and args.precision not in allowed:
         raise UsageError(
             f"--precision {args.precision!r}: the {kind} runner takes {' or '.join(allowed)}."
         )
@@ -292,8 +292,9 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
 
 def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipeline types
     """Before any input is read: the output folder can be written (one line, exit 64, instead
-    of one ``failed:`` line per input), and ``--overwrite`` replaces only outputs of p2p run:
-    in a folder it did not make, a file at an output's name is the user's.
+    of one ``failed:`` line per input), and only outputs of p2p run are replaced or skipped
+    as done: in a folder it did not make, a file at an output's name (or a ``failures.json``
+    it did not write, anywhere) is the user's.
 
     Raises:
         UsageError: naming the folder and why.
@@ -301,22 +302,37 @@ def _check_out(plan, prepared, overwrite: bool) -> None:  # noqa: ANN001 - pipel
     from p2p_deploy.atomic import check_writable_dir
     from p2p_deploy.errors import UsageError, named
     from p2p_deploy.media.files import OUTPUT_MARKER
-    from p2p_deploy.outputs import read_marker
+    from p2p_deploy.outputs import is_own_json, read_marker
+    from p2p_deploy.pipeline.summary import FAILURES_NAME
 
-    if not prepared.work:
-        return
-    check_writable_dir(plan.out_dir, "--out")
-    if not overwrite or read_marker(plan.out_dir, OUTPUT_MARKER) is not None:
-        return
-    if plan.out_dir.name.endswith("_p2p"):  # a default output folder made before the marker
-        return
-    theirs = [j.dst for j in prepared.work if hasattr(j, "dst") and os.path.lexists(j.dst)]
-    if theirs:
-        shown = named([str(p.relative_to(plan.out_dir)) for p in theirs])
+    # The run writes OUT/failures.json when something fails and removes it when nothing
+    # does, done or skipped alike: a file of the user's at that name must stop it first.
+    failures = plan.out_dir / FAILURES_NAME
+    if os.path.lexists(failures) and not is_own_json(failures, "", ("failed", "failures")):
         raise UsageError(
-            f"{plan.out_dir}: --overwrite would replace {shown}, which p2p run did not "
-            "write (the folder has no output marker); choose another --out."
+            f"{failures}: exists and is not a list of failures p2p run wrote; it is never "
+            "overwritten or removed (choose another --out, or move it away)."
         )
+    # Every folder p2p run writes into holds its marker from the first output on (default
+    # `_p2p` folders made before the marker count as marked): in any other folder, a file at
+    # an output's name is the user's. --overwrite would replace it; without --overwrite it
+    # would be skipped and counted as "already there", which it is not.
+    marked = read_marker(plan.out_dir, OUTPUT_MARKER) is not None
+    if not marked and not plan.out_dir.name.endswith("_p2p"):
+        if overwrite:
+            theirs = [j.dst for j in prepared.work if hasattr(j, "dst") and os.path.lexists(j.dst)]
+            doing = "--overwrite would replace"
+        else:
+            theirs = [j.dst for j in prepared.skipped]
+            doing = "the run would skip, as if done,"
+        if theirs:
+            shown = named([str(p.relative_to(plan.out_dir)) for p in theirs])
+            raise UsageError(
+                f"{plan.out_dir}: {doing} {shown}, which p2p run did not write (the folder "
+                "has no output marker); choose another --out."
+            )
+    if prepared.work:
+        check_writable_dir(plan.out_dir, "--out")
 
 
 def _with_progress(prepared, runner, opts, show: bool):

@@ -54,22 +54,40 @@ SYNTH_OUTPUT = OutputSpec(
 
 def register(app: typer.Typer) -> None:
     from p2p_deploy.cli.usage import PlainUsageCommand
+    from p2p_deploy.options import checked
 
     @app.command("synth", help=HELP, cls=PlainUsageCommand)
     def synth_cmd(
         out: Path = typer.Argument(..., help="Output folder."),
-        train: int = typer.Option(400, "--train", min=0, help="Training pairs."),
-        val: int = typer.Option(20, "--val", min=0, help="Validation pairs."),
-        test: int = typer.Option(20, "--test", min=0, help="Test pairs."),
-        size: int = typer.Option(
-            256, "--size", min=16, max=MAX_SIZE, help="Height (and width of each half) in pixels."
+        train: int = typer.Option(
+            400, "--train", callback=checked("--train", min=0), help="Training pairs."
         ),
-        seed: int = typer.Option(0, "--seed", min=0, help="Dataset seed."),
+        val: int = typer.Option(
+            20, "--val", callback=checked("--val", min=0), help="Validation pairs."
+        ),
+        test: int = typer.Option(
+            20, "--test", callback=checked("--test", min=0), help="Test pairs."
+        ),
+        size: int = typer.Option(
+            256,
+            "--size",
+            callback=checked("--size", min=16, max=MAX_SIZE),
+            help="Height (and width of each half) in pixels.",
+        ),
+        seed: int = typer.Option(
+            0, "--seed", callback=checked("--seed", min=0), help="Dataset seed."
+        ),
         video: int = typer.Option(
-            0, "--video", min=0, help="Also write OUT/labels.mp4 with N frames."
+            0,
+            "--video",
+            callback=checked("--video", min=0),
+            help="Also write OUT/labels.mp4 with N frames.",
         ),
         labels: int = typer.Option(
-            0, "--labels", min=0, help="Also write OUT/labels/ with N label maps alone."
+            0,
+            "--labels",
+            callback=checked("--labels", min=0),
+            help="Also write OUT/labels/ with N label maps alone.",
         ),
     ) -> None:
         import logging

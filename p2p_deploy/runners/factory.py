@@ -27,6 +27,13 @@ READS: dict[str, tuple[str, ...]] = {
     "openvino": ("onnxruntime", "openvino"),
     "torch": ("torch",),
 }
+# What a file of each native backend is, in the words of the error that refuses it.
+KINDS: dict[str, str] = {
+    "tensorrt": "a TensorRT engine",
+    "onnxruntime": "an ONNX model",
+    "openvino": "an OpenVINO IR model",
+    "torch": "a PyTorch checkpoint",
+}
 
 
 def check_device(device: str | None) -> None:
@@ -76,8 +83,16 @@ def choose_backend(model: ModelFile, backend: str = "auto", device: str | None =
     if backend == "auto":
         return auto_backend(model, device)
     if model.backend not in READS[backend]:
+        readers = ["auto", *(b for b, reads in READS.items() if model.backend in reads)]
         raise P2PError(
-            f"{model.path}: a {model.backend} model cannot run on the {backend} backend."
+            f"{model.path}: {KINDS.get(model.backend, 'this model')} cannot run on the "
+            f"{backend} backend; use --backend {', '.join(readers[:-1])} or {readers[-1]}."
+        )
+    if backend == "openvino" and device not in (None, "cpu"):
+        # Said here, with the other choices that do not go together, before any work.
+        raise P2PError(
+            f"--device {device}: the openvino backend runs on the CPU; use --device cpu, or "
+            "--backend onnxruntime or tensorrt for a GPU."
         )
     return backend
 

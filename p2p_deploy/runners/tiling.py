@@ -57,7 +57,9 @@ def tile_limit(sizes: SizeRange, max_tile: str, model: str = "the model") -> Siz
         return (round_down(DEFAULT_MAX_TILE[0], s), round_down(DEFAULT_MAX_TILE[1], s))
     h, w = parse_size(max_tile, "--max-tile")
     limit = (round_down(h, sizes.stride), round_down(w, sizes.stride))
-    if not fits(sizes.min, limit):
+    # The size asked for, not the rounded one: round_down never goes below one stride, so
+    # 64 on a stride-128 model would silently become 128.
+    if not fits(sizes.min, (h, w)):
         raise P2PError(
             f"--max-tile {max_tile}: below the smallest size {model} takes "
             f"({format_size(sizes.min)}; it takes {sizes.describe()})."

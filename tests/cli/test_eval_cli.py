@@ -69,6 +69,27 @@ def test_eval_cli_errors_are_one_line(capsys, tmp_path: Path, tiny_checkpoint: P
     assert code == 1 and "no such model file" in err and "Traceback" not in err
 
 
+def test_eval_errors_with_the_progress_bar_on_are_one_line(
+    capsys, tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    """The bar appears once there is work to show: an error found before (a missing model,
+    an empty split) is its one line, with no empty bar above it."""
+    data = _dataset(tmp_path / "d")
+    (data / "empty").mkdir()
+    cases = [
+        ([str(tmp_path / "missing.onnx"), "--data", str(data)], "no such model file"),
+        ([str(tiny_onnx_fp32), "--data", str(data), "--split", "empty"], "no images"),
+    ]
+    for args, says in cases:
+        code = main(["eval", *args, "--out", str(tmp_path / "ev")])
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith("error: ") and says in err, err
+        assert err.count("\n") == 1, err
+    code = main(["eval", str(tiny_onnx_fp32), "--data", str(data), "--out", str(tmp_path / "ok")])
+    err = capsys.readouterr().err
+    assert code == 0 and "eval" in err.splitlines()[0] and "3/3" in err, err
+
+
 def test_help_lists_data_and_eval_without_torch() -> None:
     code = (
         "import sys\n"

@@ -170,6 +170,47 @@ def test_user_errors_are_one_line_exit_1(
     assert code == 1 and "bad.safetensors" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("backend", "precision", "takes"),
+    [("openvino", "fp16", "fp32 or bf16"), ("torch", "bf16", "fp32 or fp16")],
+)
+def test_precision_the_runner_does_not_take_is_a_usage_error(
+    request, capsys, folder: Path, tmp_path: Path, backend: str, precision: str, takes: str
+) -> None:
+    """A --precision the chosen runner does not take is the command line's fault: one line
+    naming the flag, exit 64, before the runner starts."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    name = "tiny_onnx_fp32" if backend == "openvino" else "tiny_checkpoint"
+    model = request.getfixturevalue(name)
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(folder), "-e", str(model), "-o", str(out), "--backend", backend,
+        "--precision", precision,
+    )  # fmt: skip
+    assert code == 64, err
+    assert err == f"error: --precision {precision!r}: the {backend} runner takes {takes}.\n"
+    assert not out.exists()
+
+
+def test_openvino_on_a_gpu_is_a_usage_error_before_any_work(
+    capsys, folder: Path, tmp_path: Path, tiny_onnx_fp32: Path
+) -> None:
+    """--backend openvino with --device cuda cannot go together: one line naming both, exit
+    64, before the output folder is planned (no "skipping ..." line above it)."""
+    out = tmp_path / "out"
+    code, err = _run(
+        capsys, str(folder), "-e", str(tiny_onnx_fp32), "-o", str(out), "--backend", "openvino",
+        "--device", "cuda",
+    )  # fmt: skip
+    assert code == 64, err
+    assert err == (
+        "error: --device cuda: the openvino backend runs on the CPU; use --device cpu, or "
+        "--backend onnxruntime or tensorrt for a GPU.\n"
+    )
+    assert not out.exists()
+
+
 def test_good_and_bad_images_named_one_per_line(
     capsys, tmp_path: Path, tiny_checkpoint: Path
 ) -> None:

@@ -241,6 +241,60 @@ def test_run_overwrite_never_replaces_the_users_files(
     assert (out / "a.png").read_bytes() == b"the user's photo"
 
 
+def test_run_never_counts_the_users_file_as_its_output(
+    tiny_onnx_fp32: Path, tmp_path: Path, capsys
+) -> None:
+    """Without --overwrite a file at an output's name would be skipped as "already there":
+    in a folder p2p run did not make it is the user's, so the run is refused instead."""
+    src = tmp_path / "in"
+    _pairs(src, ["a.png", "b.png"])
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"the user's photo")
+    args = ["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(out), "--no-progress"]
+    code = main(args)
+    err = _err(capsys)
+    assert code == EXIT_USAGE and err.count("\n") == 1, err
+    assert "the run would skip, as if done, a.png, which p2p run did not write" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert (out / "a.png").read_bytes() == b"the user's photo"
+    (out / "a.png").unlink()
+    assert main(args) == 0  # its own folder from now on (marked): a rerun skips its outputs
+    assert main(args) == 0 and "nothing to do: all 2 outputs already exist" in _err(capsys)
+
+
+@pytest.mark.parametrize("bad_inputs", [True, False], ids=["would-write", "would-remove"])
+def test_run_never_replaces_or_removes_the_users_failures_json(
+    tiny_onnx_fp32: Path, tmp_path: Path, capsys, bad_inputs: bool
+) -> None:
+    """OUT/failures.json is written when inputs fail and removed when none do: one the user
+    put there stops the run before any work, whichever it would have done."""
+    src = tmp_path / "in"
+    _pairs(src, ["a.png"])
+    if bad_inputs:
+        (src / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "failures.json").write_text("my notes")
+    code = main(["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(out), "--no-progress"])
+    err = _err(capsys)
+    assert code == EXIT_USAGE and "is not a list of failures p2p run wrote" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (out / "failures.json").read_text() == "my notes"
+    assert sorted(p.name for p in out.iterdir()) == ["failures.json"]  # nothing written
+
+
+def test_run_replaces_its_own_failures_json(tiny_onnx_fp32: Path, tmp_path: Path, capsys) -> None:
+    src = tmp_path / "in"
+    _pairs(src, ["a.png"])
+    (src / "broken.png").write_bytes(b"not a png")
+    args = ["run", str(src), "-e", str(tiny_onnx_fp32), "-o", str(tmp_path / "o"), "--no-progress"]
+    assert main(args) == 2
+    (src / "broken.png").unlink()
+    assert main(args) == 0  # a rerun that fails nothing removes the stale list it wrote
+    assert not (tmp_path / "o" / "failures.json").exists()
+
+
 # --------------------------------------------------------------------------------------- synth
 
 

@@ -138,6 +138,11 @@ def test_tile_limit_rules() -> None:
     assert "\n" not in str(info.value) and "256x512" in str(info.value)
     with pytest.raises(P2PError, match="below the smallest size"):
         tile_limit(profile, "32")
+    # Below one stride: refused too, not rounded up to the stride (a fixed 128 px square).
+    with pytest.raises(P2PError, match=r"--max-tile 64: below the smallest size .*128x128"):
+        tile_limit(SizeRange((128, 128), (128, 128), 128), "64")
+    with pytest.raises(P2PError, match="below the smallest size"):
+        tile_limit(SizeRange((32, 32), None, 32), "16x64")
     with pytest.raises(P2PError, match="HxW"):
         tile_limit(profile, "big")
 

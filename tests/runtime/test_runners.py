@@ -154,8 +154,18 @@ def test_factory_by_extension_and_errors(
     (tmp_path / "m.bin").write_bytes(b"x")
     with pytest.raises(P2PError, match="unknown model type"):
         open_model(tmp_path / "m.bin")
-    with pytest.raises(P2PError, match="cannot run on the torch backend"):
+    with pytest.raises(P2PError, match="cannot run on the torch backend") as exc:
         open_runner(tiny_onnx_fp32, backend="torch")
+    # What the file is and which backends read it, in words a user knows.
+    assert str(exc.value) == (
+        f"{tiny_onnx_fp32}: an ONNX model cannot run on the torch backend; "
+        "use --backend auto, onnxruntime or openvino."
+    )
+    with pytest.raises(P2PError) as exc:
+        open_runner(tiny_checkpoint, backend="openvino")
+    assert str(exc.value).endswith(
+        ": a PyTorch checkpoint cannot run on the openvino backend; use --backend auto or torch."
+    )
     # Without TensorRT the missing package is what to fix first (not the missing card).
     has_trt = importlib.util.find_spec("tensorrt") is not None
     match = "no card" if has_trt else r'tensorrt is not installed.*pip install "p2p-deploy\[gpu\]"'
