@@ -93,8 +93,12 @@ class RunSummary:
                 else ""
             )
             + "; "
-            f"{self.frames} frames in {self.seconds:.1f} s "
-            f"= {self.fps:.1f} fps end to end, model {self.model_ms_per_frame:.1f} ms/frame"
+            + (
+                f"{self.frames} frames in {self.seconds:.1f} s "
+                f"= {self.fps:.1f} fps end to end, model {self.model_ms_per_frame:.1f} ms/frame"
+                if self.frames
+                else "no frames translated"  # every input skipped or failed: no speed to state
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:

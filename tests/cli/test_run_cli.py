@@ -91,6 +91,10 @@ def test_folder_exit_codes_rerun_and_overwrite(
     assert cv2.imread(str(out / "a.jpg")).shape == (40, 30, 3)
     assert json.loads((out / "failures.json").read_text())["failed"] == 1
 
+    # A rerun: the two outputs are skipped, the broken file fails again, nothing is translated
+    # (no speed is stated for nothing).
+    code, err = _run(capsys, str(folder), "--engine", str(engine), "--out", str(out))
+    assert code == 2 and "no frames translated" in err and "fps" not in err, err
     (folder / "sub" / "broken.png").unlink()
     before = (out / "a.jpg").stat().st_mtime_ns
     code, err = _run(capsys, str(folder), "--engine", str(engine), "--out", str(out))
