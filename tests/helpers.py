@@ -59,3 +59,13 @@ def build_wheel(out):
     assert res.returncode == 0, res.stderr[-2000:]
     (whl,) = Path(out).glob("p2p_deploy-*.whl")
     return whl
+
+
+def sigint_as_ctrl_c() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT: SIGINT back to its default,
+    so that Python in the child installs its Ctrl-C handler. A suite started as a background
+    job of a script (``make test &``) inherits SIGINT *ignored*, which Python keeps, and the
+    child would never see the interrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import sigint_as_ctrl_c
 from runtime.media_files import BAD_IMAGES, GOOD_IMAGES, make_image_tree, random_bgr, write_video
 
 from p2p_deploy.cli import main
@@ -241,6 +242,7 @@ def _p2p_process(*args: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_ctrl_c,
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import sigint_as_ctrl_c
 
 from p2p_deploy.models.opening import open_model
 
@@ -154,6 +155,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        preexec_fn=sigint_as_ctrl_c,
     )
     deadline = time.monotonic() + 60
     while not (run / "checkpoints" / "latest").is_dir() and time.monotonic() < deadline:
