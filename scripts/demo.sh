@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on built-in data, end to end: synthetic facades -> train -> export -> run -> bench.
-# About 4 minutes on a 2-core CPU (5-6 with the venv set-up of a first `make demo`). Called by `make demo` (DEMO_DIR, PY set there).
+# About 4 minutes on a 2-core CPU (5-6 with the venv set-up of a first `make demo`).
+# Called by `make demo` (DEMO_DIR, PY set there).
 set -euo pipefail
 D=${DEMO_DIR:-demo}
 PY=${PY:-python3}
