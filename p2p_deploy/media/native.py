@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import sys
 import tempfile
 import threading
@@ -190,8 +191,9 @@ def filtered_native_stderr() -> Iterator[None]:
     if saved < 0:
         yield
         return
+    ended = threading.Event()
     pump = threading.Thread(
-        target=_pump, args=(read_end, saved), name="p2p-native-stderr", daemon=True
+        target=_pump, args=(read_end, saved, ended), name="p2p-native-stderr", daemon=True
     )
     pump.start()
     try:
@@ -202,18 +204,34 @@ def filtered_native_stderr() -> Iterator[None]:
             _REAL = None
             with contextlib.suppress(Exception):
                 real.flush()
-            os.dup2(saved, 2)  # the pipe's last write end closes: the pump reads its end
-        pump.join(timeout=5)
+            os.dup2(saved, 2)  # descriptor 2 is the real one again
+        # Not the pipe's end of file: a child process started meanwhile may hold its write
+        # end for ever. The pump passes on what is in the pipe and stops; ``saved`` stays
+        # open until it has (closing it first could hand its number to another file).
+        ended.set()
+        pump.join()
         real.close()
         os.close(saved)
 
 
-def _pump(read_end: int, out: int) -> None:
-    """The filter's thread: lines from ``read_end`` to ``out``, the native libraries' dropped;
-    a last line without its newline is judged at the end."""
+def _pump(read_end: int, out: int, ended: threading.Event) -> None:
+    """The filter's thread: lines from ``read_end`` to ``out``, the native libraries' dropped,
+    until the pipe is empty once ``ended`` is set (or at its end of file); a last line
+    without its newline is judged then."""
     rest = b""
     try:
-        while chunk := os.read(read_end, 1 << 16):
+        while True:
+            # Read before looking: everything written before ``ended`` was set is in the pipe
+            # by then, so an empty pipe after it means nothing is left.
+            stopping = ended.is_set()
+            ready, _, _ = select.select([read_end], [], [], 0 if stopping else 0.05)
+            if not ready:
+                if stopping:
+                    break
+                continue
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
             *lines, rest = (rest + chunk).split(b"\n")
             _pass_on([line + b"\n" for line in lines], out)
         if rest:

@@ -203,3 +203,28 @@ os.write(2, b"fd 2 restored\\n")
         ["a line of no known library", "ours: in the middle", "ours: after", "fd 2 restored"]
     ), lines
     assert lines[-2:] == ["ours: after", "fd 2 restored"]
+
+
+def test_the_filter_ends_at_once_while_a_child_holds_its_pipe() -> None:
+    """A child process started during the filter inherits its pipe and may hold it for ever:
+    the filter still ends at once (no waiting for an end of file) and passes on every line
+    written before it ended."""
+    script = """
+import os, subprocess, sys, time
+from p2p_deploy.media.native import filtered_native_stderr
+
+with filtered_native_stderr():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\\n")
+    os.write(2, b"the last line before the end\\n")
+    t = time.monotonic()
+took = time.monotonic() - t
+child.kill()
+child.wait()
+print(f"ended in {took:.2f} s", file=sys.stderr)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "the last line before the end" and "libpng" not in r.stderr, lines
+    assert lines[-1].startswith("ended in ") and float(lines[-1].split()[2]) < 2.0, lines
