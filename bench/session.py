@@ -25,6 +25,7 @@ from p2p_deploy.bench.roofline import annotate_rows, compute_floor
 from p2p_deploy.bench.timing import TimingPolicy
 from p2p_deploy.devices import parse_device
 from p2p_deploy.errors import DataError, P2PError, UsageError
+from p2p_deploy.models.card import ExportCard
 from p2p_deploy.models.config import GeneratorConfig
 from p2p_deploy.models.flops import generator_flops
 from p2p_deploy.models.opening import ModelFile
@@ -114,10 +115,22 @@ def _sizes(args: BenchArgs, cfg: GeneratorConfig) -> tuple[Size | None, Size | N
     return size, run, f"; frames of {format_size(size)}{padded}"
 
 
+def _export_card(path: Path) -> ExportCard:
+    """The card of the exported model at ``path``, once the model itself has passed the check
+    ``p2p run`` makes (:func:`~p2p_deploy.models.opening.open_model`), so that a file that is
+    no model says so, not that its card is missing.
+
+    Raises:
+        P2PError: not a readable model, or no export card beside it (one line each).
+    """
+    from p2p_deploy.models.card import read_export_card
+    from p2p_deploy.models.opening import open_model
+
+    return open_model(path).export_card or read_export_card(path)
+
+
 def _model_info(args: BenchArgs) -> ModelInfo:
     """What is benchmarked: the checkpoint's generator, else the first model's card."""
-    from p2p_deploy.models.card import read_export_card
-
     if args.checkpoint is not None:
         from p2p_deploy.models.opening import open_model
 
@@ -140,7 +153,7 @@ def _model_info(args: BenchArgs) -> ModelInfo:
         )
         return ModelInfo(cfg.image_size, tn, desc, gflop, ckpt, size, run, cfg.stride)
     model = (args.onnx or args.engine)[0]
-    side = read_export_card(model)
+    side = _export_card(model)
     g = side.generator
     size, run, words = _sizes(args, g)
     gflop = generator_flops(g, run) / 1e9
@@ -158,14 +171,12 @@ def _matching_models(
 ) -> tuple[list[Path], list[Skipped]]:
     """The models whose card matches what is benchmarked (image size; with a checkpoint also
     the test norm, the function the eager baseline computes); the others become Skipped."""
-    from p2p_deploy.models.card import read_export_card
-
     keep: list[Path] = []
     skipped: list[Skipped] = []
     what = "the checkpoint" if with_checkpoint else "the first model"
     for path in paths:
         try:
-            side = read_export_card(path)
+            side = _export_card(path)
         except P2PError as exc:
             skipped.append(Skipped(label, str(exc)))
             continue

@@ -52,6 +52,8 @@ def _bench(args) -> None:  # noqa: ANN001 - BenchArgs, imported lazily above
     validate(args)  # user errors before the progress bar draws anything
     console = Console(stderr=True)
     logging.getLogger("p2p_deploy.bench.harness").setLevel(logging.WARNING)  # the bar says it
+    # No bar where stderr is no terminal: rich would only leave an empty line there (before an
+    # `error:` line, say).
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -59,6 +61,7 @@ def _bench(args) -> None:  # noqa: ANN001 - BenchArgs, imported lazily above
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as progress:
         task = progress.add_task("planning", total=None)
         started = [False]

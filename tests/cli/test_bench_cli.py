@@ -120,14 +120,19 @@ def test_command_in_report_reproduces(bench_run):
         ([], "nothing to benchmark"),
         (["--checkpoint", "{ckpt}", "--backends", "torch,magic"], "--backends 'magic': must be"),
         (["--checkpoint", "{ckpt}", "--device", "gpu"], "--device 'gpu': must be auto, cpu, cuda"),
+        (["--onnx", "{garbage}"], "garbage.onnx: not an ONNX model"),  # as p2p run says
     ],
-    ids=["missing", "nothing", "backend", "device"],
+    ids=["missing", "nothing", "backend", "device", "not-a-model"],
 )
 def test_user_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, args, message):
-    args = [a.replace("{ckpt}", str(tiny_checkpoint)) for a in args]
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    names = {"{ckpt}": str(tiny_checkpoint), "{garbage}": str(garbage)}
+    args = [names.get(a, a) for a in args]
     rc = main(["bench", *args, "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert rc == (1 if "no such file" in message else 64)  # a file error, or a usage error
+    file_error = "no such file" in message or "not an ONNX" in message
+    assert rc == (1 if file_error else 64)  # a file error, or a usage error
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
 
