@@ -279,9 +279,12 @@ def _run(args: RunArgs) -> None:  # noqa: C901 - a linear script of the command'
     typer.echo(one_line(summary.line()), err=True)
     if summary.failures_error:  # e.g. a full disk: said in one line, the exit code stands
         typer.echo(f"error: {summary.failures_error}", err=True)
-    elif summary.failures:
-        typer.echo(f"failures listed in {plan.out_dir / 'failures.json'}", err=True)
-    typer.echo(f"outputs in {plan.out_dir}", err=True)
+    elif summary.failures_file:
+        typer.echo(f"failures listed in {summary.failures_file}", err=True)
+    if plan.out_dir.is_dir():
+        typer.echo(f"outputs in {plan.out_dir}", err=True)
+    else:  # every input failed and no folder was made: nothing to point at
+        typer.echo(f"nothing written ({plan.out_dir} not made)", err=True)
     if args.summary_json is not None:
         from p2p_deploy.atomic import write_json
 

@@ -255,7 +255,8 @@ def _run(
     submitter.join(timeout=5)
     _summarise(summary, outcomes, streams, clock)
     try:
-        write_failures(plan.out_dir, summary)
+        written = write_failures(plan.out_dir, summary)
+        summary.failures_file = str(written) if written is not None else None
     except OSError as exc:  # e.g. the disk that failed the outputs is full
         summary.failures_error = (
             f"{plan.out_dir / FAILURES_NAME}: cannot write the list of failures "

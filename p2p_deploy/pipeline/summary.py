@@ -25,7 +25,9 @@ class RunSummary:
     the batcher spent inside the runner (submitting and waiting for results);
     ``stage_seconds``: busy seconds per stage summed over threads (decode, copy, infer,
     encode; see ``pipeline.stages.StageClock``); ``workers``: the threads that decode and encode;
-    ``failures_error``: why ``failures.json`` could not be written (one line), or None.
+    ``failures_error``: why ``failures.json`` could not be written (one line), or None;
+    ``failures_file``: where it was written, or None (nothing failed, or the run wrote nothing
+    and made no output folder for the list alone).
     """
 
     runner: str = ""
@@ -43,6 +45,7 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     failures: list[dict[str, str]] = field(default_factory=list)
     failures_error: str | None = None
+    failures_file: str | None = None
 
     @property
     def failed(self) -> int:
@@ -124,11 +127,16 @@ class RunSummary:
 
 
 def write_failures(out_dir: Path, summary: RunSummary) -> Path | None:
-    """Write ``failures.json`` (this run's failures) or remove a stale one when none failed."""
+    """Write ``failures.json`` (this run's failures) or remove a stale one when none failed.
+    A run that wrote nothing into a folder that does not exist makes none for the list alone
+    (say ``p2p run in/broken.jpg``: no ``in/broken_p2p/`` beside the input; each failure has
+    had its own line). Returns the path written, or None."""
     path = out_dir / FAILURES_NAME
     if not summary.failures:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        return None
+    if not out_dir.is_dir():
         return None
     write_json(path, {"failed": summary.failed, "failures": summary.failures})
     return path

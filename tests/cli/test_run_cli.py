@@ -144,7 +144,18 @@ def test_codec_that_cannot_open_is_one_line(capsys, tmp_path: Path, tiny_checkpo
     code, err = _run(capsys, str(clip), "-e", str(tiny_checkpoint), "--codec", "avc1")
     assert code == 1
     assert "codec 'avc1' cannot open" in err and "codecs that work: mp4v" in err
-    assert _files(tmp_path / "clip_p2p") == ["failures.json"]
+    assert _files(tmp_path / "clip_p2p") == ["failures.json"]  # the folder the write tried
+
+
+def test_a_lone_bad_input_leaves_no_output_folder(capsys, tmp_path: Path, tiny_onnx_fp32: Path):
+    """A single input that fails before any write is attempted: its one line says why, and
+    no `<name>_p2p/` folder is made beside it to hold the list of that one failure."""
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16)
+    code, err = _run(capsys, str(bad), "-e", str(tiny_onnx_fp32))
+    assert code == 1 and f"failed: {bad}" in err, err
+    assert "nothing written" in err and "failures listed" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.png"]
 
 
 def test_user_errors_are_one_line_exit_1(
