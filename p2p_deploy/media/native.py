@@ -71,6 +71,13 @@ class GuardedStderr:
         with _LOCK:
             self._target().flush()
 
+    def isatty(self) -> bool:
+        """Whether the terminal is what Python's output reaches: during a run-wide filter,
+        descriptor 2 is the filter's pipe, but Python's lines go to the real descriptor, and
+        rich decides by this whether to draw its progress bar at all."""
+        with _LOCK:  # not the real stream as it is being closed
+            return self._target().isatty()
+
     def _target(self) -> TextIO:
         """During a run-wide filter, the real descriptor instead of descriptor 2 (which is the
         filter's pipe then); a wrapped stream that is not descriptor 2 (a file, a test's
@@ -93,7 +100,10 @@ def guarded_python_stderr() -> Iterator[None]:
     """Route ``sys.stderr`` through :class:`GuardedStderr` for the body (the CLI's whole run);
     the previous ``sys.stderr`` is restored afterwards."""
     previous = sys.stderr
-    if not isinstance(previous, GuardedStderr):
+    # rich's live display (a progress bar) replaces sys.stderr with a proxy that prints above
+    # the bar, on to the stream it replaced: guarded already, and to be kept in the way.
+    proxied = getattr(previous, "rich_proxied_file", None)
+    if not isinstance(previous, GuardedStderr) and not isinstance(proxied, GuardedStderr):
         sys.stderr = GuardedStderr(previous)  # type: ignore[assignment]
     try:
         yield
@@ -181,7 +191,8 @@ def filtered_native_stderr() -> Iterator[None]:
         except OSError:  # no descriptors left: better noise than a failure
             saved = -1
         else:
-            encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+            # The encoding of the stream on descriptor 2 (sys.stderr may be a proxy without one).
+            encoding = getattr(sys.__stderr__, "encoding", None) or "utf-8"
             real = open(  # noqa: SIM115 - closed when the body ends
                 os.dup(saved), "w", encoding=encoding, errors="backslashreplace", buffering=1
             )

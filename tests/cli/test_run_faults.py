@@ -205,6 +205,70 @@ os.write(2, b"fd 2 restored\\n")
     assert lines[-2:] == ["ours: after", "fd 2 restored"]
 
 
+def _on_a_terminal(script: str, timeout: float = 60) -> bytes:
+    """What ``script`` writes to its stdout and stderr, both a pseudo-terminal."""
+    import os
+    import pty
+    import select
+
+    main_end, term = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "80"}
+    env.pop("FORCE_COLOR", None), env.pop("TTY_COMPATIBLE", None), env.pop("NO_COLOR", None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=term, stdout=term, stderr=term, env=env
+    )
+    os.close(term)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([main_end], [], [], 1)[0]:
+                if child.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(main_end, 1 << 16)
+            except OSError:  # EIO: the child is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(main_end)
+        child.kill() if child.poll() is None else None
+        child.wait()
+    assert child.returncode == 0, out
+    return out
+
+
+def test_the_progress_bar_still_draws_on_a_terminal_during_a_run_wide_filter() -> None:
+    """During the filter descriptor 2 is its pipe, yet Python's stderr is still the terminal:
+    rich keeps redrawing its progress bar (it asks ``sys.stderr.isatty()`` at each refresh)
+    and prints Python's own stderr lines above the bar, as without the filter (it had the bar
+    frozen for the whole run, and such lines written over it)."""
+    script = """
+import sys, time
+from rich.console import Console
+from rich.progress import Progress
+from p2p_deploy.media.native import filtered_native_stderr, guarded_python_stderr
+
+with guarded_python_stderr():  # as `p2p run`: the bar, then the run under the filter
+    with Progress(console=Console(stderr=True), refresh_per_second=20) as bar:
+        task = bar.add_task("frames", total=40)
+        with filtered_native_stderr():
+            print(f"tty: {sys.stderr.isatty()}", file=sys.stderr)
+            for _ in range(40):
+                bar.advance(task, 1)
+                time.sleep(0.02)
+"""
+    out = _on_a_terminal(script)
+    assert b"tty: True" in out, out
+    # Printed through rich, above the bar: the bar's line is cleared first.
+    assert b"\r\x1b[2Ktty: True" in out, out
+    # ~16 refreshes in 0.8 s; a bar frozen during the run draws twice (start and end).
+    assert out.count(b"frames") >= 6, out
+
+
 def test_the_filter_ends_at_once_while_a_child_holds_its_pipe() -> None:
     """A child process started during the filter inherits its pipe and may hold it for ever:
     the filter still ends at once (no waiting for an end of file) and passes on every line
