@@ -182,13 +182,18 @@ def filtered_native_stderr() -> Iterator[None]:
     if _REAL is not None:
         yield
         return
+    # Python's pending output goes out first; outside the lock (a progress bar's proxy takes
+    # its own lock to flush, and its refresh thread takes them in the other order).
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
     with _LOCK:  # no window is open while descriptor 2 changes hands
+        saved = -1
         try:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
             saved = os.dup(2)
             read_end, write_end = os.pipe()
         except OSError:  # no descriptors left: better noise than a failure
+            if saved >= 0:
+                os.close(saved)
             saved = -1
         else:
             # The encoding of the stream on descriptor 2 (sys.stderr may be a proxy without one).
