@@ -18,8 +18,35 @@ from p2p_deploy.errors import P2PError, UsageError
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def escape_reason(root: str | os.PathLike[str], relative: str | os.PathLike[str]) -> str | None:
-    """Why ``root / relative`` would not stay inside ``root``, or None when it does."""
+class Resolver:
+    """``Path.resolve`` for many files of a few folders: each folder is resolved once (a
+    ``lstat`` per component of its path), each file then costs one ``lstat`` (is it a link?).
+    Planning a run over a folder of 2,000 images checks every input and output this way
+    (``Path.resolve`` per file walks the whole path again: ~40 us a file here)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, Path] = {}
+
+    def __call__(self, path: str | os.PathLike[str]) -> Path:
+        """``Path(path).resolve()``: absolute, links followed, ``..`` resolved."""
+        path = Path(path)
+        if path.name in ("", ".", ".."):
+            return path.resolve()
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = path.parent.resolve()
+        target = folder / path.name
+        return target.resolve() if target.is_symlink() else target
+
+
+def escape_reason(
+    root: str | os.PathLike[str],
+    relative: str | os.PathLike[str],
+    resolve: Resolver | None = None,
+) -> str | None:
+    """Why ``root / relative`` would not stay inside ``root``, or None when it does.
+    ``resolve``: a :class:`Resolver` shared by the checks of many files (else each check
+    resolves its whole path)."""
     text = os.fspath(relative)
     if not text or text in (".", "./"):
         return "an empty name"
@@ -29,8 +56,9 @@ def escape_reason(root: str | os.PathLike[str], relative: str | os.PathLike[str]
         return "an absolute path"
     if ".." in PurePosixPath(text.replace("\\", "/")).parts:
         return "'..' in the path"
-    base = Path(root).resolve()
-    target = (base / text).resolve()
+    resolve = resolve or Resolver()
+    base = resolve(root)
+    target = resolve(base / text)
     if target != base and not target.is_relative_to(base):
         return f"it leads outside the folder (to {target})"
     return None

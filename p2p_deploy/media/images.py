@@ -89,6 +89,6 @@ def write_image(path: str | Path, frame: np.ndarray) -> None:
     if not ok:
         raise DataError(f"{path}: OpenCV cannot encode {path.suffix or 'this'} images.")
     try:
-        write_bytes(path, data.tobytes())
+        write_bytes(path, data)  # the encoder's buffer itself, not a copy of it
     except OSError as exc:
         raise DataError(f"{path}: cannot write ({exc.strerror or exc}).") from None

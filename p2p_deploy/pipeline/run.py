@@ -36,7 +36,7 @@ from p2p_deploy.atomic import clean_stale_temps, write_json
 from p2p_deploy.media.files import OUTPUT_MARKER, InputPlan, Job, output_collisions, plan_inputs
 from p2p_deploy.media.native import filtered_native_stderr
 from p2p_deploy.media.video import odd_size_output
-from p2p_deploy.paths import escape_reason
+from p2p_deploy.paths import Resolver, escape_reason
 from p2p_deploy.pipeline.items import End, Failed, Frame
 from p2p_deploy.pipeline.options import RunOptions
 from p2p_deploy.pipeline.stages import (
@@ -98,8 +98,9 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
     ]
     skipped: list[Job] = []
     expected = 0
+    resolve = Resolver()  # each folder's path resolved once, not once per file
     for job in plan.jobs:
-        real = job.src.resolve()
+        real = resolve(job.src)
         if real in dsts or _is_within(real, plan.out_dir):
             work.append(
                 Failed(
@@ -108,7 +109,7 @@ def prepare(src: str | Path, out_dir: str | Path | None, opts: RunOptions) -> Pr
                     "an input is never overwritten.",
                 )
             )
-        elif why := escape_reason(plan.out_dir, os.path.relpath(job.dst, plan.out_dir)):
+        elif why := escape_reason(plan.out_dir, os.path.relpath(job.dst, plan.out_dir), resolve):
             # A link inside the output folder would carry the output elsewhere.
             work.append(Failed(job, f"{job.src}: its output {job.dst} is not written ({why})."))
         elif job in clashes:
@@ -159,7 +160,7 @@ def native_runner(runner: Runner, opts: RunOptions) -> Runner:
 
 
 def _is_within(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
+    return child.is_relative_to(parent)  # lexical (both resolved): ``parent`` itself counts
 
 
 def run_pipeline(
@@ -362,7 +363,10 @@ def _batch_loop(
         nonlocal unit
         if unit.frames:
             t = time.perf_counter()
-            batch = np.stack([f.model_input for f in unit.frames])
+            if len(unit.frames) == 1:  # batch 1: the frame itself, no copy
+                batch = np.ascontiguousarray(unit.frames[0].model_input)[None]
+            else:
+                batch = np.stack([f.model_input for f in unit.frames])
             clock.add("copy", time.perf_counter() - t)
             t = time.perf_counter()
             unit.pending = runner.submit_frames(batch)
