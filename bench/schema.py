@@ -84,7 +84,11 @@ E2E_SCHEMA: dict[str, Any] = {
         "bound_by": {"enum": ["model", "decode", "encode", "copies", None]},
         "io_ceiling": {
             "type": "object",
-            "additionalProperties": {"type": "object", "required": ["fps", "wall_s"]},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["fps", "wall_s"],
+                "properties": {"fps_runs": {"type": "array", "items": _num}},
+            },
         },
         "model_stream_ips": _num_or_null,
         "pipeline": {

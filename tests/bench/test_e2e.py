@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from p2p_deploy.bench.e2e import STAGES, load_folder_inputs, run_e2e
+from p2p_deploy.bench.e2e import CEILING_ROUNDS, STAGES, load_folder_inputs, run_e2e
 from p2p_deploy.errors import DataError
 
 
@@ -27,6 +27,9 @@ def _check(e2e, frames):
     assert set(e2e["io_ceiling"]) == {"1", str(w)}
     # An instant model: the pipeline alone, faster than with the real one.
     assert all(c["fps"] > 0 for c in e2e["io_ceiling"].values())
+    # The median of CEILING_ROUNDS runs per worker count, each run kept.
+    for c in e2e["io_ceiling"].values():
+        assert len(c["fps_runs"]) == CEILING_ROUNDS and sorted(c["fps_runs"])[CEILING_ROUNDS // 2] == c["fps"]
 
 
 @pytest.mark.slow

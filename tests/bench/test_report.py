@@ -133,3 +133,22 @@ def test_gflops_column_shows_small_rates_not_zero(tiny_report, tiny_checkpoint):
         assert float(cells[col].replace(",", "")) > 0
         torch_rows += row["backend"] == "torch"
     assert torch_rows >= 1
+
+
+def test_the_io_ceiling_shows_its_median_and_spread() -> None:
+    from p2p_deploy.bench.report import _e2e_section
+
+    e2e = {
+        "source": "photos", "kind": "folder", "frames": 400, "batch": 1, "workers": 2,
+        "runner": "openvino int8", "fps": 45.8, "wall_s": 8.7, "bound_by": "model",
+        "stage_seconds": {"decode": 0.5, "copy": 0.01, "infer": 8.0, "encode": 0.9},
+        "io_ceiling": {
+            "1": {"fps": 900.0, "wall_s": 0.44, "fps_runs": [910.5, 900.0, 850.0]},
+            "2": {"fps": 1200.0, "wall_s": 0.33, "fps_runs": [1200.0, 1300.0, 1100.0]},
+        },
+    }  # fmt: skip
+    text = "\n".join(_e2e_section(e2e))
+    assert "900.0 fps at 1 worker (median of 3 runs: 850.0-910.5)" in text
+    assert "1,200.0 fps at 2 workers (median of 3 runs: 1,100.0-1,300.0)" in text
+    del e2e["io_ceiling"]["1"]["fps_runs"]  # a report of one run per count: no spread shown
+    assert "900.0 fps at 1 worker," in "\n".join(_e2e_section(e2e))
