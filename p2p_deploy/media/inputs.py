@@ -56,7 +56,7 @@ def check_input_file(path: str | os.PathLike[str]) -> None:
         DataError: missing, a dangling link, a FIFO, socket, device or folder, or ``stat``
             itself fails (a folder on the way that cannot be entered).
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # Path(Path) re-parses: ~2.5 us
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -105,7 +105,7 @@ def read_input_bytes(path: str | os.PathLike[str]) -> bytes:
         DataError: not a regular file, or it cannot be opened or read (the OS's reason:
             ``Permission denied``, ...).
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # Path(Path) re-parses: ~2.5 us
     fd = _open_regular(path)
     try:
         os.set_blocking(fd, True)

@@ -215,7 +215,7 @@ def _run(
     outcomes = Outcomes(len(streams), on_failure)
     stop = threading.Event()
     clock = StageClock()
-    ordered: queue.Queue = queue.Queue()  # JobStreams in input order, then None
+    ordered: queue.SimpleQueue = queue.SimpleQueue()  # JobStreams in input order, then None
     window = threading.Semaphore(opts.window)
     index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
@@ -296,7 +296,7 @@ def _submit(
     fitter: Fitter,
     opts: RunOptions,
     workers: Workers,
-    ordered: queue.Queue,
+    ordered: queue.SimpleQueue,
     window: threading.Semaphore,
     clock: StageClock,
     on_total: Callable[[int], None] | None,
@@ -346,7 +346,7 @@ class _Unit:
 def _batch_loop(
     runner: Runner,
     opts: RunOptions,
-    ordered: queue.Queue,
+    ordered: queue.SimpleQueue,
     window: threading.Semaphore,
     encoder: Encoder,
     stop: threading.Event,

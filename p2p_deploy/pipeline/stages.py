@@ -30,8 +30,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +49,6 @@ from p2p_deploy.runners.base import Runner
 log = logging.getLogger(__name__)
 
 _SLICE = 0.1  # seconds a blocking queue call waits before it looks at ``stop`` again
-FUTURES_KEPT = 256  # the pool's task futures are pruned of finished ones past this many
 # Frames a video's decode or write task handles before it queues itself again behind the
 # other tasks (first in, first out): images and other videos proceed between its steps.
 STEP = 8
@@ -90,7 +87,7 @@ def make_fitter(runner: Runner, opts: RunOptions) -> Fitter:
     return native
 
 
-def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+def put(q: queue.Queue | queue.SimpleQueue, item: Any, stop: threading.Event) -> None:
     """``q.put`` that gives up (raises :class:`Stopped`) when ``stop`` is set."""
     while True:
         if stop.is_set():
@@ -102,7 +99,7 @@ def put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
             continue
 
 
-def get(q: queue.Queue, stop: threading.Event) -> Any:
+def get(q: queue.Queue | queue.SimpleQueue, stop: threading.Event) -> Any:
     """``q.get`` that gives up (raises :class:`Stopped`) when ``stop`` is set."""
     while True:
         if stop.is_set():
@@ -155,30 +152,37 @@ class Workers:
     Tasks never block on each other (see the module's docstring), so any number of threads,
     one included, runs every job to its end. The first unexpected error of any task is kept
     in :attr:`error` and sets ``stop``; the batcher re-raises it.
+
+    Not a ``ThreadPoolExecutor``: a run queues two or more tasks per image and needs none of
+    their results (:meth:`_guard` takes every error), and an executor's future per task (a
+    condition variable made, entered, notified and kept until pruned) was a sixth of the
+    Python every image costs, which holds the GIL: on a GPU that is what bounds the frames
+    per second. Here a task is a tuple in a ``SimpleQueue`` (implemented in C) and the pool
+    counts what is queued or running.
     """
 
     def __init__(self, n: int, stop: threading.Event) -> None:
         self.stop = stop
         self.error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(n, thread_name_prefix="p2p-worker")
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._futures: list[Any] = []
-        self._prune_at = FUTURES_KEPT
+        self._idle = threading.Condition(self._lock)  # notified when nothing is queued/running
+        self._unfinished = 0
         self._open: set[Closable] = set()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"p2p-worker_{i}", daemon=True)
+            for i in range(n)
+        ]
+        for t in self._threads:
+            t.start()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue ``fn(*args)`` (from any thread); nothing is queued once the run is stopping."""
         with self._lock:
             if self.stop.is_set():
                 return
-            # Only unfinished tasks are kept: a done one holds nothing (_guard takes every
-            # error) and, at ~1.6 kB each, a million images' futures would hold over a
-            # gigabyte. Pruned when the list doubles past the tasks that can be unfinished at
-            # once (amortised O(1)).
-            if len(self._futures) >= self._prune_at:
-                self._futures = [f for f in self._futures if not f.done()]
-                self._prune_at = max(FUTURES_KEPT, 2 * len(self._futures))
-            self._futures.append(self._pool.submit(self._guard, fn, *args))
+            self._unfinished += 1
+        self._tasks.put((fn, args))
 
     def opened(self, thing: Closable) -> None:
         with self._lock:
@@ -189,23 +193,26 @@ class Workers:
             self._open.discard(thing)
 
     def finish(self) -> None:
-        """Wait until no task is queued or running (tasks queued by tasks included); re-raise
-        the first unexpected error of any of them."""
-        while self.error is None:
-            with self._lock:
-                pending = [f for f in self._futures if not f.done()]
-            if not pending:
-                # A task queues its successor before it ends, so no successor is missed.
-                break
-            wait_for(pending, timeout=_SLICE)
+        """Wait until no task is queued or running (tasks queued by tasks included: a task
+        queues its successor before it ends); re-raise the first unexpected error of any of
+        them. Then the threads end."""
+        with self._lock:
+            while self._unfinished and self.error is None:
+                self._idle.wait(_SLICE)
         if self.error is not None:
             raise self.error
-        self._pool.shutdown(wait=True)
+        self._end_threads()
 
     def abort(self) -> None:
-        """Stop every task (``stop`` must be set first) and close what they held open (a
-        half-written video is removed)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop every task (``stop`` must be set first: running tasks see it and return,
+        queued ones are dropped) and close what they held open (a half-written video is
+        removed)."""
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                break
+        self._end_threads()
         with self._lock:
             still_open, self._open = list(self._open), set()
         for thing in still_open:
@@ -214,7 +221,29 @@ class Workers:
             except Exception:  # noqa: BLE001 - best effort while stopping; the cause is raised
                 log.debug("closing %r while stopping", thing, exc_info=True)
 
+    def _end_threads(self) -> None:
+        """One end marker per thread; wait for them (after :meth:`finish` or :meth:`abort`)."""
+        for _ in self._threads:
+            self._tasks.put(None)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+
+    def _serve(self) -> None:
+        """A pool thread: run tasks until its end marker."""
+        while (task := self._tasks.get()) is not None:
+            fn, args = task
+            try:
+                self._guard(fn, *args)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+                    if not self._unfinished:
+                        self._idle.notify_all()
+
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
+        if self.stop.is_set():
+            return  # queued before the stop: not started
         try:
             fn(*args)
         except Stopped:
@@ -224,6 +253,7 @@ class Workers:
                 if self.error is None and not self.stop.is_set():
                     self.error = exc
                 self.stop.set()
+                self._idle.notify_all()
 
 
 # ------------------------------------------------------------------------------- decoding
@@ -241,7 +271,7 @@ class JobStream:
 
     index: int
     job: Job
-    q: queue.Queue = field(default_factory=queue.Queue)
+    q: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # C: no lock per item
     ready: Failed | None = None
     parked: bool = False
     resume: Callable[[], None] | None = None
@@ -467,7 +497,8 @@ class Encoder:
         if self.workers.error is not None:
             raise self.workers.error
         job = item.job
-        video = self._videos.get(job)
+        # Images (most items) skip the lookup: hashing a Job hashes its two paths.
+        video = self._videos.get(job) if job.kind == "video" else None
         if video is not None:  # frames, End or a late Failed of an open video
             video.put(item)
             if isinstance(item, End | Failed):

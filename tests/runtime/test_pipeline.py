@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -348,32 +349,73 @@ def test_short_videos_wait_for_a_writer_instead_of_piling_up(
     assert live[0] == 0 and 1 <= peak[0] <= opts.video_writers == 2
 
 
-def test_the_pool_keeps_only_unfinished_task_futures(tmp_path: Path, monkeypatch) -> None:
-    """One decode and one encode task per image: finished tasks' futures are dropped (a
-    million images' would hold over a gigabyte), so the list stays near the tasks that can be
-    unfinished."""
-    from p2p_deploy.pipeline import stages
+def test_the_pool_finishes_tasks_queued_by_tasks_then_ends_its_threads() -> None:
+    """A video's decoder and writer queue their next step from inside a task: finish() waits
+    for those too, and the pool's threads end with it (a run leaves no thread behind)."""
+    from p2p_deploy.pipeline.stages import Workers
 
-    monkeypatch.setattr(stages, "FUTURES_KEPT", 8)
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(60):
-        cv2.imwrite(str(src / f"{i:03d}.png"), random_bgr(8, 8, i))
-    lengths: list[int] = []
-    real_submit = stages.Workers.submit
+    stop = threading.Event()
+    pool = Workers(3, stop)
+    done: list[int] = []
+    lock = threading.Lock()
 
-    def recording_submit(self, fn, *args):
-        real_submit(self, fn, *args)
-        lengths.append(len(self._futures))
+    def step(i: int) -> None:
+        with lock:
+            done.append(i)
+        if i % 100 < 99:  # 50 chains of 100 steps, each queued by the one before
+            pool.submit(step, i + 1)
 
-    monkeypatch.setattr(stages.Workers, "submit", recording_submit)
-    opts = RunOptions(batch=2, workers=1)
-    summary = run_pipeline(prepare(src, tmp_path / "out", opts), NegateRunner(), opts)
-    assert (summary.done, summary.frames) == (60, 60)
-    # At most window images decoding and encode_queue encoding (no videos here), twice that
-    # before a prune, never the 120 tasks of the run.
-    bound = 2 * max(8, opts.window + opts.encode_queue) + 1
-    assert len(lengths) == 120 and max(lengths) <= bound < 120
+    for chain in range(50):
+        pool.submit(step, 100 * chain)
+    pool.finish()
+    assert sorted(done) == list(range(5000))
+    assert not [t for t in pool._threads if t.is_alive()]
+    assert not stop.is_set() and pool.error is None
+
+
+def test_the_pool_raises_the_first_error_and_abort_drops_queued_tasks() -> None:
+    """A task's unexpected error stops the run: finish() raises it, nothing more is queued;
+    abort() drops what was queued (it never runs), lets the running task see the stop, and
+    closes what tasks held open."""
+    from p2p_deploy.pipeline.stages import Closable, Workers
+
+    stop = threading.Event()
+    pool = Workers(1, stop)
+    started, ran = threading.Event(), []
+
+    def boom() -> None:
+        raise ValueError("a task failed")
+
+    def blocking() -> None:
+        started.set()
+        while not stop.wait(0.01):
+            pass
+
+    pool.submit(boom)
+    with pytest.raises(ValueError, match="a task failed"):
+        pool.finish()
+    assert stop.is_set()
+    pool.submit(ran.append, "after the stop")  # ignored: the run is stopping
+    pool.abort()
+    assert ran == [] and not [t for t in pool._threads if t.is_alive()]
+
+    class Held(Closable):
+        closed = False
+
+        def close(self) -> None:
+            Held.closed = True
+
+    stop2 = threading.Event()
+    pool2 = Workers(1, stop2)
+    pool2.submit(blocking)
+    assert started.wait(5)
+    for i in range(100):
+        pool2.submit(ran.append, i)  # queued behind the blocking task
+    pool2.opened(Held())
+    stop2.set()
+    pool2.abort()
+    assert ran == [] and Held.closed
+    assert not [t for t in pool2._threads if t.is_alive()]
 
 
 def test_bound_by_counts_decode_and_encode_on_the_same_threads() -> None:
