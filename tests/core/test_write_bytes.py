@@ -100,3 +100,22 @@ def test_resolver_agrees_with_path_resolve_through_links(tmp_path: Path) -> None
     ]
     for p in paths * 2:  # the second pass answers from the resolved folders
         assert resolve(p) == p.resolve(), p
+
+
+def test_a_name_taken_by_a_planted_link_is_skipped_never_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temporary names count up (the prefix holds host and pid): a file or a link already at
+    the next name (another process that had this pid, a planted link) is never opened."""
+    import itertools
+
+    monkeypatch.setattr(atomic, "_SEQUENCE", itertools.count(5))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file")
+    prefix = atomic.temp_prefix("a")
+    planted = tmp_path / f"{prefix}5.tmp.jpg"
+    planted.symlink_to(victim)
+    (tmp_path / f"{prefix}6.tmp.jpg").write_text("another file")
+    write_bytes(tmp_path / "a.jpg", b"output")
+    assert (tmp_path / "a.jpg").read_bytes() == b"output"
+    assert victim.read_text() == "the user's file" and planted.is_symlink()
