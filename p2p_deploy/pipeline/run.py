@@ -46,6 +46,7 @@ from p2p_deploy.pipeline.stages import (
     Outcomes,
     StageClock,
     Stopped,
+    Tokens,
     VideoDecoder,
     Workers,
     acquire,
@@ -216,7 +217,7 @@ def _run(
     stop = threading.Event()
     clock = StageClock()
     ordered: queue.SimpleQueue = queue.SimpleQueue()  # JobStreams in input order, then None
-    window = threading.Semaphore(opts.window)
+    window = Tokens(opts.window)
     index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
     workers = Workers(opts.workers, stop)
@@ -297,7 +298,7 @@ def _submit(
     opts: RunOptions,
     workers: Workers,
     ordered: queue.SimpleQueue,
-    window: threading.Semaphore,
+    window: Tokens,
     clock: StageClock,
     on_total: Callable[[int], None] | None,
 ) -> None:
@@ -347,7 +348,7 @@ def _batch_loop(
     runner: Runner,
     opts: RunOptions,
     ordered: queue.SimpleQueue,
-    window: threading.Semaphore,
+    window: Tokens,
     encoder: Encoder,
     stop: threading.Event,
     summary: RunSummary,
