@@ -36,7 +36,9 @@ class Resolver:
         if folder is None:
             folder = self._folders[path.parent] = path.parent.resolve()
         target = folder / path.name
-        return target.resolve() if target.is_symlink() else target
+        # os.path.islink, not Path.is_symlink: that raises on Python 3.10/3.11 where the name
+        # cannot be looked at (a folder without x permission), and resolve() takes it as is.
+        return target.resolve() if os.path.islink(target) else target
 
 
 def escape_reason(

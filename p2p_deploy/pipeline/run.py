@@ -220,18 +220,21 @@ def _run(
     window = Tokens(opts.window)
     index_of = {s.job: s.index for s in streams}
     taken = {job.dst for job in plan.jobs}  # an odd-size video's MJPG/.avi must not take one
-    workers = Workers(opts.workers, stop)
-    encoder = Encoder(opts, index_of, outcomes, workers, clock, taken, on_frame)
-    # The marker goes in with the first output: a run that writes nothing leaves no marker.
-    encoder.before_first_write = lambda: mark_output_dir(plan.out_dir)
-    submitter = threading.Thread(
-        target=_submit,
-        args=(streams, fitter, opts, workers, ordered, window, clock, on_total),
-        name="p2p-submit",
-        daemon=True,
-    )
+    submitter: threading.Thread | None = None
     t0 = time.perf_counter()
+    # The pool's threads run from here: whatever is raised from now on (Ctrl-C included) ends
+    # them in the ``except`` below.
+    workers = Workers(opts.workers, stop)
     try:
+        encoder = Encoder(opts, index_of, outcomes, workers, clock, taken, on_frame)
+        # The marker goes in with the first output: a run that writes nothing leaves none.
+        encoder.before_first_write = lambda: mark_output_dir(plan.out_dir)
+        submitter = threading.Thread(
+            target=_submit,
+            args=(streams, fitter, opts, workers, ordered, window, clock, on_total),
+            name="p2p-submit",
+            daemon=True,
+        )
         submitter.start()
         try:
             _batch_loop(runner, opts, ordered, window, encoder, stop, summary, clock)
@@ -244,7 +247,9 @@ def _run(
     except BaseException:
         stop.set()
         workers.abort()
-        submitter.join(timeout=5)
+        if submitter is not None:
+            with contextlib.suppress(RuntimeError):  # Ctrl-C in its start(): not joinable yet
+                submitter.join(timeout=5)
         _summarise(summary, outcomes, streams, clock)
         if summary.failures:
             # Keep the list of what failed before the stop (best effort: the folder itself

@@ -196,8 +196,13 @@ class Workers:
             threading.Thread(target=self._serve, name=f"p2p-worker_{i}", daemon=True)
             for i in range(n)
         ]
-        for t in self._threads:
-            t.start()
+        try:
+            for t in self._threads:
+                t.start()
+        except BaseException:  # e.g. Ctrl-C in start(), which waits for the new thread
+            for _ in self._threads:  # one end marker each: those already running end
+                self._tasks.put(None)
+            raise
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         """Queue ``fn(*args)`` (from any thread); nothing is queued once the run is stopping."""

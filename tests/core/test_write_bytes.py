@@ -12,7 +12,7 @@ import pytest
 
 from p2p_deploy import atomic
 from p2p_deploy.atomic import clean_stale_temps, is_stale_temp, write_bytes
-from p2p_deploy.paths import Resolver
+from p2p_deploy.paths import Resolver, escape_reason
 
 
 def test_write_bytes_makes_the_folder_gives_the_usual_mode_and_takes_any_buffer(
@@ -100,6 +100,31 @@ def test_resolver_agrees_with_path_resolve_through_links(tmp_path: Path) -> None
     ]
     for p in paths * 2:  # the second pass answers from the resolved folders
         assert resolve(p) == p.resolve(), p
+
+
+def test_resolver_agrees_with_path_resolve_where_a_name_cannot_be_looked_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder that cannot be searched (no x permission; faked here, as root bypasses it):
+    ``Path.resolve`` takes the name as it is, and so does the Resolver, instead of raising
+    ``PermissionError`` (``Path.is_symlink`` does on Python 3.10/3.11), which would abort the
+    plan of a whole ``--overwrite`` run over one output subfolder."""
+    (tmp_path / "out" / "locked").mkdir(parents=True)
+    locked = tmp_path / "out" / "locked" / "a.png"
+    real_stat, real_lstat = os.stat, os.lstat
+
+    def denied(real):  # noqa: ANN001, ANN202 - wraps os.stat / os.lstat
+        def call(path, *args, **kwargs):  # noqa: ANN001, ANN202
+            if os.fspath(path) == str(locked):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(os, "stat", denied(real_stat))
+    monkeypatch.setattr(os, "lstat", denied(real_lstat))
+    assert Resolver()(locked) == locked.resolve() == locked
+    assert escape_reason(tmp_path / "out", "locked/a.png", Resolver()) is None
 
 
 def test_a_name_taken_by_a_planted_link_is_skipped_never_followed(

@@ -453,3 +453,59 @@ def test_an_unexpected_error_finishing_a_video_removes_its_temporary_file(
     assert finished, "run_pipeline hung after the writer crashed"
     assert isinstance(result, RuntimeError) and "closing the file" in str(result)
     assert not [p for p in (tmp_path / "out").iterdir() if ".tmp" in p.name]
+
+
+def _alive_workers(before: set) -> list:
+    """The pool threads started since ``before`` that are still alive (after a short grace)."""
+    new = [t for t in threading.enumerate() if t.name.startswith("p2p-") and t not in before]
+    for t in new:
+        t.join(2)
+    return [t for t in new if t.is_alive()]
+
+
+def test_ctrl_c_while_the_run_is_being_set_up_leaves_no_pool_thread(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The pool starts its threads when it is made: a Ctrl-C (or any error) between that and
+    the run's own cleanup (here: while the encoder is made) still ends them, instead of
+    leaving idle threads in a long-lived process (a notebook, a server) after every such
+    interrupt."""
+    import p2p_deploy.pipeline.run as run_mod
+
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), random_bgr(32, 32, 0))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_mod, "Encoder", interrupted)
+    opts = RunOptions(batch=1, workers=3)
+    prepared = prepare(src, tmp_path / "out", opts)
+    before = set(threading.enumerate())
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(prepared, NegateRunner(), opts)
+    assert _alive_workers(before) == []
+
+
+def test_ctrl_c_while_the_pool_starts_its_threads_ends_those_started(monkeypatch) -> None:
+    """A Ctrl-C landing in ``Thread.start`` (it waits for the new thread) while the pool starts
+    its threads: the threads already running end, none is left waiting for tasks."""
+    from p2p_deploy.pipeline.stages import Workers
+
+    real_start = threading.Thread.start
+    calls = []
+
+    def start(self) -> None:
+        real_start(self)  # the thread runs; the interrupt lands as start() returns
+        calls.append(self)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    before = set(threading.enumerate())
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(KeyboardInterrupt):
+        Workers(3, threading.Event())
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert _alive_workers(before) == []
