@@ -236,6 +236,8 @@ def write_bytes(final: str | os.PathLike[str], data: bytes | memoryview | np.nda
     final = os.fspath(final)
     folder, name = os.path.split(final)
     stem, sfx = os.path.splitext(name)
+    if sfx == ".":  # "x." has no suffix (as Path says): ".tmp." would not read as our temp name
+        stem, sfx = name, ""
     prefix, suffix = f"{folder or '.'}/{temp_prefix(stem)}", f".tmp{sfx}"
     try:
         fd, tmp = _new_temp(prefix, suffix)

@@ -144,3 +144,16 @@ def test_a_name_taken_by_a_planted_link_is_skipped_never_followed(
     write_bytes(tmp_path / "a.jpg", b"output")
     assert (tmp_path / "a.jpg").read_bytes() == b"output"
     assert victim.read_text() == "the user's file" and planted.is_symlink()
+
+
+def test_a_name_ending_in_a_dot_gets_a_temporary_name_that_is_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (seen.append(a), real_replace(a, b)))
+    write_bytes(tmp_path / "odd.", b"x")
+    monkeypatch.undo()
+    dead = Path(seen[0].replace(f"-{os.getpid()}-", "-999999999-"))
+    dead.write_bytes(b"left by a killed run")
+    assert (tmp_path / "odd.").read_bytes() == b"x" and clean_stale_temps(tmp_path) == [dead]
