@@ -216,18 +216,49 @@ def filtered_native_stderr() -> Iterator[None]:
         with guarded_python_stderr():
             yield
     finally:
+        _end_filter(saved, real, pump, ended)
+
+
+def _end_filter(saved: int, real: TextIO, pump: threading.Thread, ended: threading.Event) -> None:
+    """Give descriptor 2 back, stop the pump, close what the filter opened: every step runs
+    to its end even when Ctrl-C lands in the middle (a second one, while the first stops the
+    run). An interrupted cleanup had left descriptor 2 on the pipe and the pump running, so
+    the next run in the same process (a notebook) took the pipe for the real stderr. The
+    interrupt is raised once all is back."""
+    closed = False
+
+    def restore() -> None:
+        global _REAL
         with _LOCK:
             _REAL = None
             with contextlib.suppress(Exception):
                 real.flush()
             os.dup2(saved, 2)  # descriptor 2 is the real one again
+
+    def stop_pump() -> None:
         # Not the pipe's end of file: a child process started meanwhile may hold its write
         # end for ever. The pump passes on what is in the pipe and stops; ``saved`` stays
         # open until it has (closing it first could hand its number to another file).
         ended.set()
         pump.join()
+
+    def close() -> None:
+        nonlocal closed
         real.close()
-        os.close(saved)
+        if not closed:  # set first: a second close could hit a number reused meanwhile
+            closed = True
+            os.close(saved)
+
+    interrupted: BaseException | None = None
+    for step in (restore, stop_pump, close):
+        while True:
+            try:
+                step()
+                break
+            except KeyboardInterrupt as exc:  # each step is safe to run again
+                interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def _pump(read_end: int, out: int, ended: threading.Event) -> None:

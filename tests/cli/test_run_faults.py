@@ -292,3 +292,43 @@ print(f"ended in {took:.2f} s", file=sys.stderr)
     lines = r.stderr.splitlines()
     assert lines[0] == "the last line before the end" and "libpng" not in r.stderr, lines
     assert lines[-1].startswith("ended in ") and float(lines[-1].split()[2]) < 2.0, lines
+
+
+def test_ctrl_c_while_the_filter_ends_still_gives_descriptor_2_back() -> None:
+    """A second Ctrl-C landing while the filter ends (the first one is stopping the run): fd 2
+    is the real stderr again, the pump thread has ended, the interrupt is raised, and the
+    next filter in the same process (a notebook's next run) filters as the first did."""
+    script = """
+import os, sys, threading
+from p2p_deploy.media import native
+from p2p_deploy.media.native import filtered_native_stderr
+
+real_join = threading.Thread.join
+hits = []
+
+def interrupted_join(self, *a, **k):
+    if self.name == "p2p-native-stderr" and not hits:
+        hits.append(1)
+        raise KeyboardInterrupt  # the second Ctrl-C, inside the filter's cleanup
+    return real_join(self, *a, **k)
+
+threading.Thread.join = interrupted_join
+before = os.fstat(2)
+try:
+    with filtered_native_stderr():
+        os.write(2, b"libpng error: first run\\n")
+except KeyboardInterrupt:
+    print("interrupt raised", file=sys.stderr, flush=True)
+threading.Thread.join = real_join
+after = os.fstat(2)
+assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino), "fd 2 left on the pipe"
+assert not [t for t in threading.enumerate() if t.name == "p2p-native-stderr"], "pump alive"
+assert native._REAL is None
+with filtered_native_stderr():
+    os.write(2, b"libpng error: second run\\n")
+    os.write(2, b"kept line\\n")
+os.write(2, b"fd 2 restored\\n")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["interrupt raised", "kept line", "fd 2 restored"], r.stderr
