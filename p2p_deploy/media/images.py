@@ -21,6 +21,7 @@ from p2p_deploy.imaging import to_bgr8
 from p2p_deploy.jpeg import jpeg_data_truncated
 from p2p_deploy.media.inputs import read_input_bytes
 from p2p_deploy.media.native import captured_native_stderr
+from p2p_deploy.paths import as_path
 
 # Refuse, rather than silently downscale, images above this many pixels: the model only sees
 # S x S anyway, but --keep-size would make an output as large as the input and a 100 MP frame
@@ -37,7 +38,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     Raises:
         DataError: unreadable, empty, corrupt or truncated file, or more than ``max_pixels``.
     """
-    path = path if isinstance(path, Path) else Path(path)  # Path(Path) re-parses: ~2.5 us
+    path = as_path(path)
     return decode_image(read_input_bytes(path), path, max_pixels)
 
 
@@ -79,7 +80,7 @@ def write_image(path: str | Path, frame: np.ndarray) -> None:
         DataError: OpenCV cannot encode to this format, or the file cannot be written (the
             OS's reason: ``No space left on device``, ``Permission denied``, ...).
     """
-    path = path if isinstance(path, Path) else Path(path)  # Path(Path) re-parses: ~2.5 us
+    path = as_path(path)
     # Encode in memory, then write the bytes ourselves: cv2.imwrite only returns False, so a
     # full disk would read as an encoder problem; a Python write names the OS's reason.
     try:
